@@ -1,0 +1,46 @@
+"""uws-server: an IVOA UWS 1.1 job execution service."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="uws-server",
+    version="0.1.0",
+    description="IVOA UWS 1.1 job execution service with provenance (OPUS-compatible)",
+    python_requires=">=3.11",
+    packages=find_packages(include=["uws_server", "uws_server.*", "workers", "workers.*"]),
+    include_package_data=True,
+    package_data={"uws_server": ["templates/*", "web/templates/*", "web/static/*"]},
+    install_requires=[
+        "bottle>=0.13",
+        "waitress>=3.0",
+        "SQLAlchemy>=2.0",
+        "psycopg[binary]>=3.1",
+        "PyYAML>=6",
+        "requests>=2.31",
+        "lxml>=5",
+        "prov>=2.5,<3",
+        "voprov==0.0.4",
+        "python-dateutil>=2.8",
+        "rdflib>=7",
+        "astropy>=6",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "xmlschema>=3",
+            "pyvo>=1.5",
+            "playwright>=1.45",
+            "ruff>=0.5",
+        ],
+        "science": [
+            "ctapipe==0.32.0",
+            "pyirf~=0.14.0",
+            "gammapy==2.1",
+            "regions==0.11",
+            "matplotlib>=3.8",
+        ],
+    },
+    entry_points={"console_scripts": ["uws-server=uws_server.cli:main"]},
+)
