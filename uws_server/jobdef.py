@@ -37,6 +37,10 @@ class ParameterDef:
     min: str | None = None
     max: str | None = None
     options: list[str] = field(default_factory=list)
+    # VOTable arraysize for a list-valued parameter (e.g. "*", "3"): the value is then
+    # whitespace-separated items. None for a single value (and for plain text, whose
+    # VOTable "char" arraysize="*" is implied).
+    arraysize: str | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """The UWS 1.1 execution phases (the schema's ExecutionPhase)."""
 
     PENDING = "PENDING"

@@ -1,0 +1,3 @@
+from uws_server.cli import main
+
+raise SystemExit(main())

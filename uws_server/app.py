@@ -1,0 +1,151 @@
+"""Assembles the service: storage, job definitions, manager, routes, error mapping.
+
+Errors are mapped to HTTP responses here and only here: a ``UWSError`` becomes its
+status with a plain-text message; anything unexpected becomes a bare 500 (logged with
+its traceback on the server, never sent to the client).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bottle
+from bottle import HTTPResponse
+
+from uws_server import __version__
+from uws_server.config import PROJECT_ROOT, Settings
+from uws_server.db import create_schema, make_engine
+from uws_server.errors import DefinitionError, UWSError
+from uws_server.handlers import register_uws_routes
+from uws_server.jdl.registry import JobDefinitionRegistry
+from uws_server.jdl.routes import register_jdl_routes
+from uws_server.managers.base import Manager
+from uws_server.models import User
+from uws_server.service import UWSService
+from uws_server.storage import Store
+
+log = logging.getLogger("uws_server")
+TEXT = "text/plain; charset=utf-8"
+
+
+def error_response(exc: Exception) -> HTTPResponse:
+    """The one place where exceptions become HTTP responses."""
+    if isinstance(exc, DefinitionError):
+        body = json.dumps({"errors": [{"field": f, "reason": r} for f, r in exc.problems]})
+        return HTTPResponse(body=body, status=400, headers={"Content-Type": "application/json"})
+    if isinstance(exc, UWSError):
+        headers = {"Content-Type": TEXT}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="uws-server"'
+        return HTTPResponse(body=exc.message + "\n", status=exc.status, headers=headers)
+    log.error("unexpected error", exc_info=exc)
+    return HTTPResponse(body="internal server error\n", status=500, headers={"Content-Type": TEXT})
+
+
+def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except HTTPResponse:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a response, never leaked
+            return error_response(exc)
+
+    return wrapper
+
+
+def _plain_error(err: bottle.HTTPError) -> str:
+    bottle.response.content_type = TEXT
+    if err.status_code == 404:
+        return f"not found: {bottle.request.path}\n"
+    if err.status_code == 405:
+        return f"method {bottle.request.method} not allowed on {bottle.request.path}\n"
+    if err.status_code >= 500:
+        return "internal server error\n"
+    return f"{err.body}\n" if isinstance(err.body, str) else "bad request\n"
+
+
+def make_manager(settings: Settings, service: UWSService) -> Manager:
+    if settings.manager == "slurm":
+        from uws_server.managers.slurm import SlurmManager
+
+        return SlurmManager(service.lifecycle, settings)
+    from uws_server.managers.local import LocalManager
+
+    return LocalManager(service.lifecycle, settings)
+
+
+def export_job_environment(settings: Settings) -> None:
+    """Variables every job script may rely on, inherited by local and Slurm jobs."""
+    os.environ["UWS_SCRIPTS_DIR"] = str(PROJECT_ROOT / "scripts")
+    os.environ["UWS_DL3_STORE"] = str(settings.dl3_store)
+    python = settings.pipeline_python or sys.executable
+    bindir = str(Path(python).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + path
+
+
+def build_service(settings: Settings) -> UWSService:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+    settings.provenance_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    create_schema(engine)
+    registry = JobDefinitionRegistry(settings.job_definitions_dir)
+    registry.load_all()
+    for problem in registry.errors:
+        log.warning("job definition skipped: %s", problem)
+    service = UWSService(settings, Store(engine), registry)
+    service.lifecycle.manager = make_manager(settings, service)
+    export_job_environment(settings)
+    return service
+
+
+def build_app(service: UWSService) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True)
+    app.install(error_plugin)
+    for code in (400, 401, 403, 404, 405, 413, 500):
+        app.error(code)(_plain_error)
+
+    def authenticate(required: bool = True) -> User:
+        return service.auth.authenticate(bottle.request.get_header("Authorization"), required)
+
+    @app.get("/")
+    def index() -> dict:
+        return {
+            "service": "uws-server",
+            "version": __version__,
+            "standard": "ivo://ivoa.net/std/UWS#rest-1.1",
+            "job_lists": "/rest",
+            "job_definitions": "/jdl",
+        }
+
+    register_uws_routes(app, service)
+    register_jdl_routes(app, service.registry, authenticate)
+    return app
+
+
+def start_background(service: UWSService) -> None:
+    """Recover jobs left by a previous process, then start the manager and the reaper."""
+    manager = service.lifecycle.manager
+    assert manager is not None
+    manager.start()
+    service.lifecycle.recover()
+    service.lifecycle.reap_once()
+    service.lifecycle.start_reaper()
+
+
+def stop_background(service: UWSService) -> None:
+    service.notifier.notify_all()
+    if service.lifecycle.manager is not None:
+        service.lifecycle.manager.stop()
+    service.lifecycle.stop()

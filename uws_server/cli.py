@@ -1,0 +1,111 @@
+"""The ``uws-server`` command: ``serve`` and ``user`` management."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from uws_server.auth import hash_token, new_token
+from uws_server.config import Settings, load_settings
+from uws_server.db import create_schema, make_engine
+from uws_server.inputs import utcnow
+from uws_server.models import User
+from uws_server.storage import Store
+
+
+def _store(settings: Settings) -> Store:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    create_schema(engine)
+    return Store(engine)
+
+
+def _roles(text: str | None) -> tuple[str, ...]:
+    return tuple(r.strip() for r in (text or "").split(",") if r.strip())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from uws_server.server import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    if args.action == "list":
+        for u in store.list_users():
+            flags = ["admin"] if u.is_admin else []
+            flags += ["disabled"] if u.disabled else []
+            print(f"{u.name}\troles={','.join(u.roles) or '-'}\t{' '.join(flags)}")
+        return 0
+    if not args.name:
+        print(f"uws-server user {args.action}: a NAME is required", file=sys.stderr)
+        return 2
+    if args.action == "add":
+        if store.user_by_name(args.name) is not None:
+            print(
+                f"user {args.name} exists already (use 'user token' for a new token)",
+                file=sys.stderr,
+            )
+            return 1
+        token = new_token()
+        user = User(args.name, hash_token(token), is_admin=args.admin, roles=_roles(args.roles))
+        store.add_user(user, utcnow())
+        print(token)
+        return 0
+    if store.user_by_name(args.name) is None:
+        print(f"no user {args.name}", file=sys.stderr)
+        return 1
+    if args.action == "disable":
+        store.update_user(args.name, disabled=True)
+    elif args.action == "enable":
+        store.update_user(args.name, disabled=False)
+    elif args.action == "token":
+        token = new_token()
+        store.update_user(args.name, token_hash=hash_token(token))
+        print(token)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uws-server", description="IVOA UWS 1.1 job service")
+    parser.add_argument("--config", help="settings file (default: settings.yml of the project)")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--config", dest="config_sub", help="settings file")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    user = sub.add_parser("user", help="manage users and their tokens")
+    user.add_argument("--config", dest="config_sub", help="settings file")
+    user.add_argument("action", choices=["add", "list", "disable", "enable", "token"])
+    user.add_argument("name", nargs="?")
+    user.add_argument("--admin", action="store_true", help="(add) make the user an admin")
+    user.add_argument("--roles", help="(add) comma-separated roles, e.g. operator")
+    user.set_defaults(func=cmd_user)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    config = getattr(args, "config_sub", None) or args.config
+    try:
+        settings = load_settings(
+            config, host=getattr(args, "host", None), port=getattr(args, "port", None)
+        )
+    except (OSError, ValueError) as exc:
+        print(f"uws-server: {exc}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

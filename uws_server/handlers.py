@@ -1,0 +1,225 @@
+"""The ``/rest`` UWS 1.1 resource tree and the worker callback (HTTP only).
+
+Each handler reads the request, calls one service method and shapes the response.
+The rules live in :mod:`uws_server.service`; errors are raised, never built here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bottle
+from bottle import HTTPResponse, request, response
+
+from uws_server import uws_xml
+from uws_server.errors import BadRequest
+from uws_server.models import User
+from uws_server.service import UWSService
+from uws_server.uws_xml import iso
+from workers.runner import event_from_json
+
+JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
+JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"
+XML = "application/xml; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+
+
+def _utf8(value: str) -> str:
+    """Bottle hands form values over as latin-1 decoded text; recode to UTF-8."""
+    try:
+        return value.encode("latin1").decode("utf-8")
+    except UnicodeEncodeError:
+        return value  # already real text
+    except UnicodeDecodeError:
+        raise BadRequest("request values must be UTF-8") from None
+
+
+def form_pairs(include_query: bool = True) -> list[tuple[str, str]]:
+    """All (name, value) pairs of the query string and the form body, in order."""
+    try:
+        pairs = list(request.query.allitems()) if include_query else []
+        pairs += list(request.forms.allitems())
+    except (ValueError, IndexError, KeyError) as exc:
+        raise BadRequest(f"malformed request body: {exc}") from None
+    return [(_utf8(k), _utf8(v)) for k, v in pairs]
+
+
+def form_value(name: str) -> str:
+    """One control value (any letter case), from the body or the query string."""
+    for key, value in form_pairs():
+        if key.upper() == name:
+            return value
+    raise BadRequest(f"missing parameter {name}")
+
+
+def uploads() -> dict[str, object]:
+    try:
+        return {_utf8(k): v for k, v in request.files.allitems()}
+    except (ValueError, IndexError, KeyError) as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+def see_other(url: str) -> HTTPResponse:
+    return HTTPResponse(status=303, headers={"Location": url})
+
+
+def text(value: object) -> str:
+    response.content_type = TEXT
+    return "" if value is None else str(value)
+
+
+def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
+    settings = service.settings
+
+    def user() -> User:
+        return service.auth.authenticate(request.get_header("Authorization"))
+
+    def base() -> str:
+        if settings.base_url:
+            return settings.base_url.rstrip("/")
+        parts = request.urlparts
+        return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
+
+    def job_url(jobname: str, job_id: str) -> str:
+        return f"{base()}/rest/{jobname}/{job_id}"
+
+    @app.get("/rest")
+    def job_lists() -> dict:
+        return {"job_lists": [f"{base()}/rest/{n}" for n in service.registry.names()]}
+
+    @app.get(f"/rest/{JOBNAME}")
+    def list_jobs(jobname: str) -> str:
+        u = user()
+        query = service.parse_list_query([(k.upper(), v) for k, v in request.query.allitems()])
+        refs = service.list_jobs(u, jobname, query)
+        response.content_type = XML
+        return uws_xml.jobs_document(refs, base(), jobname)
+
+    @app.post(f"/rest/{JOBNAME}")
+    def create_job(jobname: str) -> HTTPResponse:
+        job = service.create_job(user(), jobname, form_pairs(), uploads())
+        return see_other(job_url(jobname, job.job_id))
+
+    @app.get(f"/rest/{JOB}")
+    def get_job(jobname: str, job_id: str) -> str:
+        u = user()
+        wait = request.query.get("WAIT") or request.query.get("wait")
+        if wait is not None:
+            try:
+                seconds = int(wait)
+            except ValueError:
+                raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
+            phase = request.query.get("PHASE") or request.query.get("phase")
+            job = service.wait(u, jobname, job_id, seconds, phase)
+        else:
+            job = service.visible_job(u, jobname, job_id)
+        response.content_type = XML
+        return uws_xml.job_document(job, base(), service.by_reference(job))
+
+    @app.delete(f"/rest/{JOB}")
+    def delete_job(jobname: str, job_id: str) -> HTTPResponse:
+        service.delete_job(user(), jobname, job_id)
+        return see_other(f"{base()}/rest/{jobname}")
+
+    @app.post(f"/rest/{JOB}")
+    def post_job(jobname: str, job_id: str) -> HTTPResponse:
+        u = user()
+        values = {k.upper(): v for k, v in form_pairs()}
+        if values.get("ACTION", "").upper() == "DELETE":
+            service.delete_job(u, jobname, job_id)
+            return see_other(f"{base()}/rest/{jobname}")
+        if "PHASE" in values:
+            service.change_phase(u, jobname, job_id, values["PHASE"])
+            return see_other(job_url(jobname, job_id))
+        raise BadRequest("POST to a job takes ACTION=DELETE or PHASE=RUN|ABORT")
+
+    @app.get(f"/rest/{JOB}/phase")
+    def get_phase(jobname: str, job_id: str) -> str:
+        return text(service.visible_job(user(), jobname, job_id).phase.value)
+
+    @app.post(f"/rest/{JOB}/phase")
+    def post_phase(jobname: str, job_id: str) -> HTTPResponse:
+        service.change_phase(user(), jobname, job_id, form_value("PHASE"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(f"/rest/{JOB}/executionduration")
+    def get_duration(jobname: str, job_id: str) -> str:
+        return text(service.visible_job(user(), jobname, job_id).execution_duration)
+
+    @app.post(f"/rest/{JOB}/executionduration")
+    def post_duration(jobname: str, job_id: str) -> HTTPResponse:
+        service.set_execution_duration(user(), jobname, job_id, form_value("EXECUTIONDURATION"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(f"/rest/{JOB}/destruction")
+    def get_destruction(jobname: str, job_id: str) -> str:
+        return text(iso(service.visible_job(user(), jobname, job_id).destruction_time))
+
+    @app.post(f"/rest/{JOB}/destruction")
+    def post_destruction(jobname: str, job_id: str) -> HTTPResponse:
+        service.set_destruction(user(), jobname, job_id, form_value("DESTRUCTION"))
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(f"/rest/{JOB}/error")
+    def get_error(jobname: str, job_id: str) -> str:
+        return text(service.visible_job(user(), jobname, job_id).error_summary or "")
+
+    @app.get(f"/rest/{JOB}/quote")
+    def get_quote(jobname: str, job_id: str) -> str:
+        return text(iso(service.visible_job(user(), jobname, job_id).quote))
+
+    @app.get(f"/rest/{JOB}/owner")
+    def get_owner(jobname: str, job_id: str) -> str:
+        return text(service.visible_job(user(), jobname, job_id).owner)
+
+    @app.get(f"/rest/{JOB}/parameters")
+    def get_parameters(jobname: str, job_id: str) -> str:
+        job = service.visible_job(user(), jobname, job_id)
+        response.content_type = XML
+        return uws_xml.parameters_document(job, base(), service.by_reference(job))
+
+    @app.post(f"/rest/{JOB}/parameters")
+    def post_parameters(jobname: str, job_id: str) -> HTTPResponse:
+        if uploads():
+            raise BadRequest("files can only be uploaded when the job is created")
+        service.update_parameters(user(), jobname, job_id, form_pairs())
+        return see_other(job_url(jobname, job_id))
+
+    @app.get(f"/rest/{JOB}/parameters/<name>")
+    def get_parameter(jobname: str, job_id: str, name: str):  # type: ignore[no-untyped-def]
+        job, path = service.parameter_file(user(), jobname, job_id, name)
+        if path is not None:
+            return bottle.static_file(path.name, root=str(path.parent), download=path.name)
+        return text(job.parameters[name])
+
+    @app.get(f"/rest/{JOB}/results")
+    def get_results(jobname: str, job_id: str) -> str:
+        job = service.visible_job(user(), jobname, job_id)
+        response.content_type = XML
+        return uws_xml.results_document(job, base())
+
+    @app.get(f"/rest/{JOB}/results/<name>")
+    def get_result(jobname: str, job_id: str, name: str):  # type: ignore[no-untyped-def]
+        path, ctype = service.result_file(user(), jobname, job_id, name)
+        return bottle.static_file(path.name, root=str(path.parent), mimetype=ctype)
+
+    @app.get(f"/rest/{JOB}/<stream:re:stdout|stderr>")
+    def get_log(jobname: str, job_id: str, stream: str):  # type: ignore[no-untyped-def]
+        path = service.log_file(user(), jobname, job_id, stream)
+        if path is None:
+            return text("")
+        return bottle.static_file(path.name, root=str(path.parent), mimetype="text/plain")
+
+    @app.post("/callback/<job_id:re:[A-Za-z0-9_-]{1,64}>")
+    def callback(job_id: str) -> dict:
+        header = request.get_header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise BadRequest("a worker event needs Authorization: Bearer <job token>")
+        try:
+            payload = json.loads(request.body.read(1 << 20) or b"null")
+            event = event_from_json(payload)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise BadRequest(f"malformed worker event: {exc}") from None
+        service.worker_event(job_id, token.strip(), event)
+        return {"accepted": True}

@@ -1,0 +1,282 @@
+"""The execution side of the rules: starting jobs, accepting reports, recovery, reaping.
+
+Managers run jobs; this module decides what their reports mean. Every phase change is
+a compare-and-set in storage, checked against ``models.TRANSITIONS``, so a late or
+forged event can never move a job out of a final phase.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from uws_server.auth import hash_token
+from uws_server.config import Settings
+from uws_server.inputs import new_entity_id, utcnow
+from uws_server.jobdef import JobDefinition
+from uws_server.managers.base import JobSpec, Manager
+from uws_server.models import Job, Phase, WorkerEvent, can_transition
+from uws_server.storage import EntityRow, Store
+from uws_server.waiters import PhaseNotifier
+from workers.runner import load_spec, write_spec
+
+log = logging.getLogger("uws_server.lifecycle")
+
+# Where a job script may leave a one-line explanation of its failure.
+ERROR_FILE = ".uws/error.txt"
+MAX_ERROR_CHARS = 4000
+
+
+def within(path: Path, root: Path) -> bool:
+    """True when ``path`` (symlinks resolved) lies inside ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+
+
+class Lifecycle:
+    """Starts jobs on the manager and applies what the manager reports."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        notifier: PhaseNotifier,
+        definitions: Callable[[str], JobDefinition],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.notifier = notifier
+        self.definitions = definitions
+        self.manager: Manager | None = None
+        self.final_hooks: list[Callable[[str], None]] = []
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uws-final")
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.jobs_dir / job_id
+
+    def callback_base(self) -> str:
+        if self.settings.callback_url:
+            return self.settings.callback_url.rstrip("/")
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.settings.port}"
+
+    # ------------------------------------------------------------------ start
+    def start_job(self, job: Job) -> bool:
+        """Write the job's directory and hand it to the manager (PENDING → QUEUED)."""
+        assert self.manager is not None, "no manager configured"
+        defn = self.definitions(job.jobname)
+        jdir = self.job_dir(job.job_id)
+        (jdir / ".uws").mkdir(parents=True, exist_ok=True)
+        (jdir / "script.sh").write_text(defn.script.replace("\r\n", "\n"))
+        (jdir / "parameters.json").write_text(json.dumps(job.parameters, indent=1))
+        token = secrets.token_urlsafe(32)
+        spec = JobSpec(
+            job_id=job.job_id,
+            jobname=job.jobname,
+            job_dir=jdir,
+            script=defn.script,
+            parameters=dict(job.parameters),
+            generated=list(defn.generated),
+            execution_duration=job.execution_duration,
+            callback_url=self.callback_base() if self.manager.name != "local" else "",
+            callback_token=token,
+            sbatch_options=list(defn.sbatch_options),
+            python=self.settings.pipeline_python,
+        )
+        write_spec(spec)
+        ok = self.store.update_if_phase(
+            job.job_id,
+            [Phase.PENDING],
+            phase=Phase.QUEUED,
+            manager=self.manager.name,
+            callback_token_hash=hash_token(token),
+        )
+        if not ok:
+            return False
+        self.notifier.notify(job.job_id)
+        try:
+            self.manager.submit(spec)
+        except Exception as exc:  # the manager could not even queue it
+            log.exception("submit of %s failed", job.job_id)
+            self.report(job.job_id, WorkerEvent(Phase.ERROR, error=f"could not submit: {exc}"))
+        return True
+
+    # ----------------------------------------------------------------- report
+    def report(self, job_id: str, event: WorkerEvent) -> bool:
+        """Apply a manager's event; False when it was illegal or late (ignored)."""
+        for _ in range(5):
+            job = self.store.get_job(job_id)
+            if job is None:
+                return False
+            if event.phase == job.phase:
+                return True
+            if not can_transition(job.phase, event.phase):
+                log.info("ignored %s -> %s for %s", job.phase.value, event.phase.value, job_id)
+                return False
+            values: dict[str, object] = {"phase": event.phase}
+            if event.external_id:
+                values["external_id"] = event.external_id
+            if event.phase == Phase.EXECUTING:
+                values["start_time"] = event.start_time or utcnow()
+            if event.phase.is_final:
+                values["end_time"] = event.end_time or utcnow()
+                if job.start_time is None:
+                    values["start_time"] = event.start_time or values["end_time"]
+                if event.phase != Phase.COMPLETED:
+                    values["error_summary"] = self._error_text(job_id, event)
+                if event.context:
+                    values["context"] = json.dumps(event.context)
+                self._record_results(job, event)
+            if self.store.update_if_phase(job_id, [job.phase], **values):
+                self.notifier.notify(job_id)
+                if event.phase.is_final:
+                    self._after_final(job_id)
+                return True
+        return False
+
+    def _error_text(self, job_id: str, event: WorkerEvent) -> str:
+        text = event.error or f"job ended in phase {event.phase.value}"
+        err_file = self.job_dir(job_id) / ERROR_FILE
+        try:
+            if err_file.is_file() and within(err_file, self.job_dir(job_id)):
+                detail = err_file.read_text(errors="replace").strip()
+                if detail:
+                    text = f"{detail} ({text})"
+        except OSError:
+            pass
+        return text[:MAX_ERROR_CHARS]
+
+    def _record_results(self, job: Job, event: WorkerEvent) -> None:
+        jdir = self.job_dir(job.job_id)
+        rows = []
+        for r in event.results:
+            path = (jdir / r.path) if not os.path.isabs(r.path) else Path(r.path)
+            if not within(path, jdir) or not path.is_file():
+                log.warning("refused result %r of %s: outside its directory", r.path, job.job_id)
+                continue
+            rows.append(
+                EntityRow(
+                    entity_id=new_entity_id(),
+                    job_id=job.job_id,
+                    name=r.name,
+                    path=str(path.resolve()),
+                    location=None,
+                    content_type=r.content_type,
+                    size=r.size,
+                    sha256=r.sha256,
+                    owner=job.owner,
+                    role=r.name,
+                    kind="result",
+                    created=utcnow(),
+                )
+            )
+        if rows:
+            self.store.replace_results(job.job_id, rows)
+
+    def _after_final(self, job_id: str) -> None:
+        """Run final hooks (provenance) in the background: never delay the phase change."""
+        for hook in self.final_hooks:
+            self._hooks.submit(self._run_hook, hook, job_id)
+
+    @staticmethod
+    def _run_hook(hook: Callable[[str], None], job_id: str) -> None:
+        try:
+            hook(job_id)
+        except Exception:
+            log.exception("final hook %s failed for %s", getattr(hook, "__name__", hook), job_id)
+
+    # ------------------------------------------------------------ abort/delete
+    def abort(self, job: Job, message: str = "aborted by its owner") -> bool:
+        active = [Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED]
+        ok = self.store.update_if_phase(
+            job.job_id, active, phase=Phase.ABORTED, end_time=utcnow(), error_summary=message
+        )
+        if ok:
+            if job.phase != Phase.PENDING and self.manager is not None:
+                self.manager.abort(job)
+            self.notifier.notify(job.job_id)
+            self._after_final(job.job_id)
+        return ok
+
+    def destroy(self, job: Job) -> None:
+        """Kill if running, then remove the record and every file of the job."""
+        if job.phase.is_active and self.manager is not None:
+            self.manager.abort(job)
+        self.store.delete_job(job.job_id)
+        shutil.rmtree(self.job_dir(job.job_id), ignore_errors=True)
+        shutil.rmtree(self.settings.provenance_dir / job.job_id, ignore_errors=True)
+        self.notifier.notify(job.job_id)
+
+    # --------------------------------------------------------------- recovery
+    def recover(self) -> None:
+        """Adopt jobs a previous process left QUEUED or EXECUTING: never leave them hanging."""
+        assert self.manager is not None
+        left = self.store.jobs_in_phases([Phase.QUEUED, Phase.EXECUTING])
+        mine: list[Job] = []
+        specs: dict[str, JobSpec] = {}
+        for job in left:
+            if job.manager not in (None, self.manager.name):
+                self.report(
+                    job.job_id,
+                    WorkerEvent(
+                        Phase.ERROR,
+                        error=f"job ran on the {job.manager} manager, but the server "
+                        f"restarted with the {self.manager.name} manager",
+                    ),
+                )
+                continue
+            try:
+                specs[job.job_id] = load_spec(self.job_dir(job.job_id))
+            except (OSError, ValueError, KeyError) as exc:
+                self.report(
+                    job.job_id, WorkerEvent(Phase.ERROR, error=f"job lost on restart: {exc}")
+                )
+                continue
+            mine.append(job)
+        if mine:
+            log.info("recovering %d job(s) left by a previous process", len(mine))
+            self.manager.recover(mine, specs)
+
+    # ----------------------------------------------------------------- reaper
+    def reap_once(self, now: datetime | None = None) -> int:
+        ids = self.store.expired_job_ids(now or utcnow())
+        for job_id in ids:
+            job = self.store.get_job(job_id)
+            if job is not None:
+                self.destroy(job)
+        if ids:
+            log.info("reaper: destroyed %d expired job(s)", len(ids))
+        return len(ids)
+
+    def start_reaper(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.settings.reaper_interval):
+                try:
+                    self.reap_once()
+                except Exception:
+                    log.exception("reaper pass failed")
+
+        self._reaper = threading.Thread(target=loop, name="uws-reaper", daemon=True)
+        self._reaper.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._hooks.shutdown(wait=True, cancel_futures=False)
+
+
+def default_destruction(settings: Settings, now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.default_destruction)

@@ -1,0 +1,333 @@
+"""Every SQL statement of the service: jobs, results/entities, usages, users.
+
+Phase changes are compare-and-set (``UPDATE ... WHERE phase IN (...)``), so two threads
+(a client's ABORT and a worker's COMPLETED, say) can never both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from uws_server import db
+from uws_server.models import Job, Phase, Result, User
+
+J = db.jobs
+E = db.entities
+
+
+@dataclass
+class JobRef:
+    """One row of a job list (the UWS ShortJobDescription)."""
+
+    job_id: str
+    phase: Phase
+    run_id: str | None
+    owner: str
+    creation_time: datetime
+
+
+@dataclass
+class EntityRow:
+    entity_id: str
+    job_id: str | None
+    name: str
+    path: str | None
+    location: str | None
+    content_type: str | None
+    size: int | None
+    sha256: str | None
+    owner: str
+    role: str | None
+    kind: str
+    created: datetime
+
+
+def _job_from_row(row, results: list[Result]) -> Job:  # type: ignore[no-untyped-def]
+    return Job(
+        job_id=row.job_id,
+        jobname=row.jobname,
+        owner=row.owner,
+        phase=Phase(row.phase),
+        creation_time=row.creation_time,
+        destruction_time=row.destruction_time,
+        execution_duration=row.execution_duration,
+        parameters=json.loads(row.parameters),
+        run_id=row.run_id,
+        quote=row.quote,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        error_summary=row.error_summary,
+        results=results,
+        manager=row.manager,
+        external_id=row.external_id,
+        callback_token_hash=row.callback_token_hash,
+        version=row.version,
+    )
+
+
+class Store:
+    """Jobs, entities and users over one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # SQLite has one writer at a time; serialising writers in-process avoids
+        # SQLITE_BUSY on lock upgrades. PostgreSQL needs no such lock.
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self._sqlite:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    # ---------------------------------------------------------------- jobs
+    def insert_job(self, job: Job, new_id: Callable[[], str], tries: int = 5) -> Job:
+        """Insert a job; on an id collision draw a new id (never overwrite)."""
+        for _ in range(tries):
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        insert(J).values(
+                            job_id=job.job_id,
+                            jobname=job.jobname,
+                            owner=job.owner,
+                            phase=job.phase.value,
+                            run_id=job.run_id,
+                            creation_time=job.creation_time,
+                            destruction_time=job.destruction_time,
+                            execution_duration=job.execution_duration,
+                            quote=job.quote,
+                            parameters=json.dumps(job.parameters),
+                            manager=job.manager,
+                            callback_token_hash=job.callback_token_hash,
+                            version=0,
+                        )
+                    )
+                return job
+            except IntegrityError:
+                job.job_id = new_id()
+        raise RuntimeError("could not draw a unique job id")
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).first()
+            if row is None:
+                return None
+            results = [
+                Result(
+                    name=r.name,
+                    path=r.path or "",
+                    content_type=r.content_type or "application/octet-stream",
+                    size=r.size,
+                    sha256=r.sha256,
+                    entity_id=r.entity_id,
+                )
+                for r in conn.execute(
+                    select(E)
+                    .where(E.c.job_id == job_id, E.c.kind != "upload")
+                    .order_by(E.c.created, E.c.name)
+                )
+            ]
+        return _job_from_row(row, results)
+
+    def list_jobs(
+        self,
+        jobname: str,
+        owner: str | None,
+        phases: Iterable[Phase] | None = None,
+        after: datetime | None = None,
+        last: int | None = None,
+    ) -> list[JobRef]:
+        """The job list, newest first. ARCHIVED only when asked for by PHASE."""
+        cols = (J.c.job_id, J.c.phase, J.c.run_id, J.c.owner, J.c.creation_time)
+        conds = [J.c.jobname == jobname]
+        if owner is not None:
+            conds.append(J.c.owner == owner)
+        phase_list = [p.value for p in phases] if phases else None
+        if phase_list:
+            conds.append(J.c.phase.in_(phase_list))
+        else:
+            conds.append(J.c.phase != Phase.ARCHIVED.value)
+        if after is not None:
+            conds.append(J.c.creation_time > after)
+        stmt = select(*cols).where(and_(*conds)).order_by(J.c.creation_time.desc())
+        if last is not None:
+            stmt = stmt.limit(last)
+        with self.engine.connect() as conn:
+            return [
+                JobRef(r.job_id, Phase(r.phase), r.run_id, r.owner, r.creation_time)
+                for r in conn.execute(stmt)
+            ]
+
+    def update_job(self, job_id: str, **values: object) -> bool:
+        """Change fields of a job regardless of phase (the service checked)."""
+        values["version"] = J.c.version + 1
+        with self._write() as conn:
+            res = conn.execute(update(J).where(J.c.job_id == job_id).values(**values))
+        return res.rowcount == 1
+
+    def update_if_phase(self, job_id: str, phases: Iterable[Phase], **values: object) -> bool:
+        """Compare-and-set: change the job only while its phase is one of ``phases``."""
+        if "phase" in values and isinstance(values["phase"], Phase):
+            values["phase"] = values["phase"].value  # type: ignore[union-attr]
+        values["version"] = J.c.version + 1
+        allowed = [p.value for p in phases]
+        with self._write() as conn:
+            res = conn.execute(
+                update(J).where(J.c.job_id == job_id, J.c.phase.in_(allowed)).values(**values)
+            )
+        return res.rowcount == 1
+
+    def delete_job(self, job_id: str) -> list[str]:
+        """Delete a job and its usages; returns the paths of its entities' files.
+
+        Entities a later job used are kept (with their job id cleared) so that the
+        later job's provenance still resolves.
+        """
+        with self._write() as conn:
+            paths = [
+                r.path for r in conn.execute(select(E.c.path).where(E.c.job_id == job_id)) if r.path
+            ]
+            conn.execute(delete(db.usages).where(db.usages.c.job_id == job_id))
+            used_elsewhere = select(db.usages.c.entity_id)
+            conn.execute(
+                delete(E).where(E.c.job_id == job_id, E.c.entity_id.not_in(used_elsewhere))
+            )
+            conn.execute(update(E).where(E.c.job_id == job_id).values(job_id=None))
+            conn.execute(delete(J).where(J.c.job_id == job_id))
+        return paths
+
+    def count_active(self, owner: str) -> int:
+        active = [p.value for p in (Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED)]
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).where(J.c.owner == owner, J.c.phase.in_(active))
+            ).scalar_one()
+
+    def jobs_in_phases(self, phases: Iterable[Phase]) -> list[Job]:
+        ids = self._ids_where(J.c.phase.in_([p.value for p in phases]))
+        return [j for j in (self.get_job(i) for i in ids) if j is not None]
+
+    def expired_job_ids(self, now: datetime) -> list[str]:
+        return self._ids_where(J.c.destruction_time <= now)
+
+    def _ids_where(self, cond) -> list[str]:  # type: ignore[no-untyped-def]
+        with self.engine.connect() as conn:
+            return [r.job_id for r in conn.execute(select(J.c.job_id).where(cond))]
+
+    def count_jobs(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(J)).scalar_one()
+
+    # ------------------------------------------------------------ entities
+    def add_entities(self, rows: list[EntityRow]) -> None:
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.execute(insert(E), [r.__dict__ for r in rows])
+
+    def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
+        """Record a job's results (generated entities), replacing any earlier list."""
+        with self._write() as conn:
+            conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == "result"))
+            if rows:
+                conn.execute(insert(E), [r.__dict__ for r in rows])
+
+    def get_entity(self, entity_id: str) -> EntityRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(E).where(E.c.entity_id == entity_id)).first()
+        return EntityRow(**row._mapping) if row else None
+
+    def entities_of_job(self, job_id: str) -> list[EntityRow]:
+        with self.engine.connect() as conn:
+            return [
+                EntityRow(**r._mapping)
+                for r in conn.execute(select(E).where(E.c.job_id == job_id).order_by(E.c.created))
+            ]
+
+    def add_usages(self, job_id: str, pairs: list[tuple[str, str]]) -> None:
+        """Record that ``job_id`` used each (entity_id, role)."""
+        if not pairs:
+            return
+        with self._write() as conn:
+            conn.execute(
+                insert(db.usages),
+                [{"job_id": job_id, "entity_id": e, "role": r} for e, r in pairs],
+            )
+
+    def usages_of_job(self, job_id: str) -> list[tuple[str, str]]:
+        u = db.usages
+        with self.engine.connect() as conn:
+            return [
+                (r.entity_id, r.role)
+                for r in conn.execute(select(u.c.entity_id, u.c.role).where(u.c.job_id == job_id))
+            ]
+
+    def jobs_using(self, entity_ids: Iterable[str]) -> list[str]:
+        u = db.usages
+        ids = list(entity_ids)
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return sorted(
+                {r.job_id for r in conn.execute(select(u.c.job_id).where(u.c.entity_id.in_(ids)))}
+            )
+
+    # --------------------------------------------------------------- users
+    def add_user(self, user: User, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                insert(db.users).values(
+                    name=user.name,
+                    token_hash=user.token_hash,
+                    is_admin=user.is_admin,
+                    roles=",".join(user.roles),
+                    disabled=user.disabled,
+                    max_active_jobs=user.max_active_jobs,
+                    created=now,
+                )
+            )
+
+    def _user(self, cond) -> User | None:  # type: ignore[no-untyped-def]
+        with self.engine.connect() as conn:
+            row = conn.execute(select(db.users).where(cond)).first()
+        if row is None:
+            return None
+        return User(
+            name=row.name,
+            token_hash=row.token_hash,
+            is_admin=row.is_admin,
+            roles=tuple(r for r in row.roles.split(",") if r),
+            disabled=row.disabled,
+            max_active_jobs=row.max_active_jobs,
+        )
+
+    def user_by_token_hash(self, token_hash: str) -> User | None:
+        return self._user(db.users.c.token_hash == token_hash)
+
+    def user_by_name(self, name: str) -> User | None:
+        return self._user(db.users.c.name == name)
+
+    def list_users(self) -> list[User]:
+        with self.engine.connect() as conn:
+            names = [r.name for r in conn.execute(select(db.users.c.name).order_by("name"))]
+        return [u for u in (self.user_by_name(n) for n in names) if u is not None]
+
+    def update_user(self, name: str, **values: object) -> bool:
+        if "roles" in values and not isinstance(values["roles"], str):
+            values["roles"] = ",".join(values["roles"])  # type: ignore[arg-type]
+        with self._write() as conn:
+            res = conn.execute(update(db.users).where(db.users.c.name == name).values(**values))
+        return res.rowcount == 1
