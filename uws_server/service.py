@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,27 @@ def parse_phases(values: list[str]) -> list[Phase]:
     return out
 
 
+class CreationClock:
+    """Creation times at millisecond precision, strictly increasing in this process.
+
+    The job list shows milliseconds, so storing exactly that makes ``AFTER=<a listed
+    creationTime>`` exclude the listed job, and LAST never meets a tie.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = datetime.min
+
+    def now(self) -> datetime:
+        t = utcnow()
+        t = t.replace(microsecond=t.microsecond // 1000 * 1000)
+        with self._lock:
+            if t <= self._last:
+                t = self._last + timedelta(milliseconds=1)
+            self._last = t
+        return t
+
+
 @dataclass
 class ListQuery:
     phases: list[Phase]
@@ -79,6 +101,7 @@ class UWSService:
             store, settings.allowed_fetch_hosts, settings.max_fetch_bytes, settings.max_upload_bytes
         )
         self.lifecycle = Lifecycle(settings, store, self.notifier, self.definition)
+        self.clock = CreationClock()
 
     # ------------------------------------------------------------- helpers
     def definition(self, jobname: str) -> JobDefinition:
@@ -160,7 +183,7 @@ class UWSService:
         req = split_request(pairs, uploads, self.settings.max_parameter_length)
         params = validate_parameters(defn, req.parameters, set(req.uploads))
         run = self._run_flag(req.control.get("PHASE"))
-        now = utcnow()
+        now = self.clock.now()
         job = Job(
             job_id=new_job_id(),
             jobname=jobname,

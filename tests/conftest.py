@@ -1,0 +1,218 @@
+"""Shared fixtures: settings in a temporary folder, a live server on a free port, users.
+
+Tests talk to a real waitress server over HTTP, exactly as clients do. With
+``UWS_REQUIRE_SERVICES=1`` (set by the test command and CI) a test that needs
+PostgreSQL, Slurm or Chromium fails instead of skipping when the service is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from waitress.server import create_server
+
+from uws_server.app import build_app, build_service, start_background, stop_background
+from uws_server.auth import hash_token, new_token
+from uws_server.config import PROJECT_ROOT, Settings, load_settings
+from uws_server.db import make_engine, metadata
+from uws_server.inputs import utcnow
+from uws_server.models import User
+from uws_server.service import UWSService
+
+TESTS = Path(__file__).resolve().parent
+REQUIRE_SERVICES = os.environ.get("UWS_REQUIRE_SERVICES") == "1"
+PG_URL = os.environ.get("UWS_TEST_DATABASE_URL", "")
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a real service is missing, but fail when the run requires services."""
+    if condition:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings isolated in ``tmp_path``, with the test job definitions and OPUS's."""
+    jdl = tmp_path / "job_definitions"
+    if not jdl.exists():
+        jdl.mkdir(parents=True)
+        for f in (TESTS / "data" / "jdl").glob("*.xml"):
+            shutil.copy(f, jdl)
+        for f in (PROJECT_ROOT / "job_definitions").glob("test_activity_*_vot.xml"):
+            shutil.copy(f, jdl)
+    values: dict[str, Any] = {
+        "var_dir": tmp_path / "var",
+        "jobs_dir": tmp_path / "var" / "jobs",
+        "provenance_dir": tmp_path / "provenance_out",
+        "job_definitions_dir": jdl,
+        "dl3_store": tmp_path / "dl3",
+        "slurm_shared_dir": tmp_path / "var" / "jobs",
+        "port": free_port(),
+        "threads": 64,
+        "reserved_threads": 8,
+        "max_wait": 30,
+        "reaper_interval": 3600,
+    }
+    values.update(overrides)
+    return load_settings(PROJECT_ROOT / "settings.yml", environ={}, **values)
+
+
+@dataclass
+class Client:
+    """A requests session for one user; never follows redirects (tests check 303s)."""
+
+    base: str
+    token: str | None
+    name: str = ""
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(extra or {})
+        return headers
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        headers = self._headers(kw.pop("headers", None))
+        url = path if path.startswith("http") else self.base + path
+        return self.session.request(
+            method, url, headers=headers, allow_redirects=False, timeout=60, **kw
+        )
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("DELETE", path, **kw)
+
+    def create(self, jobname: str, data: Any = None, **kw: Any) -> str:
+        """Create a job; returns its path (``/rest/<jobname>/<id>``)."""
+        r = self.post(f"/rest/{jobname}", data=data or {}, **kw)
+        assert r.status_code == 303, (r.status_code, r.text)
+        return "/rest/" + r.headers["Location"].split("/rest/", 1)[1]
+
+    def phase(self, job: str) -> str:
+        r = self.get(job + "/phase")
+        assert r.status_code == 200, r.text
+        return r.text
+
+    def wait_final(self, job: str, timeout: float = 30) -> str:
+        """Block with WAIT until the job is final (no polling loop of our own)."""
+        deadline = time.monotonic() + timeout
+        phase = self.phase(job)
+        while phase in ("PENDING", "QUEUED", "EXECUTING") and time.monotonic() < deadline:
+            self.get(job, params={"WAIT": 5})
+            phase = self.phase(job)
+        return phase
+
+
+class LiveServer:
+    """The whole service (storage, manager, routes) on waitress in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service: UWSService = build_service(settings)
+        self.app = build_app(self.service)
+        start_background(self.service)
+        self.server = create_server(
+            self.app,
+            host="127.0.0.1",
+            port=settings.port,
+            threads=settings.threads,
+            connection_limit=1000,
+            channel_timeout=120,
+        )
+        self.base = f"http://127.0.0.1:{settings.port}"
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.tokens: dict[str, str] = {}
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            pass  # closed by stop()
+
+    def add_user(self, name: str, admin: bool = False, roles: tuple[str, ...] = ()) -> Client:
+        token = new_token()
+        self.service.store.add_user(User(name, hash_token(token), admin, roles), utcnow())
+        self.tokens[name] = token
+        return Client(self.base, token, name)
+
+    def client(self, name: str) -> Client:
+        return Client(self.base, self.tokens[name], name)
+
+    def stop(self, kill_manager: bool = True) -> None:
+        stop_background(self.service)
+        self.server.close()
+        self.service.store.engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings)
+    server.add_user("alice")
+    server.add_user("bob")
+    server.add_user("root", admin=True)
+    server.add_user("oper", roles=("operator",))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def alice(live: LiveServer) -> Client:
+    return live.client("alice")
+
+
+@pytest.fixture
+def bob(live: LiveServer) -> Client:
+    return live.client("bob")
+
+
+@pytest.fixture
+def admin(live: LiveServer) -> Client:
+    return live.client("root")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both storage back-ends: the same tests run on SQLite and a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'uws.sqlite'}"
+    need(
+        bool(PG_URL),
+        "PostgreSQL not available (set UWS_TEST_DATABASE_URL; see scripts/pg_start.sh)",
+    )
+    reset_postgres(PG_URL)
+    return PG_URL
