@@ -30,9 +30,13 @@ from workers.runner import load_spec, write_spec
 
 log = logging.getLogger("uws_server.lifecycle")
 
+# Which file in the job directory each used entity was staged to (set at creation).
+INPUTS_FILE = ".uws/inputs.json"
 # Where a job script may leave a one-line explanation of its failure.
 ERROR_FILE = ".uws/error.txt"
 MAX_ERROR_CHARS = 4000
+# Seconds a destroyed running job's directory waits in the trash for its processes.
+TRASH_DELAY = 10.0
 
 
 def within(path: Path, root: Path) -> bool:
@@ -41,6 +45,19 @@ def within(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root.resolve())
     except (OSError, ValueError):
         return False
+
+
+def write_inputs(job_dir: Path, inputs: dict[str, dict[str, object]]) -> None:
+    (job_dir / ".uws").mkdir(parents=True, exist_ok=True)
+    (job_dir / INPUTS_FILE).write_text(json.dumps(inputs))
+
+
+def read_inputs(job_dir: Path) -> dict[str, dict[str, object]]:
+    """``{entity name: {"file": name in the job dir, "upload": bool}}``; {} if none."""
+    try:
+        return json.loads((job_dir / INPUTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 class Lifecycle:
@@ -81,15 +98,18 @@ class Lifecycle:
         defn = self.definitions(job.jobname)
         jdir = self.job_dir(job.job_id)
         (jdir / ".uws").mkdir(parents=True, exist_ok=True)
-        (jdir / "script.sh").write_text(defn.script.replace("\r\n", "\n"))
-        (jdir / "parameters.json").write_text(json.dumps(job.parameters, indent=1))
+        # The script sees each used entity as the file staged in its directory.
+        parameters = dict(job.parameters)
+        for name, info in read_inputs(jdir).items():
+            parameters[name] = str(info["file"])
+        (jdir / "parameters.json").write_text(json.dumps(parameters, indent=1))
         token = secrets.token_urlsafe(32)
         spec = JobSpec(
             job_id=job.job_id,
             jobname=job.jobname,
             job_dir=jdir,
             script=defn.script,
-            parameters=dict(job.parameters),
+            parameters=parameters,
             generated=list(defn.generated),
             execution_duration=job.execution_duration,
             callback_url=self.callback_base() if self.manager.name != "local" else "",
@@ -213,13 +233,32 @@ class Lifecycle:
         return ok
 
     def destroy(self, job: Job) -> None:
-        """Kill if running, then remove the record and every file of the job."""
+        """Kill if running, then remove the record and every file of the job.
+
+        The directory is first renamed into ``.trash``: a dying process still writing
+        there (its cwd follows the rename) cannot recreate the job's directory, and
+        the trash is emptied once the processes had time to go.
+        """
+        jdir = self.job_dir(job.job_id)
+        trash = self.settings.jobs_dir / ".trash" / f"{job.job_id}-{secrets.token_hex(4)}"
+        try:
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            jdir.rename(trash)
+        except FileNotFoundError:
+            trash = None  # type: ignore[assignment]
         if job.phase.is_active and self.manager is not None:
             self.manager.abort(job)
         self.store.delete_job(job.job_id)
-        shutil.rmtree(self.job_dir(job.job_id), ignore_errors=True)
         shutil.rmtree(self.settings.provenance_dir / job.job_id, ignore_errors=True)
         self.notifier.notify(job.job_id)
+        if trash is not None:
+            if job.phase.is_active:
+                threading.Timer(TRASH_DELAY, shutil.rmtree, (trash, True)).start()
+            else:
+                shutil.rmtree(trash, ignore_errors=True)
+
+    def empty_trash(self) -> None:
+        shutil.rmtree(self.settings.jobs_dir / ".trash", ignore_errors=True)
 
     # --------------------------------------------------------------- recovery
     def recover(self) -> None:
@@ -260,6 +299,7 @@ class Lifecycle:
                 self.destroy(job)
         if ids:
             log.info("reaper: destroyed %d expired job(s)", len(ids))
+        self.empty_trash()
         return len(ids)
 
     def start_reaper(self) -> None:

@@ -22,7 +22,13 @@ from uws_server.config import Settings
 from uws_server.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyJobs
 from uws_server.inputs import InputStager, can_read, utcnow
 from uws_server.jobdef import JobDefinition
-from uws_server.lifecycle import Lifecycle, default_destruction, within
+from uws_server.lifecycle import (
+    Lifecycle,
+    default_destruction,
+    read_inputs,
+    within,
+    write_inputs,
+)
 from uws_server.models import Job, Phase, User, WorkerEvent
 from uws_server.params import split_request, validate_parameters
 from uws_server.storage import JobRef, Store
@@ -118,7 +124,14 @@ class UWSService:
 
     def by_reference(self, job: Job) -> list[str]:
         """Parameters holding an uploaded file (shown byReference in the job XML)."""
-        return [name for name, _ in self.store.usages_of_job(job.job_id) if name in job.parameters]
+        try:
+            used = self.definition(job.jobname).used
+        except NotFound:
+            return []
+        if not used:
+            return []
+        inputs = read_inputs(self.job_dir(job.job_id))
+        return [name for name, info in inputs.items() if info.get("upload")]
 
     # -------------------------------------------------------------- reading
     def list_jobs(self, user: User, jobname: str, query: ListQuery) -> list[JobRef]:
@@ -209,7 +222,9 @@ class UWSService:
                 shutil.rmtree(jdir, ignore_errors=True)
                 raise
             for s in staged:
-                job.parameters[s.name] = s.filename
+                if s.entity.kind == "upload" and s.entity.location is None:
+                    job.parameters[s.name] = s.filename
+            write_inputs(jdir, {s.name: {"file": s.filename, "upload": s.new} for s in staged})
         self.store.insert_job(job, new_job_id)
         new_rows = [s.entity for s in staged if s.new]
         for row in new_rows:

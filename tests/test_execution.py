@@ -1,0 +1,169 @@
+"""Local execution through the service: OPUS definitions, process trees, restarts, bursts."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lxml import etree
+
+from tests.conftest import Client, LiveServer, make_settings
+
+NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/1999/xlink"}
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Pids whose working directory is ``directory`` (what a job's processes share)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == directory.resolve():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_opus_definitions_run_end_to_end(alice: Client) -> None:
+    """OPUS's own test_activity_1 and _2, unchanged (each sleeps 10 s), chained."""
+    first = alice.create("test_activity_1", {"text": "Hello $(whoami) ; OPUS", "PHASE": "RUN"})
+    assert alice.wait_final(first, timeout=60) == "COMPLETED"
+    out = alice.get(first + "/results/output")
+    assert out.text.strip() == "Hello $(whoami) ; OPUS"
+    # the second uses the first's result by its URL: the same entity, no HTTP copy
+    result_url = (
+        etree.fromstring(alice.get(first).content)
+        .find("uws:results/uws:result", NS)
+        .get("{http://www.w3.org/1999/xlink}href")
+    )
+    second = alice.create("test_activity_2", {"input": result_url, "text": "!", "PHASE": "RUN"})
+    assert alice.wait_final(second, timeout=60) == "COMPLETED"
+    assert alice.get(second + "/results/output").text.splitlines() == [
+        "Hello $(whoami) ; OPUS",
+        "!",
+    ]
+
+
+def test_used_entity_upload_and_isolation(alice: Client, bob: Client) -> None:
+    job = alice.create(
+        "copy_job",
+        {"text": "end", "PHASE": "RUN"},
+        files={"input": ("../../evil name.txt", b"uploaded\n", "text/plain")},
+    )
+    assert alice.wait_final(job) == "COMPLETED"
+    assert alice.get(job + "/results/output").text == "uploaded\nend\n"
+    param = etree.fromstring(alice.get(job).content).find(
+        "uws:parameters/uws:parameter[@id='input']", NS
+    )
+    assert param.get("byReference") == "true"
+    assert alice.get(job + "/parameters/input").content == b"uploaded\n"
+    # bob cannot use alice's result as his input
+    result_url = alice.base + job + "/results/output"
+    r = bob.post("/rest/copy_job", data={"input": result_url})
+    assert r.status_code == 400 and "no readable result" in r.text
+    r = bob.post("/rest/copy_job", data={"input": "ent_doesnotexist"})
+    assert r.status_code == 400 and "unknown entity" in r.text
+    r = bob.post("/rest/copy_job", data={"input": "http://169.254.169.254/latest/meta-data"})
+    assert r.status_code == 400 and "allowed_fetch_hosts" in r.text
+    r = bob.post("/rest/copy_job", data={})
+    assert r.status_code == 400 and "input" in r.text
+
+
+def test_abort_kills_the_whole_process_tree(live: LiveServer, alice: Client) -> None:
+    job = alice.create("sleep_job", {"seconds": "120", "PHASE": "RUN"})
+    job_dir = live.settings.jobs_dir / job.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(processes_in(job_dir)) >= 3  # bash and two sleeps
+    assert alice.post(job + "/phase", data={"PHASE": "ABORT"}).status_code == 303
+    assert alice.phase(job) == "ABORTED"
+    deadline = time.monotonic() + 10
+    while processes_in(job_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_in(job_dir) == []
+
+
+def test_delete_running_job_kills_it_and_removes_files(live: LiveServer, alice: Client) -> None:
+    job = alice.create("sleep_job", {"seconds": "120", "PHASE": "RUN"})
+    job_dir = live.settings.jobs_dir / job.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alice.delete(job).status_code == 303
+    deadline = time.monotonic() + 10
+    while processes_in(job_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_in(job_dir) == []
+    assert not job_dir.exists()
+
+
+def test_queue_beyond_slots(tmp_path: Path) -> None:
+    live = LiveServer(make_settings(tmp_path, local_slots=1))
+    try:
+        c = live.add_user("carol")
+        first = c.create("sleep_job", {"seconds": "1", "PHASE": "RUN"})
+        second = c.create("sleep_job", {"seconds": "0", "PHASE": "RUN"})
+        assert c.phase(second) == "QUEUED"
+        assert c.wait_final(second) == "COMPLETED"
+        assert c.phase(first) == "COMPLETED"
+    finally:
+        live.stop()
+
+
+def test_restart_recovers_running_and_queued_jobs(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, local_slots=1)
+    live = LiveServer(settings)
+    c = live.add_user("carol")
+    running = c.create("sleep_job", {"seconds": "2", "PHASE": "RUN"})
+    queued = c.create("echo_job", {"text": "after restart", "PHASE": "RUN"})
+    assert c.phase(queued) == "QUEUED"
+    live.stop()  # the server goes away; the running job's process does not
+    time.sleep(0.5)
+    live2 = LiveServer(make_settings(tmp_path, local_slots=1))
+    try:
+        c2 = Client(live2.base, c.token)
+        assert c2.wait_final(running, timeout=30) == "COMPLETED"
+        assert c2.get(running + "/results/output").text == "done\n"
+        assert c2.wait_final(queued, timeout=30) == "COMPLETED"
+        assert c2.get(queued + "/results/output").text.startswith("after restart")
+    finally:
+        live2.stop()
+
+
+def test_restart_marks_vanished_jobs_as_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    live = LiveServer(settings)
+    c = live.add_user("carol")
+    job = c.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
+    job_dir = settings.jobs_dir / job.rsplit("/", 1)[1]
+    deadline = time.monotonic() + 10
+    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    live.stop()
+    for pid in processes_in(job_dir):  # the job dies while no server watches it
+        os.kill(pid, 9)
+    live2 = LiveServer(make_settings(tmp_path))
+    try:
+        c2 = Client(live2.base, c.token)
+        assert c2.wait_final(job, timeout=30) == "ERROR"
+        assert c2.get(job + "/error").text  # says what happened
+    finally:
+        live2.stop()
+
+
+def test_200_concurrent_creations(live: LiveServer, alice: Client) -> None:
+    def create(i: int) -> tuple[int, str]:
+        r = alice.post("/rest/echo_job", data={"text": f"job {i}"})
+        return r.status_code, r.headers.get("Location", r.text)
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        outcomes = list(pool.map(create, range(200)))
+    assert [s for s, _ in outcomes] == [303] * 200
+    assert len({loc for _, loc in outcomes}) == 200
+    listed = etree.fromstring(alice.get("/rest/echo_job").content).findall("uws:jobref", NS)
+    assert len(listed) == 200
