@@ -1,0 +1,537 @@
+"""The worker runner: job files, environment safety, results, status, events, CLI.
+
+Real files and real processes throughout: scripts run under bash, the CLI runs as a
+subprocess, callbacks go to a small HTTP server started by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from hashlib import sha256
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from uws_server.jobdef import EntityDef
+from uws_server.managers.base import JobSpec
+from uws_server.models import Phase, Result, WorkerEvent
+from workers import runner
+from workers.callbacks import RetryPolicy, callback_endpoint, post_event
+from workers.procs import process_state
+
+ROOT = Path(__file__).resolve().parent.parent
+OPUS_JDL = ROOT / "job_definitions" / "test_activity_1_vot.xml"
+NASTY = [
+    "$(touch pwned)",
+    "; rm -rf victim ;",
+    "`touch pwned`",
+    'it\'s "quoted" | cat',
+    "&& touch pwned || true",
+]
+
+
+def opus_script(path: Path = OPUS_JDL) -> str:
+    """The script of an OPUS JDL, as OPUS stores it (CRLF line ends), without the sleep."""
+    ns = {"v": "http://www.ivoa.net/xml/VOTable/v1.3"}
+    root = ET.parse(path).getroot()
+    for param in root.iter(f"{{{ns['v']}}}PARAM"):
+        if param.get("name") == "script":
+            return param.get("value", "").replace("sleep 10", "sleep 0")
+    raise AssertionError(f"no script in {path}")
+
+
+def make_spec(tmp_path: Path, script: str, **kw: object) -> JobSpec:
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    params = dict(kw.pop("parameters", {}))  # type: ignore[call-overload]
+    (job_dir / "parameters.json").write_text(json.dumps(params))
+    (job_dir / "script.sh").write_text(script)
+    generated = kw.pop("generated", [EntityDef("output", default="output.txt")])
+    spec = JobSpec("job1", "test", job_dir, script, params, generated=generated, **kw)  # type: ignore[arg-type]
+    runner.write_spec(spec)
+    return spec
+
+
+def run_bash(spec: JobSpec) -> subprocess.CompletedProcess[bytes]:
+    runner.prepare_job_dir(spec)
+    env = runner.prepare_environment(spec)
+    return subprocess.run(
+        ["bash", "script.sh"], cwd=spec.job_dir, env=env, capture_output=True, timeout=10
+    )
+
+
+def pid_gone(pid: int, within: float = 3.0) -> bool:
+    """True once ``pid`` is gone or a zombie (dead, not yet reaped by its parent)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if process_state(pid) in (None, "Z", "X"):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def wait_for(predicate, within: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# --- job.json --------------------------------------------------------------------------
+
+
+def test_spec_roundtrip_is_private(tmp_path: Path) -> None:
+    gen = [EntityDef("output", default="out.txt", content_type="text/plain", multiplicity="*")]
+    spec = make_spec(
+        tmp_path,
+        "true",
+        parameters={"a": "1"},
+        generated=gen,
+        execution_duration=7,
+        callback_url="http://x",
+        callback_token="secret",
+        sbatch_options=["--mem=1G"],
+    )
+    path = spec.job_dir / runner.SPEC_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = runner.load_spec(spec.job_dir)
+    assert loaded == spec
+    assert loaded.generated[0].multiplicity == "*"
+    assert [p.name for p in spec.job_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --- environment -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_opus_script_values_stay_literal(tmp_path: Path, value: str) -> None:
+    (tmp_path / "victim").mkdir()
+    spec = make_spec(tmp_path, opus_script(), parameters={"text": value})
+    proc = run_bash(spec)
+    assert proc.returncode == 0, proc.stderr
+    assert (spec.job_dir / "output.txt").read_text() == value + "\n"
+    assert not (spec.job_dir / "pwned").exists() and not (tmp_path / "pwned").exists()
+    assert (tmp_path / "victim").is_dir()
+
+
+def test_opus_script_unquoted_glob_and_newline_are_bash_word_splitting(tmp_path: Path) -> None:
+    """OPUS writes ``echo $text``: bash splits and globs the *value*, but never runs it.
+
+    A ``*`` becomes the job directory's file names and a newline a space: that is the
+    script's (unquoted) choice, not an injection. Quoted scripts keep them (next test).
+    """
+    spec = make_spec(tmp_path, opus_script(), parameters={"text": "* $(touch pwned)\nx"})
+    names = " ".join(sorted(os.listdir(spec.job_dir)))  # before the script creates output
+    assert names == "job.json parameters.json script.sh"
+    assert run_bash(spec).returncode == 0
+    assert (spec.job_dir / "output.txt").read_text() == f"{names} $(touch pwned) x\n"
+    assert not (spec.job_dir / "pwned").exists()
+
+
+@pytest.mark.parametrize("value", ["*", "line1\nline2", "  two  spaces ", "-n", "a\\tb $HOME"])
+def test_quoted_script_keeps_every_character(tmp_path: Path, value: str) -> None:
+    spec = make_spec(tmp_path, 'printf "%s" "$text" > "$output"', parameters={"text": value})
+    assert run_bash(spec).returncode == 0
+    assert (spec.job_dir / "output.txt").read_text() == value
+
+
+def test_environment_contents(tmp_path: Path) -> None:
+    spec = make_spec(
+        tmp_path,
+        "true",
+        parameters={"text": "hi", "not-an-identifier": "x", "input": "data.txt"},
+        generated=[EntityDef("output", default="result.fits"), EntityDef("text", default="t")],
+    )
+    base = {"PATH": "/usr/bin:/bin", "UWS_DATABASE_URL": "postgresql://u:pw@h/db", "LC_ALL": "C"}
+    env = runner.prepare_environment(spec, base_env=base)
+    assert env["input"] == "data.txt"
+    assert env["output"] == "result.fits"
+    assert env["text"] == "t"  # a generated entity wins: the script writes what we collect
+    assert "not-an-identifier" not in env
+    assert "UWS_DATABASE_URL" not in env  # the server's secrets stay with the server
+    assert env["LC_ALL"] == "C"
+    assert env["PATH"].endswith(":/usr/bin:/bin")
+    assert env["UWS_JOB_ID"] == "job1"
+    assert env["UWS_JOB_DIR"] == str(spec.job_dir.resolve())
+    assert env["UWS_PARAMETERS_FILE"] == str(spec.job_dir.resolve() / "parameters.json")
+    assert json.loads(Path(env["UWS_PARAMETERS_FILE"]).read_text())["text"] == "hi"
+
+
+def test_dangerous_parameter_names_are_not_exported(tmp_path: Path) -> None:
+    (tmp_path / "evil.sh").write_text("touch pwned\n")
+    params = {
+        "BASH_ENV": str(tmp_path / "evil.sh"),
+        "ENV": str(tmp_path / "evil.sh"),
+        "PATH": str(tmp_path),
+        "LD_PRELOAD": "/nonexistent.so",
+        "IFS": "e",
+        "UWS_JOB_ID": "other",
+        "PYTHONPATH": str(tmp_path),
+    }
+    spec = make_spec(tmp_path, 'echo "$UWS_JOB_ID" > "$output"', parameters=params)
+    env = runner.prepare_environment(spec)
+    for name in params:
+        assert env.get(name) != params[name], name
+    assert run_bash(spec).returncode == 0
+    assert (spec.job_dir / "output.txt").read_text() == "job1\n"
+    assert not (spec.job_dir / "pwned").exists()
+
+
+def test_crlf_script_is_normalised(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, opus_script(), parameters={"text": "Hello World"})
+    assert b"\r\n" in (spec.job_dir / "script.sh").read_bytes()
+    proc = run_bash(spec)
+    assert proc.returncode == 0, proc.stderr
+    assert (spec.job_dir / "output.txt").read_text() == "Hello World\n"  # not "output.txt\r"
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+def test_collect_results(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / "sub").mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    (tmp_path / "elsewhere.txt").write_text("not a result")
+    (job / "out.txt").write_text("hello")
+    (job / "img.png").write_bytes(b"\x89PNG")
+    (job / "a.fits").write_bytes(b"1")
+    (job / "b.fits").write_bytes(b"22")
+    (job / "sub" / "inner.dat").write_bytes(b"x")
+    generated = [
+        EntityDef("text", default="out.txt", content_type="text/plain"),
+        EntityDef("image", default="img.png"),  # content type guessed
+        EntityDef("inner", default="sub/../sub/inner.dat"),
+        EntityDef("maps", default="*.fits", multiplicity="*"),
+        EntityDef("jsons", default="*.json", multiplicity="*"),  # job.json is not one
+        EntityDef("outside", default="../*.txt", multiplicity="*"),
+        EntityDef("optional", default="none.txt", multiplicity="0..1"),
+        EntityDef("question", default="none2.txt", multiplicity="?"),
+        EntityDef("star", default="none3.txt", multiplicity="*"),
+        EntityDef("required", default="missing.txt"),
+    ]
+    results, problems = runner.collect_results(job, generated)
+    by_name = {r.name: r for r in results}
+    assert by_name["text"] == Result(
+        "text", "out.txt", "text/plain", 5, sha256(b"hello").hexdigest()
+    )
+    assert by_name["image"].content_type == "image/png"
+    assert by_name["inner"].path == "sub/inner.dat"
+    assert (by_name["maps_1"].path, by_name["maps_2"].path) == ("a.fits", "b.fits")
+    assert by_name["maps_2"].size == 2
+    assert "jsons" not in by_name and "jsons_1" not in by_name
+    assert problems == [
+        "result outside: ../elsewhere.txt refused: it escapes the job directory",
+        "result required: missing.txt was not produced",
+    ]
+
+
+def test_collect_results_refuses_escapes(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    (job / ".uws").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("secret")
+    (job / "job.json").write_text("{}")
+    (job / ".uws" / "status.json").write_text("{}")
+    os.symlink(tmp_path / "secret.txt", job / "link.txt")
+    os.symlink("job.json", job / "token.txt")
+    os.symlink("/etc", job / "etc")
+    (job / "adir").mkdir()
+    cases = {
+        "dotdot": "../secret.txt",
+        "link": "link.txt",
+        "token": "token.txt",
+        "absolute": "/etc/hostname",
+        "viadir": "etc/hostname",
+        "private": ".uws/status.json",
+        "adir": "adir",
+    }
+    results, problems = runner.collect_results(
+        job, [EntityDef(n, default=p) for n, p in cases.items()]
+    )
+    assert results == []
+    assert len(problems) == len(cases)
+    for name in cases:
+        assert any(p.startswith(f"result {name}: ") for p in problems), name
+    assert sum("escapes the job directory" in p for p in problems) == 3
+
+
+# --- status and events -------------------------------------------------------------------
+
+
+def test_status_roundtrip_and_garbage(tmp_path: Path) -> None:
+    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    status = runner.JobStatus(
+        Phase.ERROR,
+        exit_code=3,
+        signal=None,
+        error="boom",
+        start_time=t0,
+        end_time=t0,
+        results=[Result("o", "o.txt", "text/plain", 1, "a" * 64)],
+        context={"host": "h"},
+    )
+    path = runner.write_status(tmp_path, status)
+    assert path == tmp_path / ".uws" / "status.json"
+    data = json.loads(path.read_text())
+    assert set(data) == {
+        "exit_code",
+        "signal",
+        "phase",
+        "error",
+        "start_time",
+        "end_time",
+        "results",
+        "context",
+    }
+    assert runner.read_status(tmp_path) == status
+    assert os.listdir(tmp_path / ".uws") == ["status.json"]
+    path.write_text('{"phase": "NOPE"}')
+    assert runner.read_status(tmp_path) is None
+    path.unlink()
+    assert runner.read_status(tmp_path) is None
+
+
+def test_event_json_roundtrip_and_validation() -> None:
+    event = WorkerEvent(
+        Phase.COMPLETED,
+        results=[Result("o", "o.txt", "text/plain", 3, "0" * 64)],
+        external_id="42",
+        start_time=datetime(2024, 1, 1, tzinfo=UTC),
+        end_time=datetime(2024, 1, 1, 0, 1, tzinfo=UTC),
+        context={"host": "n1"},
+    )
+    wire = json.loads(json.dumps(runner.event_to_json(event)))
+    assert wire["phase"] == "COMPLETED" and wire["start_time"] == "2024-01-01T00:00:00+00:00"
+    assert runner.event_from_json(wire) == event
+    naive = runner.event_from_json({"phase": "EXECUTING", "start_time": "2024-01-01T00:00:00"})
+    assert naive.start_time == datetime(2024, 1, 1, tzinfo=UTC)
+    bad = [
+        [],
+        {"phase": "DONE"},
+        {"phase": "ERROR", "error": 3},
+        {"phase": "COMPLETED", "results": [{"name": "o"}]},
+        {"phase": "COMPLETED", "results": [{"name": "o", "path": "p", "size": -1}]},
+        {"phase": "COMPLETED", "results": [{"name": "o", "path": "p", "sha256": "xyz"}]},
+        {"phase": "COMPLETED", "start_time": "yesterday"},
+        {"phase": "COMPLETED", "context": ["a"]},
+    ]
+    for data in bad:
+        with pytest.raises(ValueError):
+            runner.event_from_json(data)
+
+
+# --- the CLI, with a callback server -------------------------------------------------------
+
+
+class Receiver:
+    """A tiny callback server; answers 503 to the first ``failures`` requests."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.events: list[tuple[str, str, dict[str, object]]] = []
+        self.failures = failures
+        self.attempts = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.attempts += 1
+                if owner.failures > 0:
+                    owner.failures -= 1
+                    self.send_response(503)
+                else:
+                    owner.events.append((self.path, self.headers["Authorization"], body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/base/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    yield rec
+    rec.close()
+
+
+def run_cli(job_dir: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "workers.runner", str(job_dir), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def test_cli_end_to_end_with_callbacks(tmp_path: Path, receiver: Receiver) -> None:
+    (tmp_path / "victim").mkdir()
+    script = opus_script() + 'echo "{\\"tool\\": \\"1.2\\"}" > "$UWS_CONTEXT_FILE"\n'
+    spec = make_spec(
+        tmp_path,
+        script,
+        parameters={"text": "$(touch pwned); rm -rf ../victim"},
+        generated=[EntityDef("output", default="output.txt", content_type="text/plain")],
+        callback_url=receiver.url,
+        callback_token="tok-123",
+    )
+    proc = run_cli(spec.job_dir)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    content = b"$(touch pwned); rm -rf ../victim\n"
+    assert (spec.job_dir / "output.txt").read_bytes() == content
+    assert not (spec.job_dir / "pwned").exists() and (tmp_path / "victim").is_dir()
+    assert [e[0] for e in receiver.events] == ["/base/callback/job1"] * 2
+    assert {e[1] for e in receiver.events} == {"Bearer tok-123"}
+    first, final = (runner.event_from_json(e[2]) for e in receiver.events)
+    assert first.phase is Phase.EXECUTING and first.start_time is not None
+    assert final.phase is Phase.COMPLETED and final.error is None
+    assert final.results == [
+        Result("output", "output.txt", "text/plain", len(content), sha256(content).hexdigest())
+    ]
+    assert final.context["tool"] == "1.2" and final.context["host"]
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.COMPLETED and status.exit_code == 0
+
+
+def test_cli_retries_then_delivers(tmp_path: Path) -> None:
+    rec = Receiver(failures=2)
+    try:
+        # The job outlives the retries of EXECUTING (0.5 s, then 1 s apart).
+        script = "sleep 2\necho hi > output.txt"
+        spec = make_spec(tmp_path, script, callback_url=rec.url, callback_token="t")
+        proc = run_cli(spec.job_dir, "--callback-retry", "20")
+        assert proc.wait(timeout=30) == 0
+        assert rec.attempts == 4  # two refused, then EXECUTING and COMPLETED accepted
+        assert [e[2]["phase"] for e in rec.events] == ["EXECUTING", "COMPLETED"]
+    finally:
+        rec.close()
+
+
+def test_cli_server_down_keeps_status_file(tmp_path: Path) -> None:
+    rec = Receiver()
+    url = rec.url
+    rec.close()  # nothing listens there any more
+    spec = make_spec(tmp_path, "echo hi > output.txt", callback_url=url, callback_token="t")
+    started = time.monotonic()
+    proc = run_cli(spec.job_dir, "--callback-retry", "1.5")
+    _, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0
+    assert 1.5 <= elapsed < 10  # retried for the bounded time, then gave up
+    assert b"final event not delivered" in err
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.COMPLETED
+    assert [r.name for r in status.results] == ["output"]
+
+
+def test_post_event_does_not_retry_a_refusal() -> None:
+    class Refuse(BaseHTTPRequestHandler):
+        calls = 0
+
+        def do_POST(self) -> None:  # noqa: N802
+            Refuse.calls += 1
+            self.send_response(409)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        ok = post_event(url, "j/1", "t", {"phase": "COMPLETED"}, RetryPolicy(total=5))
+        assert ok is False and Refuse.calls == 1
+        assert callback_endpoint(url + "/", "j/1").endswith("/callback/j%2F1")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+TREE = """
+sleep 300 & echo $! >> pids
+bash -c 'sleep 300 & echo $! >> pids; wait' & echo $! >> pids
+echo started > started
+wait
+"""
+
+
+def read_pids(job_dir: Path, count: int = 3) -> list[int]:
+    assert wait_for(
+        lambda: (
+            len((job_dir / "pids").read_text().split()) >= count
+            if (job_dir / "pids").exists()
+            else False
+        )
+    )
+    return [int(p) for p in (job_dir / "pids").read_text().split()]
+
+
+def test_cli_execution_duration_kills_the_tree(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, TREE, execution_duration=1)
+    started = time.monotonic()
+    proc = run_cli(spec.job_dir, "--grace", "0.5")
+    pids = read_pids(spec.job_dir)
+    assert proc.wait(timeout=20) == 1
+    assert time.monotonic() - started < 8
+    assert all(pid_gone(p) for p in pids)
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.ERROR
+    assert status.error == "execution duration of 1 s exceeded"
+
+
+def test_cli_sigterm_aborts_the_tree(tmp_path: Path, receiver: Receiver) -> None:
+    spec = make_spec(tmp_path, TREE, callback_url=receiver.url, callback_token="t")
+    proc = run_cli(spec.job_dir, "--grace", "0.5")
+    pids = read_pids(spec.job_dir)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 1
+    assert all(pid_gone(p) for p in pids)
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.ABORTED
+    assert status.error is not None and "SIGTERM" in status.error
+    assert receiver.events[-1][2]["phase"] == "ABORTED"
+
+
+def test_cli_failing_script_reports_error(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "echo 'bad input: x' >&2\nexit 3\n")
+    proc = run_cli(spec.job_dir)
+    assert proc.wait(timeout=20) == 1
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.ERROR and status.exit_code == 3
+    assert status.error == "script exited with code 3: bad input: x"
+    assert (spec.job_dir / "stderr.log").read_text() == "bad input: x\n"
+
+
+def test_cli_missing_result_is_an_error(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "echo nothing\n")
+    proc = run_cli(spec.job_dir)
+    assert proc.wait(timeout=20) == 1
+    status = runner.read_status(spec.job_dir)
+    assert status is not None and status.phase is Phase.ERROR
+    assert status.error == "result output: output.txt was not produced"
+    assert (spec.job_dir / "stdout.log").read_text() == "nothing\n"

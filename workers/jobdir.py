@@ -1,0 +1,213 @@
+"""The job working directory: file names, ``job.json``, the script's environment.
+
+Shared by the local manager (server side) and the worker runner, so both prepare a job
+the same way. Security rules kept here: parameter values reach the script only through
+the environment (never as shell text); names that would change how bash, the dynamic
+loader or an interpreter behave are not exported; the job inherits only a whitelist of
+the server's environment, which holds the server's own secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import stat
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from uws_server.jobdef import EntityDef
+from uws_server.managers.base import JobSpec
+
+log = logging.getLogger("workers.runner")
+
+SPEC_FILE = "job.json"
+PARAMETERS_FILE = "parameters.json"
+SCRIPT_FILE = "script.sh"
+STDOUT_FILE = "stdout.log"
+STDERR_FILE = "stderr.log"
+UWS_DIR = ".uws"
+STATUS_FILE = f"{UWS_DIR}/status.json"
+CONTEXT_FILE = f"{UWS_DIR}/context.json"  # written by job scripts: software versions...
+EXIT_STATUS_FILE = f"{UWS_DIR}/exit_status"  # written by the local job wrapper
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Never exported from a parameter: they would let a value change how bash, the dynamic
+# loader or an interpreter runs (BASH_ENV=file runs that file, LD_PRELOAD loads code...).
+_RESERVED_NAMES = frozenset(
+    "PATH HOME SHELL USER LOGNAME IFS ENV BASH_ENV SHELLOPTS BASHOPTS PS4 CDPATH GLOBIGNORE "
+    "PROMPT_COMMAND EXECIGNORE POSIXLY_CORRECT HISTFILE TMPDIR TZDIR GCONV_PATH GETCONF_DIR "
+    "HOSTALIASES LOCALDOMAIN LOCPATH MALLOC_TRACE NIS_PATH NLSPATH RESOLV_HOST_CONF "
+    "RES_OPTIONS NODE_OPTIONS PERLLIB JAVA_TOOL_OPTIONS _JAVA_OPTIONS".split()
+)
+_RESERVED_PREFIXES = ("LD_", "BASH_", "UWS_", "PYTHON", "PERL5", "RUBY", "SLURM_")
+# What a job inherits from the server's environment. A whitelist, because the server's
+# environment holds its own secrets (UWS_DATABASE_URL may carry a password).
+_PASS_NAMES = frozenset(
+    "PATH HOME USER LOGNAME SHELL LANG LANGUAGE TZ TMPDIR TERM HOSTNAME LD_LIBRARY_PATH "
+    "VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV OMP_NUM_THREADS MKL_NUM_THREADS "
+    "OPENBLAS_NUM_THREADS XDG_CACHE_HOME CTAPIPE_SVC_PATH".split()
+)
+_PASS_PREFIXES = ("LC_", "SLURM_")
+
+
+def read_private(path: Path, limit: int) -> bytes | None:
+    """A regular file's first ``limit`` bytes, refusing symlinks (the script wrote it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+# --- job.json ------------------------------------------------------------------------
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    """The JSON form of a :class:`JobSpec` (``job_dir`` as a string)."""
+    data = asdict(spec)
+    data["job_dir"] = str(spec.job_dir)
+    return data
+
+
+def spec_from_json(data: dict[str, Any]) -> JobSpec:
+    """Inverse of :func:`spec_to_json`; unknown keys are ignored (newer servers)."""
+    generated = [EntityDef(**_known(EntityDef, e)) for e in data.get("generated") or []]
+    values = _known(JobSpec, data)
+    values["job_dir"] = Path(values["job_dir"])
+    values["generated"] = generated
+    values["parameters"] = {str(k): str(v) for k, v in (data.get("parameters") or {}).items()}
+    values["sbatch_options"] = [str(o) for o in data.get("sbatch_options") or []]
+    return JobSpec(**values)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return {k: v for k, v in data.items() if k in names}
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write through a temporary file and a rename: readers see old or new, never half.
+
+    The temporary file is created (exclusively) with ``mode`` from the start, so a
+    secret is never readable by others, not even for a moment; the umask can only
+    narrow it. No fsync: this guards against crashes of processes, not of the machine,
+    and a job's launch must stay cheap.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a crashed writer with our pid and thread id
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_spec(spec: JobSpec) -> Path:
+    """Write ``job.json`` (mode 0600: it holds the callback token)."""
+    path = Path(spec.job_dir) / SPEC_FILE
+    atomic_write(path, json.dumps(spec_to_json(spec), indent=1).encode(), mode=0o600)
+    return path
+
+
+def load_spec(job_dir: Path | str) -> JobSpec:
+    """Read ``job.json``; the directory it is in wins over the stored ``job_dir``.
+
+    A worker may mount the shared directory elsewhere than the server does.
+    """
+    job_dir = Path(job_dir)
+    spec = spec_from_json(json.loads((job_dir / SPEC_FILE).read_text()))
+    spec.job_dir = job_dir
+    return spec
+
+
+def prepare_job_dir(spec: JobSpec) -> None:
+    """Make the directory ready to run: ``.uws/``, ``script.sh`` with LF line ends.
+
+    OPUS definitions store scripts with CRLF line ends; bash would take the CR as part
+    of the last word (``sleep 10\\r`` fails), so it is removed. Status files of an
+    earlier attempt are removed so they cannot be mistaken for this run's.
+    """
+    job_dir = Path(spec.job_dir)
+    (job_dir / UWS_DIR).mkdir(mode=0o755, exist_ok=True)
+    script = job_dir / SCRIPT_FILE
+    try:
+        text = script.read_bytes()
+    except FileNotFoundError:
+        text = None
+    if text is None:
+        atomic_write(script, spec.script.replace("\r\n", "\n").encode())
+    elif b"\r" in text:
+        atomic_write(script, text.replace(b"\r\n", b"\n"))
+    for name in (STATUS_FILE, EXIT_STATUS_FILE):
+        try:
+            os.unlink(job_dir / name)
+        except FileNotFoundError:
+            pass
+
+
+# --- environment ---------------------------------------------------------------------
+
+
+def is_exportable(name: str) -> bool:
+    """True when a parameter may become an environment variable of the script."""
+    return (
+        bool(_IDENTIFIER.fullmatch(name))
+        and name not in _RESERVED_NAMES
+        and not name.startswith(_RESERVED_PREFIXES)
+    )
+
+
+def _base_environment(source: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in source.items() if k in _PASS_NAMES or k.startswith(_PASS_PREFIXES)}
+
+
+def entity_file_name(entity: EntityDef) -> str:
+    """The file a generated entity is written to (its ``default``, else its name)."""
+    return entity.default or entity.name
+
+
+def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The script's environment: whitelisted server variables, parameters, entities.
+
+    Values are handed over as they are (only NUL, which no environment can hold, is
+    dropped); the script is a file, so a value is never parsed as shell text. Generated
+    entities win over parameters of the same name so that the file the script writes is
+    the one :func:`collect_results` looks for; ``UWS_*`` variables win over everything.
+    """
+    env = _base_environment(dict(os.environ) if base_env is None else base_env)
+    python = spec.python or sys.executable
+    if python:
+        bin_dir = os.path.dirname(os.path.abspath(python))
+        env["PATH"] = f"{bin_dir}:{env['PATH']}" if env.get("PATH") else bin_dir
+    for name, value in spec.parameters.items():
+        if is_exportable(name):
+            env[name] = str(value).replace("\x00", "")
+        else:
+            log.debug("job %s: parameter %r not exported to the environment", spec.job_id, name)
+    for entity in spec.generated:
+        if is_exportable(entity.name):
+            env[entity.name] = entity_file_name(entity)
+    job_dir = str(Path(spec.job_dir).resolve())
+    env["UWS_JOB_ID"] = spec.job_id
+    env["UWS_JOB_DIR"] = job_dir
+    env["UWS_PARAMETERS_FILE"] = os.path.join(job_dir, PARAMETERS_FILE)
+    env["UWS_CONTEXT_FILE"] = os.path.join(job_dir, CONTEXT_FILE)
+    env["UWS_PYTHON"] = python
+    return env

@@ -1,0 +1,154 @@
+"""Result collection and run context, after a job's script has ended.
+
+A result is a file the job definition declares (a generated entity). Only regular
+files inside the job directory qualify: ``..`` and symlinks leading out are refused,
+and so are the job's private files (``job.json`` holds the callback token).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import platform
+import re
+import socket
+import stat
+from pathlib import Path
+
+from uws_server.jobdef import EntityDef
+from uws_server.models import Result
+from workers.jobdir import CONTEXT_FILE, SPEC_FILE, UWS_DIR, entity_file_name, read_private
+
+_OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_PRIVATE = "it is a private file of the job"
+_MAX_CONTEXT_BYTES = 64 * 1024
+_MAX_CONTEXT_ITEMS = 200
+
+
+# --- results -------------------------------------------------------------------------
+
+
+def is_optional(multiplicity: str) -> bool:
+    """True when a generated entity may be absent ("*", "?", "0..1"...)."""
+    return multiplicity.strip().replace(" ", "") in _OPTIONAL_MULTIPLICITIES
+
+
+def _resolve_inside(root: str, rel: str) -> tuple[str | None, str | None]:
+    """(path relative to the real job dir, None) or (None, why it is refused)."""
+    if not rel or os.path.isabs(rel):
+        return None, "an absolute or empty path is not allowed"
+    full = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([full, root]) != root or full == root:
+        return None, "it escapes the job directory"
+    inner = os.path.relpath(full, root)
+    first = inner.split(os.sep, 1)[0]
+    if inner == SPEC_FILE or first == UWS_DIR:
+        return None, _PRIVATE
+    return inner, None
+
+
+def _hash_file(full: str) -> tuple[int, str] | None:
+    """(size, sha256) of a regular file, not following a last-moment symlink swap."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        return size, digest.hexdigest()
+    finally:
+        os.close(fd)
+
+
+def collect_results(
+    job_dir: Path | str, generated: list[EntityDef]
+) -> tuple[list[Result], list[str]]:
+    """Results for the generated entities found in ``job_dir``, and the problems.
+
+    A ``default`` with glob characters (``*.fits``) may match several files; they are
+    named ``<entity>`` when alone, ``<entity>_1``, ``<entity>_2``... otherwise. A
+    declared entity that is missing is a problem unless its multiplicity is optional;
+    a path that leaves the directory (``..``, a symlink) is always refused. A pattern
+    quietly skips what cannot be a result (directories, the job's private files), so
+    that ``*.json`` does not fail every job because of ``job.json``.
+    """
+    root = os.path.realpath(job_dir)
+    results: list[Result] = []
+    problems: list[str] = []
+    for entity in generated:
+        pattern = entity_file_name(entity)
+        is_pattern = bool(_GLOB_CHARS.search(pattern)) and not os.path.isabs(pattern)
+        if is_pattern:
+            candidates = sorted(os.path.relpath(p, root) for p in Path(root).glob(pattern))
+        else:
+            candidates = [pattern]
+        found: list[tuple[str, int, str]] = []
+        for rel in candidates:
+            inner, why = _resolve_inside(root, rel)
+            if inner is None:
+                if not (is_pattern and why == _PRIVATE):
+                    problems.append(f"result {entity.name}: {rel} refused: {why}")
+                continue
+            info = _hash_file(os.path.join(root, inner))
+            if info is not None:
+                found.append((inner, *info))
+            elif os.path.lexists(os.path.join(root, inner)) and not is_pattern:
+                problems.append(f"result {entity.name}: {rel} is not a regular file")
+        if (
+            not found
+            and not is_optional(entity.multiplicity)
+            and not problems_for(problems, entity)
+        ):
+            problems.append(f"result {entity.name}: {pattern} was not produced")
+        for index, (inner, size, sha) in enumerate(found, start=1):
+            content_type = entity.content_type or (
+                mimetypes.guess_type(inner)[0] or "application/octet-stream"
+            )
+            results.append(
+                Result(
+                    name=entity.name if len(found) == 1 else f"{entity.name}_{index}",
+                    path=Path(inner).as_posix(),
+                    content_type=content_type,
+                    size=size,
+                    sha256=sha,
+                )
+            )
+    return results, problems
+
+
+def problems_for(problems: list[str], entity: EntityDef) -> bool:
+    """True when a problem about ``entity`` is already recorded (avoid a second one)."""
+    return any(p.startswith(f"result {entity.name}: ") for p in problems)
+
+
+def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Where and with what the job ran: host, Python, plus ``.uws/context.json``.
+
+    Job scripts write ``{"ctapipe": "0.32.0", ...}`` to ``$UWS_CONTEXT_FILE`` to report
+    software versions for provenance; a malformed file is ignored, never fatal.
+    """
+    context: dict[str, str] = {}
+    raw = read_private(Path(job_dir) / CONTEXT_FILE, _MAX_CONTEXT_BYTES)
+    if raw:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key, value in list(data.items())[:_MAX_CONTEXT_ITEMS]:
+                if isinstance(value, str | int | float | bool):
+                    context[str(key)[:200]] = str(value)[:1000]
+    context["host"] = socket.gethostname()
+    context["python"] = platform.python_version()
+    context.update(extra or {})
+    return context
