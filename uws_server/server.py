@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 
 from waitress.server import create_server
 
@@ -31,20 +30,17 @@ def serve(settings: Settings) -> None:
         ident="uws-server",
         clear_untrusted_proxy_headers=True,
     )
-    stopping = threading.Event()
 
     def shutdown(signum: int, _frame: object) -> None:
-        if stopping.is_set():
-            return
-        stopping.set()
+        # Runs in the main thread, inside waitress's loop: SystemExit makes run()
+        # close the listening socket and the worker threads, then return.
         log.info("signal %d: stopping (running jobs keep running and are recovered)", signum)
-        stop_background(service)
-        server.close()
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     log.info(
-        "uws-server on http://%s:%d (database %s, manager %s, %d definitions)",
+        "uws-server on http://%s:%s (database %s, manager %s, %d definitions)",
         settings.host,
         server.effective_port,
         settings.effective_database_url.split("@")[-1],
@@ -54,9 +50,6 @@ def serve(settings: Settings) -> None:
     print(f"serving on http://{settings.host}:{server.effective_port}", flush=True)
     try:
         server.run()
-    except (OSError, ValueError):
-        if not stopping.is_set():
-            raise
     finally:
-        if not stopping.is_set():
-            stop_background(service)
+        stop_background(service)
+        log.info("stopped")

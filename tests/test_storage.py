@@ -1,0 +1,173 @@
+"""Storage on both back-ends: SQLite (WAL) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from uws_server.db import create_schema, make_engine
+from uws_server.models import Job, Phase, User
+from uws_server.service import new_job_id
+from uws_server.storage import EntityRow, Store
+
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+
+
+def job(i: int, owner: str = "alice", phase: Phase = Phase.PENDING, jobname: str = "echo") -> Job:
+    return Job(
+        job_id=new_job_id(),
+        jobname=jobname,
+        owner=owner,
+        phase=phase,
+        creation_time=T0 + timedelta(seconds=i),
+        destruction_time=T0 + timedelta(days=1, seconds=i),
+        execution_duration=60,
+        parameters={"text": f"value {i}", "quote": 'it\'s "quoted" & <tagged>'},
+    )
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    engine = make_engine(database_url)
+    create_schema(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+def test_round_trip(store: Store) -> None:
+    j = store.insert_job(job(0), new_job_id)
+    back = store.get_job(j.job_id)
+    assert back is not None
+    assert back.parameters == j.parameters
+    assert back.phase == Phase.PENDING
+    assert back.creation_time == j.creation_time
+    assert store.get_job("missing") is None
+
+
+def test_id_collision_draws_a_new_id(store: Store) -> None:
+    first = store.insert_job(job(0), new_job_id)
+    clash = job(1)
+    clash.job_id = first.job_id
+    stored = store.insert_job(clash, new_job_id)
+    assert stored.job_id != first.job_id
+    assert store.get_job(first.job_id).parameters["text"] == "value 0"  # not overwritten
+
+
+def test_list_filters(store: Store) -> None:
+    jobs = [
+        store.insert_job(job(i, owner="alice" if i % 2 else "bob"), new_job_id) for i in range(10)
+    ]
+    store.update_if_phase(jobs[3].job_id, [Phase.PENDING], phase=Phase.COMPLETED)
+    store.update_if_phase(jobs[5].job_id, [Phase.PENDING], phase=Phase.ARCHIVED)
+    alice = store.list_jobs("echo", "alice")
+    assert [r.job_id for r in alice] == [jobs[i].job_id for i in (9, 7, 3, 1)]  # 5 archived
+    assert [r.job_id for r in store.list_jobs("echo", "alice", last=2)] == [
+        jobs[9].job_id,
+        jobs[7].job_id,
+    ]
+    assert [r.job_id for r in store.list_jobs("echo", None, [Phase.ARCHIVED])] == [jobs[5].job_id]
+    after = store.list_jobs("echo", None, after=T0 + timedelta(seconds=7))
+    assert [r.job_id for r in after] == [jobs[9].job_id, jobs[8].job_id]
+    assert store.list_jobs("other", None) == []
+
+
+def test_compare_and_set_phase(store: Store) -> None:
+    j = store.insert_job(job(0), new_job_id)
+    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
+    assert not store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.EXECUTING)
+    assert store.get_job(j.job_id).phase == Phase.QUEUED
+    assert store.get_job(j.job_id).version == 1
+
+
+def test_concurrent_phase_changes_have_one_winner(store: Store) -> None:
+    j = store.insert_job(job(0, phase=Phase.EXECUTING), new_job_id)
+    wins: list[Phase] = []
+
+    def attempt(phase: Phase) -> None:
+        if store.update_if_phase(j.job_id, [Phase.EXECUTING], phase=phase):
+            wins.append(phase)
+
+    threads = [
+        threading.Thread(target=attempt, args=(p,)) for p in [Phase.COMPLETED, Phase.ABORTED] * 10
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.get_job(j.job_id).phase == wins[0]
+
+
+def test_results_entities_and_delete(store: Store) -> None:
+    first = store.insert_job(job(0), new_job_id)
+    second = store.insert_job(job(1), new_job_id)
+    row = EntityRow(
+        "ent_a",
+        first.job_id,
+        "output",
+        "/x/out.txt",
+        None,
+        "text/plain",
+        3,
+        "ab",
+        "alice",
+        "output",
+        "result",
+        T0,
+    )
+    store.replace_results(first.job_id, [row])
+    assert [r.name for r in store.get_job(first.job_id).results] == ["output"]
+    store.add_usages(second.job_id, [("ent_a", "input")])
+    assert store.jobs_using(["ent_a"]) == [second.job_id]
+    # deleting the producer keeps an entity a later job used (provenance still resolves)
+    assert store.delete_job(first.job_id) == ["/x/out.txt"]
+    kept = store.get_entity("ent_a")
+    assert kept is not None and kept.job_id is None
+    store.delete_job(second.job_id)
+    assert store.usages_of_job(second.job_id) == []
+
+
+def test_users(store: Store) -> None:
+    store.add_user(User("alice", "h1", roles=("operator", "x")), T0)
+    assert store.user_by_token_hash("h1").roles == ("operator", "x")
+    assert store.user_by_name("nobody") is None
+    store.update_user("alice", disabled=True, roles=("a",))
+    assert store.user_by_name("alice").disabled
+    assert [u.name for u in store.list_users()] == ["alice"]
+
+
+def test_count_active_and_expired(store: Store) -> None:
+    store.insert_job(job(0, phase=Phase.EXECUTING), new_job_id)
+    store.insert_job(job(1, phase=Phase.QUEUED), new_job_id)
+    store.insert_job(job(2, phase=Phase.COMPLETED), new_job_id)
+    assert store.count_active("alice") == 2
+    assert len(store.expired_job_ids(T0 + timedelta(days=1, seconds=1))) == 2
+
+
+def test_list_query_uses_an_index(store: Store) -> None:
+    """The job-list query must not scan the table (100,000 jobs stay fast)."""
+    names = {ix["name"] for ix in inspect(store.engine).get_indexes("jobs")}
+    assert {"ix_jobs_list_owner", "ix_jobs_list_all"} <= names
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT job_id FROM jobs WHERE jobname='echo' "
+                        "AND owner='alice' AND phase != 'ARCHIVED' "
+                        "ORDER BY creation_time DESC LIMIT 100"
+                    )
+                )
+            )
+        assert "ix_jobs_list_owner" in plan and "TEMP B-TREE" not in plan
+
+
+def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
