@@ -359,3 +359,16 @@ def test_recover_reports_a_written_status_and_requeues(jobs_dir: Path, make_mana
     assert sink.wait_final("waiting").phase is Phase.COMPLETED
     assert (waiting.job_dir / "ran.txt").read_text() == "ran\n"
     assert sink.phases("other") == []
+
+
+def test_recover_queued_job_that_had_already_started(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
+    """A crash between the launch and the EXECUTING record: adopt it, never run it twice."""
+    old, _ = make_manager()
+    spec = make_spec(jobs_dir, "twice", "echo run >> runs.txt; sleep 0.5")
+    old.submit(spec)
+    old.stop()
+    new, sink = make_manager()
+    new.recover([_job("twice", Phase.QUEUED)], {"twice": spec})
+    assert sink.wait_final("twice").phase is Phase.COMPLETED
+    assert Phase.EXECUTING not in sink.phases("twice")  # adopted, not started again
+    assert (spec.job_dir / "runs.txt").read_text() == "run\n"

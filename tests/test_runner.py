@@ -16,7 +16,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -272,7 +272,7 @@ def test_collect_results_refuses_escapes(tmp_path: Path) -> None:
 
 
 def test_status_roundtrip_and_garbage(tmp_path: Path) -> None:
-    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    t0 = datetime(2024, 5, 1, 12, 0)
     status = runner.JobStatus(
         Phase.ERROR,
         exit_code=3,
@@ -309,15 +309,17 @@ def test_event_json_roundtrip_and_validation() -> None:
         Phase.COMPLETED,
         results=[Result("o", "o.txt", "text/plain", 3, "0" * 64)],
         external_id="42",
-        start_time=datetime(2024, 1, 1, tzinfo=UTC),
-        end_time=datetime(2024, 1, 1, 0, 1, tzinfo=UTC),
+        start_time=datetime(2024, 1, 1),  # naive UTC, the service's convention
+        end_time=datetime(2024, 1, 1, 0, 1),
         context={"host": "n1"},
     )
     wire = json.loads(json.dumps(runner.event_to_json(event)))
     assert wire["phase"] == "COMPLETED" and wire["start_time"] == "2024-01-01T00:00:00+00:00"
     assert runner.event_from_json(wire) == event
-    naive = runner.event_from_json({"phase": "EXECUTING", "start_time": "2024-01-01T00:00:00"})
-    assert naive.start_time == datetime(2024, 1, 1, tzinfo=UTC)
+    shifted = runner.event_from_json({"phase": "EXECUTING", "start_time": "2024-01-01T02:00+02:00"})
+    assert shifted.start_time == datetime(2024, 1, 1)
+    zulu = runner.event_from_json({"phase": "EXECUTING", "end_time": "2024-01-01T00:00:00Z"})
+    assert zulu.end_time == datetime(2024, 1, 1)
     bad = [
         [],
         {"phase": "DONE"},

@@ -115,12 +115,13 @@ def _time_to_json(value: datetime | None) -> str | None:
 
 
 def _time_from_json(value: Any, key: str) -> datetime | None:
+    """Naive UTC, the service's convention for every stored time (see ``utcnow``)."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{key}: expected an ISO 8601 string")
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def result_to_json(result: Result) -> dict[str, Any]:
@@ -286,7 +287,8 @@ def event_to_json(event: WorkerEvent) -> dict[str, Any]:
 def event_from_json(data: Any) -> WorkerEvent:
     """Parse and type-check an event; ``ValueError`` with a message if malformed.
 
-    Times come back timezone-aware (UTC when the sender gave none). Result paths are not
+    Times come back as naive UTC, like every time the service stores; on the wire they
+    always carry their offset (a naive time is sent as UTC). Result paths are not
     checked against a directory here: the service does that, it knows the job dir.
     """
     if not isinstance(data, dict):
@@ -373,7 +375,7 @@ def run_job(spec: JobSpec, retry_seconds: float, grace: float) -> JobStatus:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,9 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 class ScriptOutcome:
     """How the script ended.
 
-    ``reason`` is None for a natural end, ``"timeout"`` when the execution duration ran
-    out, ``"terminated"`` when the runner itself was told to stop (``received_signal``).
+    Times are naive UTC (the service's convention). ``reason`` is None for a natural
+    end, ``"timeout"`` when the execution duration ran out, ``"terminated"`` when the
+    runner itself was told to stop (``received_signal``).
     """
 
     pid: int
@@ -113,7 +114,7 @@ def run_script(
                 stderr=err,
                 start_new_session=True,
             )
-        start = datetime.now(UTC)
+        start = datetime.now(UTC).replace(tzinfo=None)
         started = time.monotonic()
         pid = proc.pid
         if on_start is not None:
@@ -152,7 +153,7 @@ def run_script(
         # The zombie still holds the group id: kill whatever the script left behind.
         kill_group(pid, signal.SIGKILL)
         proc.wait()
-        end = datetime.now(UTC)
+        end = datetime.now(UTC).replace(tzinfo=None)
     exit_code, sig = exit_of(result)
     return ScriptOutcome(
         pid=pid,

@@ -86,7 +86,8 @@ class _Run:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """Naive UTC, like every time the service stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _deadline(duration: int, elapsed: float = 0.0) -> float | None:
@@ -197,8 +198,11 @@ class LocalManager(Manager):
             spec = specs.get(job.job_id) or self._spec_from_disk(job)
             if spec is None:
                 self._emit_now(job.job_id, WorkerEvent(Phase.ERROR, error=LOST_MESSAGE))
-            elif job.phase in (Phase.QUEUED, Phase.HELD):
+            elif job.phase in (Phase.QUEUED, Phase.HELD) and not self._was_launched(spec):
                 requeue.append(spec)
+            elif job.phase in (Phase.QUEUED, Phase.HELD):
+                # Started just before the crash, before EXECUTING was recorded.
+                self._recover_running(job, spec)
             elif job.phase in (Phase.EXECUTING, Phase.SUSPENDED):
                 self._recover_running(job, spec)
         for spec in requeue:  # after adoption: adopted jobs hold their slots first
@@ -267,6 +271,10 @@ class LocalManager(Manager):
             return JobSpec(job.job_id, job.jobname, job_dir, "", dict(job.parameters))
 
     @staticmethod
+    def _was_launched(spec: JobSpec) -> bool:
+        return (Path(spec.job_dir) / IDENTITY_FILE).exists()
+
+    @staticmethod
     def _identity(job: Job, job_dir: Path) -> ProcessIdentity | None:
         try:
             identity = ProcessIdentity.from_json(json.loads((job_dir / IDENTITY_FILE).read_text()))
@@ -285,7 +293,9 @@ class LocalManager(Manager):
         identity = self._identity(job, job_dir)
         if identity is not None and identity.is_running():
             started = job.start_time or _now()
-            elapsed = (_now() - started.replace(tzinfo=started.tzinfo or UTC)).total_seconds()
+            if started.tzinfo is not None:
+                started = started.astimezone(UTC).replace(tzinfo=None)
+            elapsed = (_now() - started).total_seconds()
             run = _Run(spec, identity, started, _deadline(spec.execution_duration, elapsed))
             with self._lock:
                 self._running[job.job_id] = run
