@@ -155,13 +155,23 @@ def test_environment_contents(tmp_path: Path) -> None:
         parameters={"text": "hi", "not-an-identifier": "x", "input": "data.txt"},
         generated=[EntityDef("output", default="result.fits"), EntityDef("text", default="t")],
     )
-    base = {"PATH": "/usr/bin:/bin", "UWS_DATABASE_URL": "postgresql://u:pw@h/db", "LC_ALL": "C"}
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "UWS_DATABASE_URL": "postgresql://u:pw@h/db",
+        "UWS_CONFIG": "/etc/uws/settings.yml",
+        "PGPASSWORD": "pw",
+        "AWS_SECRET_ACCESS_KEY": "k",
+        "UWS_SCRIPTS_DIR": "/opt/uws/scripts",  # exported by the server for job scripts
+        "LC_ALL": "C",
+    }
     env = runner.prepare_environment(spec, base_env=base)
+    for secret in ("UWS_DATABASE_URL", "UWS_CONFIG", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        assert secret not in env  # the server's secrets stay with the server
+    assert env["UWS_SCRIPTS_DIR"] == "/opt/uws/scripts"
     assert env["input"] == "data.txt"
     assert env["output"] == "result.fits"
     assert env["text"] == "t"  # a generated entity wins: the script writes what we collect
     assert "not-an-identifier" not in env
-    assert "UWS_DATABASE_URL" not in env  # the server's secrets stay with the server
     assert env["LC_ALL"] == "C"
     assert env["PATH"].endswith(":/usr/bin:/bin")
     assert env["UWS_JOB_ID"] == "job1"

@@ -45,14 +45,17 @@ _RESERVED_NAMES = frozenset(
     "RES_OPTIONS NODE_OPTIONS PERLLIB JAVA_TOOL_OPTIONS _JAVA_OPTIONS".split()
 )
 _RESERVED_PREFIXES = ("LD_", "BASH_", "UWS_", "PYTHON", "PERL5", "RUBY", "SLURM_")
-# What a job inherits from the server's environment. A whitelist, because the server's
-# environment holds its own secrets (UWS_DATABASE_URL may carry a password).
+# What a job inherits from the server's environment: a whitelist, because the server's
+# environment holds its own secrets. ``UWS_*`` variables the server exports for jobs
+# (UWS_SCRIPTS_DIR, UWS_DL3_STORE...) pass, except anything that looks like a secret
+# (UWS_DATABASE_URL may carry a password).
 _PASS_NAMES = frozenset(
     "PATH HOME USER LOGNAME SHELL LANG LANGUAGE TZ TMPDIR TERM HOSTNAME LD_LIBRARY_PATH "
     "VIRTUAL_ENV CONDA_PREFIX CONDA_DEFAULT_ENV OMP_NUM_THREADS MKL_NUM_THREADS "
     "OPENBLAS_NUM_THREADS XDG_CACHE_HOME CTAPIPE_SVC_PATH".split()
 )
-_PASS_PREFIXES = ("LC_", "SLURM_")
+_PASS_PREFIXES = ("LC_", "SLURM_", "UWS_")
+_SECRET_WORDS = re.compile(r"DATABASE|PASSW|SECRET|TOKEN|KEY|CREDENTIAL|CONFIG", re.IGNORECASE)
 
 
 def read_private(path: Path, limit: int) -> bytes | None:
@@ -175,7 +178,11 @@ def is_exportable(name: str) -> bool:
 
 
 def _base_environment(source: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in source.items() if k in _PASS_NAMES or k.startswith(_PASS_PREFIXES)}
+    return {
+        k: v
+        for k, v in source.items()
+        if (k in _PASS_NAMES or k.startswith(_PASS_PREFIXES)) and not _SECRET_WORDS.search(k)
+    }
 
 
 def entity_file_name(entity: EntityDef) -> str:
@@ -195,7 +202,9 @@ def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -
     python = spec.python or sys.executable
     if python:
         bin_dir = os.path.dirname(os.path.abspath(python))
-        env["PATH"] = f"{bin_dir}:{env['PATH']}" if env.get("PATH") else bin_dir
+        path = env.get("PATH", "")
+        if bin_dir not in path.split(os.pathsep):
+            env["PATH"] = f"{bin_dir}{os.pathsep}{path}" if path else bin_dir
     for name, value in spec.parameters.items():
         if is_exportable(name):
             env[name] = str(value).replace("\x00", "")
