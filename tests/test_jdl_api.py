@@ -449,7 +449,7 @@ def test_unexpected_errors_become_a_bare_500(sandbox: Path) -> None:
     app.install(error_plugin)
     register_jdl_routes(app, JobDefinitionRegistry(sandbox), authenticate)
     r = call(app, "GET", "/jdl")
-    assert (r.status, r.body) == (500, b"internal server error")
+    assert (r.status, r.body.strip()) == (500, b"internal server error")
 
 
 def test_over_a_real_server(api: tuple[bottle.Bottle, JobDefinitionRegistry]) -> None:

@@ -7,23 +7,18 @@ its traceback on the server, never sent to the client).
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import bottle
-from bottle import HTTPResponse
 
 from uws_server import __version__
 from uws_server.config import PROJECT_ROOT, Settings
 from uws_server.db import create_schema, make_engine
-from uws_server.errors import DefinitionError, UWSError
 from uws_server.handlers import register_uws_routes
+from uws_server.http_errors import TEXT, error_plugin
 from uws_server.jdl.registry import JobDefinitionRegistry
 from uws_server.jdl.routes import register_jdl_routes
 from uws_server.managers.base import Manager
@@ -32,34 +27,6 @@ from uws_server.service import UWSService
 from uws_server.storage import Store
 
 log = logging.getLogger("uws_server")
-TEXT = "text/plain; charset=utf-8"
-
-
-def error_response(exc: Exception) -> HTTPResponse:
-    """The one place where exceptions become HTTP responses."""
-    if isinstance(exc, DefinitionError):
-        body = json.dumps({"errors": [{"field": f, "reason": r} for f, r in exc.problems]})
-        return HTTPResponse(body=body, status=400, headers={"Content-Type": "application/json"})
-    if isinstance(exc, UWSError):
-        headers = {"Content-Type": TEXT}
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = 'Basic realm="uws-server"'
-        return HTTPResponse(body=exc.message + "\n", status=exc.status, headers=headers)
-    log.error("unexpected error", exc_info=exc)
-    return HTTPResponse(body="internal server error\n", status=500, headers={"Content-Type": TEXT})
-
-
-def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(callback)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return callback(*args, **kwargs)
-        except HTTPResponse:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to a response, never leaked
-            return error_response(exc)
-
-    return wrapper
 
 
 def _plain_error(err: bottle.HTTPError) -> str:

@@ -7,12 +7,11 @@ job through the environment and ``parameters.json``, never through shell text.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 from uws_server.errors import BadRequest
+from uws_server.jdl.validate import value_problem
 from uws_server.jobdef import JobDefinition, ParameterDef
 
 # UWS job-control parameters, accepted in any letter case (IVOA convention).
@@ -20,7 +19,6 @@ CONTROL_NAMES = ("PHASE", "RUNID", "EXECUTIONDURATION", "DESTRUCTION", "ACTION",
 
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
 
 
 @dataclass
@@ -61,46 +59,20 @@ def split_request(
     return parsed
 
 
-def _check_number(p: ParameterDef, value: str) -> str:
-    text = value.strip()
-    if p.datatype in ("xs:integer", "xs:long"):
-        try:
-            number: float = int(text)
-        except ValueError:
-            raise BadRequest(f"parameter '{p.name}': '{_short(text)}' is not an integer") from None
-    else:
-        try:
-            number = float(text)
-        except ValueError:
-            raise BadRequest(f"parameter '{p.name}': '{_short(text)}' is not a number") from None
-        if not math.isfinite(number):
-            raise BadRequest(f"parameter '{p.name}': value must be a finite number")
-    if p.min not in (None, "") and number < float(p.min):  # type: ignore[arg-type]
-        raise BadRequest(f"parameter '{p.name}': {text} is below the minimum {p.min}")
-    if p.max not in (None, "") and number > float(p.max):  # type: ignore[arg-type]
-        raise BadRequest(f"parameter '{p.name}': {text} is above the maximum {p.max}")
-    return text
-
-
 def check_value(p: ParameterDef, value: str) -> str:
-    """Validate one value against its definition; returns the normalised value."""
-    if p.datatype in ("xs:integer", "xs:long", "xs:double", "xs:float"):
-        value = _check_number(p, value)
-    elif p.datatype == "xs:boolean":
-        low = value.strip().lower()
-        if low not in _TRUE | _FALSE:
-            raise BadRequest(f"parameter '{p.name}': '{_short(value)}' is not a boolean")
-        value = "true" if low in _TRUE else "false"
-    elif p.datatype == "xs:anyURI":
-        parsed = urlparse(value.strip())
-        if not parsed.scheme or not (parsed.netloc or parsed.path):
-            raise BadRequest(f"parameter '{p.name}': '{_short(value)}' is not a URI")
+    """Validate one value against its definition; returns the normalised value.
+
+    The rules (datatype per item, MIN/MAX, OPTIONs) are the job definitions' own
+    :func:`~uws_server.jdl.validate.value_problem`, so a default and a submitted value
+    are judged alike.
+    """
+    if p.datatype not in ("xs:string", "file"):
         value = value.strip()
-    if p.options and value not in p.options:
-        raise BadRequest(
-            f"parameter '{p.name}': '{_short(value)}' is not one of the options "
-            f"{', '.join(p.options)}"
-        )
+    problem = value_problem(p, value)
+    if problem:
+        raise BadRequest(f"parameter '{p.name}': {_short(problem)}")
+    if p.datatype == "xs:boolean":
+        return "true" if value.lower() in _TRUE else "false"
     return value
 
 

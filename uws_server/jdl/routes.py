@@ -9,7 +9,6 @@ plugin, :func:`error_plugin`) so the JSON list of problems looks the same everyw
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from uws_server.errors import (
     PayloadTooLarge,
     UWSError,
 )
+from uws_server.http_errors import definition_error_body, error_plugin, error_response  # noqa: F401
 from uws_server.jdl.json_form import from_json, to_json
 from uws_server.jdl.registry import JobDefinitionRegistry
 from uws_server.jdl.validate import is_safe_name, validate
@@ -53,42 +53,6 @@ Authenticate = Callable[[bool], User]
 
 class UnsupportedMediaType(UWSError):
     status = 415
-
-
-def definition_error_body(exc: DefinitionError) -> dict[str, Any]:
-    """The JSON body for a rejected definition: ``{"errors": [{"field", "reason"}]}``."""
-    return {"errors": [{"field": f, "reason": r} for f, r in exc.problems]}
-
-
-def error_response(exc: BaseException) -> bottle.HTTPResponse:
-    """The response for an exception raised by a handler: JSON problems for a
-    definition, the plain message and status for a :class:`UWSError`, and a bare 500
-    (details in the log only) for anything else."""
-    if isinstance(exc, DefinitionError):
-        return _json(definition_error_body(exc), 400)
-    if isinstance(exc, UWSError):
-        return bottle.HTTPResponse(
-            exc.message, status=exc.status, headers={"Content-Type": "text/plain; charset=utf-8"}
-        )
-    log.error("unexpected error", exc_info=exc)
-    return bottle.HTTPResponse(
-        "internal server error", status=500, headers={"Content-Type": "text/plain"}
-    )
-
-
-def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """Bottle plugin (``app.install(error_plugin)``) applying :func:`error_response`."""
-
-    @functools.wraps(callback)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return callback(*args, **kwargs)
-        except bottle.HTTPResponse:  # bottle's own control flow (redirects, aborts)
-            raise
-        except Exception as exc:
-            return error_response(exc)
-
-    return wrapper
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:

@@ -1,0 +1,345 @@
+"""Benchmark of the core service against a bare bottle endpoint on the same server.
+
+Run: ``.venv/bin/python bench/bench_uws.py`` (about two minutes). It starts the real
+service (``python -m uws_server serve``, SQLite, local manager) and ``bench/bare_app.py``
+on free ports, drives both with ``wrk`` (C, keep-alive) so that the client is not what
+is measured, and prints a Markdown table for docs/benchmarks.md:
+
+- job creation (POST → 303) and GET job XML rates, each against the bare endpoint;
+- ``GET /rest/<job>?LAST=100`` latency with 100,000 jobs stored;
+- 500 blocking ``WAIT`` clients: wake-up latency after a phase change, and the GET rate
+  of a separate client while they block, against the same without waiters;
+- a trivial job (POST PHASE=RUN, then WAIT to COMPLETED) against bare fork+exec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def wrk(
+    url: str, seconds: int, token: str | None = None, post: str | None = None, connections: int = 8
+) -> float:
+    """Requests per second measured by wrk (one thread, keep-alive)."""
+    lua = ["wrk.headers['Content-Type'] = 'application/x-www-form-urlencoded'"]
+    if token:
+        lua.append(f"wrk.headers['Authorization'] = 'Bearer {token}'")
+    if post is not None:
+        lua += ["wrk.method = 'POST'", f"wrk.body = '{post}'"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write("\n".join(lua) + "\n")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", fh.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    os.unlink(fh.name)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses on {url}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+class Http:
+    """A keep-alive client for the sequential measurements."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        self.auth = {"Authorization": f"Bearer {token}"}
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, dict, bytes]:
+        headers = dict(self.auth)
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers=headers)
+        r = self.conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+
+
+@contextmanager
+def servers(workdir: Path, jdl: Path) -> Iterator[tuple[int, int, str, dict[str, str]]]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "UWS_VAR_DIR": str(workdir / "var"),
+            "UWS_JOBS_DIR": str(workdir / "var" / "jobs"),
+            "UWS_PROVENANCE_DIR": str(workdir / "prov"),
+            "UWS_JOB_DEFINITIONS_DIR": str(jdl),
+            "UWS_THREADS": "600",
+            "UWS_RESERVED_THREADS": "32",
+            "UWS_MAX_WAIT": "120",
+            "UWS_LOCAL_SLOTS": "2",
+            "UWS_DEFAULT_DESTRUCTION": str(30 * 86400),
+        }
+    )
+    env.pop("UWS_DATABASE_URL", None)
+    token = subprocess.run(
+        [PY, "-m", "uws_server", "user", "add", "bench"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port, bare_port = free_port(), free_port()
+    env["UWS_PORT"] = str(port)
+    srv = subprocess.Popen(
+        [PY, "-m", "uws_server", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "server.log", "w"),
+    )
+    bare = subprocess.Popen(
+        [PY, str(ROOT / "bench" / "bare_app.py"), "--port", str(bare_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        wait_port(bare_port)
+        yield port, bare_port, token, env
+    finally:
+        for p in (srv, bare):
+            p.terminate()
+            p.wait(30)
+
+
+def create_job(client: Http, jobname: str, body: str) -> str:
+    status, headers, _ = client.request("POST", f"/rest/{jobname}", body)
+    assert status == 303, status
+    return headers["Location"].split("127.0.0.1", 1)[1].split(":", 1)[1].split("/", 1)[1]
+
+
+def bulk_jobs(env: dict[str, str], count: int) -> None:
+    """Store ``count`` jobs directly (as a year of use would), with a progress log."""
+    from sqlalchemy import insert
+
+    from uws_server import db
+    from uws_server.config import load_settings
+    from uws_server.service import new_job_id
+
+    settings = load_settings(environ=env)
+    engine = db.make_engine(settings.effective_database_url)
+    t0 = datetime(2025, 1, 1)
+    chunk = 10_000
+    with engine.begin() as conn:
+        for start in range(0, count, chunk):
+            rows = [
+                {
+                    "job_id": new_job_id(),
+                    "jobname": "echo_job",
+                    "owner": "bench",
+                    "phase": "COMPLETED",
+                    "creation_time": t0 + timedelta(seconds=i),
+                    "destruction_time": t0 + timedelta(days=400),
+                    "execution_duration": 60,
+                    "parameters": '{"text": "x"}',
+                    "version": 0,
+                }
+                for i in range(start, min(count, start + chunk))
+            ]
+            conn.execute(insert(db.jobs), rows)
+            log(f"stored {min(count, start + chunk):,}/{count:,} jobs")
+    engine.dispose()
+
+
+async def wait_clients(port: int, token: str, path: str, n: int, trigger) -> list[float]:  # type: ignore[no-untyped-def]
+    """Open n WAIT requests, then call trigger(); returns each wake-up delay (s)."""
+    req = (
+        f"GET {path}?WAIT=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    conns = []
+    for _ in range(n):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(req)
+        conns.append((reader, writer))
+    await asyncio.gather(*(w.drain() for _, w in conns))
+    await asyncio.sleep(2.0)  # every request is now blocked in the server
+    done: list[float] = []
+
+    async def read_one(reader: asyncio.StreamReader) -> None:
+        data = await reader.read()
+        assert b" 200 " in data.split(b"\r\n", 1)[0], data[:100]
+        done.append(time.perf_counter())
+
+    readers = [asyncio.create_task(read_one(r)) for r, _ in conns]
+    t0 = await trigger()
+    await asyncio.wait_for(asyncio.gather(*readers), timeout=60)
+    for _, w in conns:
+        w.close()
+    return [d - t0 for d in done]
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    ap.add_argument("--jobs", type=int, default=100_000, help="jobs stored for the LAST test")
+    ap.add_argument("--waiters", type=int, default=500)
+    ap.add_argument("--trivial", type=int, default=30, help="trivial jobs timed")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "uws.json")
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="uws-bench-"))
+    jdl = ROOT / "tests" / "data" / "jdl"
+    res: dict[str, float] = {}
+    with servers(workdir, jdl) as (port, bare_port, token, env):
+        base, bare = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
+        client = Http(port, token)
+        log("job creation rate: bare POST, then POST /rest/echo_job")
+        res["bare_post"] = wrk(f"{bare}/bare/echo_job", args.seconds, post="text=hello")
+        res["uws_post"] = wrk(f"{base}/rest/echo_job", args.seconds, token, post="text=hello")
+        job = create_job(client, "echo_job", "text=hello")
+        log("GET job rate: bare GET, then GET /rest/echo_job/<id>")
+        res["bare_get"] = wrk(f"{bare}/bare/echo_job/abc", args.seconds)
+        res["uws_get"] = wrk(f"{base}/{job}", args.seconds, token)
+
+        log(f"{args.waiters} WAIT clients")
+        pending = create_job(client, "sleep_job", "seconds=0.1")
+        other = create_job(client, "echo_job", "text=other")
+        res["get_no_waiters"] = wrk(f"{base}/{other}", 3, token)
+        rate_during: list[float] = []
+
+        async def trigger() -> float:
+            rate_during.append(await asyncio.to_thread(wrk, f"{base}/{other}", 3, token))
+            t0 = time.perf_counter()
+            status, _, _ = await asyncio.to_thread(
+                Http(port, token).request, "POST", f"/{pending}/phase", "PHASE=RUN"
+            )
+            assert status == 303
+            return t0
+
+        wake = asyncio.run(wait_clients(port, token, f"/{pending}", args.waiters, trigger))
+        res["get_with_waiters"] = rate_during[0]
+        res["wake_p50_ms"] = pct(wake, 50) * 1000
+        res["wake_p99_ms"] = pct(wake, 99) * 1000
+        res["wake_max_ms"] = max(wake) * 1000
+
+        log(f"trivial job x{args.trivial}: POST PHASE=RUN + WAIT, against bare fork+exec")
+        script = workdir / "trivial"
+        script.mkdir()
+        (script / "script.sh").write_text("echo $text > $output\n")
+        bare_env = {"PATH": os.environ["PATH"], "text": "hi", "output": "output.txt"}
+        bare_times, uws_times = [], []
+        for _ in range(args.trivial):
+            t0 = time.perf_counter()
+            subprocess.run(["bash", "script.sh"], cwd=script, env=bare_env, check=True)
+            bare_times.append(time.perf_counter() - t0)
+        for _ in range(args.trivial):
+            t0 = time.perf_counter()
+            j = create_job(client, "echo_job", "text=hi&PHASE=RUN")
+            while True:
+                _, _, body = client.request("GET", f"/{j}?WAIT=30")
+                if b"<uws:phase>COMPLETED<" in body:
+                    break
+                assert b"<uws:phase>ERROR<" not in body, body
+            uws_times.append(time.perf_counter() - t0)
+        res["bare_exec_ms"] = statistics.median(bare_times) * 1000
+        res["trivial_job_ms"] = statistics.median(uws_times) * 1000
+
+        log(f"storing {args.jobs:,} jobs for LAST=100")
+        bulk_jobs(env, args.jobs)
+        lat = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            status, _, body = client.request("GET", "/rest/echo_job?LAST=100")
+            lat.append(time.perf_counter() - t0)
+            assert status == 200 and body.count(b"<uws:jobref") == 100
+        res["last100_p50_ms"] = statistics.median(lat) * 1000
+        res["last100_p95_ms"] = pct(lat, 95) * 1000
+    shutil.rmtree(workdir, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    r = res
+    rows = [
+        (
+            "job creation (POST → 303), req/s",
+            f"{r['uws_post']:.0f}",
+            f"bare {r['bare_post']:.0f}",
+            f"{r['uws_post'] / r['bare_post']:.2f} (goal ≥ 0.6)",
+        ),
+        (
+            "GET job XML, req/s",
+            f"{r['uws_get']:.0f}",
+            f"bare {r['bare_get']:.0f}",
+            f"{r['uws_get'] / r['bare_get']:.2f} (goal ≥ 0.6)",
+        ),
+        (
+            f"GET ?LAST=100 with {args.jobs:,} jobs",
+            f"p50 {r['last100_p50_ms']:.1f} ms",
+            f"p95 {r['last100_p95_ms']:.1f} ms",
+            "goal p50 ≤ 15 ms",
+        ),
+        (
+            f"{args.waiters} WAIT clients: wake-up after phase change",
+            f"p50 {r['wake_p50_ms']:.0f} ms",
+            f"p99 {r['wake_p99_ms']:.0f} ms",
+            "goal p99 ≤ 100 ms",
+        ),
+        (
+            f"GET rate while {args.waiters} WAITs block",
+            f"{r['get_with_waiters']:.0f}",
+            f"without {r['get_no_waiters']:.0f}",
+            f"{r['get_with_waiters'] / r['get_no_waiters']:.2f} (goal ≥ 0.5)",
+        ),
+        (
+            "trivial job, POST RUN → COMPLETED",
+            f"{r['trivial_job_ms']:.1f} ms",
+            f"bare fork+exec {r['bare_exec_ms']:.1f} ms",
+            f"+{r['trivial_job_ms'] - r['bare_exec_ms']:.1f} ms (goal ≤ +30 ms)",
+        ),
+    ]
+    print("| measure | uws-server | baseline | ratio / goal |\n|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The one place where exceptions become HTTP responses.
+
+A ``UWSError`` becomes its status with a plain-text message; a ``DefinitionError``
+a 400 with the JSON list of problems; anything unexpected a bare 500, logged with its
+traceback on the server and never sent to the client.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bottle import HTTPResponse
+
+from uws_server.errors import DefinitionError, UWSError
+
+log = logging.getLogger("uws_server")
+TEXT = "text/plain; charset=utf-8"
+
+
+def definition_error_body(exc: DefinitionError) -> dict[str, Any]:
+    """The JSON body for a rejected definition: ``{"errors": [{"field", "reason"}]}``."""
+    return {"errors": [{"field": f, "reason": r} for f, r in exc.problems]}
+
+
+def error_response(exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, DefinitionError):
+        body = json.dumps(definition_error_body(exc), ensure_ascii=False).encode("utf-8")
+        return HTTPResponse(body, status=400, headers={"Content-Type": "application/json"})
+    if isinstance(exc, UWSError):
+        headers = {"Content-Type": TEXT}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="uws-server"'
+        return HTTPResponse(exc.message + "\n", status=exc.status, headers=headers)
+    log.error("unexpected error", exc_info=exc)
+    return HTTPResponse("internal server error\n", status=500, headers={"Content-Type": TEXT})
+
+
+def error_plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Bottle plugin (``app.install(error_plugin)``) applying :func:`error_response`."""
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except HTTPResponse:  # bottle's own control flow (redirects, aborts)
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to a response, never leaked
+            return error_response(exc)
+
+    return wrapper
