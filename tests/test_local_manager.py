@@ -184,6 +184,18 @@ def test_failures_are_errors(jobs_dir: Path, make_manager) -> None:  # type: ign
     assert manager.running_jobs() == []
 
 
+def test_planted_symlinks_are_not_followed(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
+    manager, sink = make_manager()
+    precious = jobs_dir / "precious.txt"
+    precious.write_text("keep me")
+    spec = make_spec(jobs_dir, "planted", "echo hi")
+    os.symlink(precious, spec.job_dir / "stdout.log")
+    manager.submit(spec)
+    final = sink.wait_final("planted")
+    assert final.phase is Phase.ERROR and (final.error or "").startswith("cannot start the job")
+    assert precious.read_text() == "keep me"
+
+
 def test_queue_beyond_slots_is_fifo(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
     manager, sink = make_manager(slots=1)
     ids = ["q1", "q2", "q3"]

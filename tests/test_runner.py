@@ -200,6 +200,20 @@ def test_dangerous_parameter_names_are_not_exported(tmp_path: Path) -> None:
     assert not (spec.job_dir / "pwned").exists()
 
 
+def test_script_comes_from_the_spec_not_the_directory(tmp_path: Path) -> None:
+    """An upload named script.sh (or a symlink there) must never be what runs."""
+    spec = make_spec(tmp_path, "echo definition > output.txt\n")
+    (spec.job_dir / "script.sh").write_text("touch pwned\n")
+    assert run_bash(spec).returncode == 0
+    assert (spec.job_dir / "output.txt").read_text() == "definition\n"
+    os.unlink(spec.job_dir / "script.sh")
+    (tmp_path / "outside.sh").write_text("touch pwned\n")
+    os.symlink(tmp_path / "outside.sh", spec.job_dir / "script.sh")
+    assert run_bash(spec).returncode == 0
+    assert not (spec.job_dir / "pwned").exists()
+    assert (tmp_path / "outside.sh").read_text() == "touch pwned\n"  # not written through
+
+
 def test_crlf_script_is_normalised(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, opus_script(), parameters={"text": "Hello World"})
     assert b"\r\n" in (spec.job_dir / "script.sh").read_bytes()

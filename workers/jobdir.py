@@ -141,23 +141,19 @@ def load_spec(job_dir: Path | str) -> JobSpec:
 
 
 def prepare_job_dir(spec: JobSpec) -> None:
-    """Make the directory ready to run: ``.uws/``, ``script.sh`` with LF line ends.
+    """Make the directory ready to run: ``.uws/``, and ``script.sh`` from the spec.
 
-    OPUS definitions store scripts with CRLF line ends; bash would take the CR as part
-    of the last word (``sleep 10\\r`` fails), so it is removed. Status files of an
-    earlier attempt are removed so they cannot be mistaken for this run's.
+    ``script.sh`` is always (re)written from ``spec.script``, the operator's definition:
+    whatever file of that name is already in the directory (an upload named
+    ``script.sh``...) must never be what runs. OPUS definitions store scripts with CRLF
+    line ends; bash would take the CR as part of the last word (``sleep 10\\r``
+    fails), so it is removed. Status files of an earlier attempt are removed so they
+    cannot be mistaken for this run's.
     """
     job_dir = Path(spec.job_dir)
     (job_dir / UWS_DIR).mkdir(mode=0o755, exist_ok=True)
-    script = job_dir / SCRIPT_FILE
-    try:
-        text = script.read_bytes()
-    except FileNotFoundError:
-        text = None
-    if text is None:
-        atomic_write(script, spec.script.replace("\r\n", "\n").encode())
-    elif b"\r" in text:
-        atomic_write(script, text.replace(b"\r\n", b"\n"))
+    script = spec.script.replace("\r\n", "\n").encode()
+    atomic_write(job_dir / SCRIPT_FILE, script)  # replaces a symlink, never follows it
     for name in (STATUS_FILE, EXIT_STATUS_FILE):
         try:
             os.unlink(job_dir / name)

@@ -110,6 +110,16 @@ class ProcessIdentity:
         return same and fields[0] not in ("Z", "X")
 
 
+def open_log(path: os.PathLike[str] | str) -> int:
+    """A fresh log file for a job's output, as a descriptor for ``Popen``.
+
+    ``O_NOFOLLOW``: a symlink planted under the log's name must not make us truncate
+    the file it points to.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(path, flags, 0o644)
+
+
 def signal_name(signum: int) -> str:
     """``SIGKILL`` for 9, or ``signal 42`` for numbers Python does not name."""
     try:

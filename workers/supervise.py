@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.procs import kill_group
+from workers.procs import kill_group, open_log
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -104,7 +104,9 @@ def run_script(
     ``on_start(pid)`` is called once the process exists (to report EXECUTING).
     """
     with _SignalTrap() as trap:
-        with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        out, err = open_log(stdout_path), None
+        try:
+            err = open_log(stderr_path)
             proc = subprocess.Popen(
                 list(argv),
                 cwd=cwd,
@@ -114,6 +116,10 @@ def run_script(
                 stderr=err,
                 start_new_session=True,
             )
+        finally:
+            for fd in (out, err):
+                if fd is not None:
+                    os.close(fd)
         start = datetime.now(UTC).replace(tzinfo=None)
         started = time.monotonic()
         pid = proc.pid

@@ -38,7 +38,7 @@ from typing import Any
 
 from uws_server.managers.base import JobSink, JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent
-from workers.procs import ProcessIdentity, kill_group, start_ticks
+from workers.procs import ProcessIdentity, kill_group, open_log, start_ticks
 from workers.runner import (
     EXIT_STATUS_FILE,
     STDERR_FILE,
@@ -217,7 +217,9 @@ class LocalManager(Manager):
         try:
             prepare_job_dir(spec)
             env = prepare_environment(spec)
-            with open(job_dir / STDOUT_FILE, "wb") as out, open(job_dir / STDERR_FILE, "wb") as err:
+            out, err = open_log(job_dir / STDOUT_FILE), None
+            try:
+                err = open_log(job_dir / STDERR_FILE)
                 proc = subprocess.Popen(
                     ["bash", "-c", WRAPPER, "uws-job"],
                     cwd=job_dir,
@@ -227,6 +229,10 @@ class LocalManager(Manager):
                     stderr=err,
                     start_new_session=True,
                 )
+            finally:
+                for fd in (out, err):
+                    if fd is not None:
+                        os.close(fd)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             log.exception("job %s: cannot start", spec.job_id)
             self._emit(spec.job_id, WorkerEvent(Phase.ERROR, error=f"cannot start the job: {exc}"))
