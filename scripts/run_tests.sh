@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# THE test command (CI runs it through .ci/run):
+#   1. scripts/install_test_deps.sh   Debian packages, .venv, pip install -e '.[test,science]'
+#   2. scripts/slurm_start.sh         single-node Slurm on localhost
+#   3. scripts/pg_start.sh            PostgreSQL on 127.0.0.1, database uws_test
+#   4. pytest on tests/ (arguments are passed through), then `ruff check .`
+# Exports for the tests:
+#   UWS_TEST_DATABASE_URL  SQLAlchemy URL of the test database (from pg_start.sh)
+#   UWS_REQUIRE_SERVICES=1 tests needing Slurm/PostgreSQL/Chromium fail instead of skip
+#   UWS_CHROMIUM_PATH      /usr/bin/chromium (Playwright: executable_path=...)
+#   PATH                   with .venv/bin first
+# Fails when pytest fails, collects no test (exit 5) or ruff finds a problem. The services
+# are left running for reuse (scripts/slurm_stop.sh, scripts/pg_stop.sh stop them).
+#
+# Usage: bash scripts/run_tests.sh [pytest args...]
+#   e.g. bash scripts/run_tests.sh -x -k infra
+#        bash scripts/run_tests.sh tests/test_infra.py   (a path replaces the default tests/)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+step() { printf '\n==> [run_tests] %s\n' "$*"; }
+elapsed() { printf '%s s' "$((SECONDS - $1))"; }
+
+T0=$SECONDS
+step "install test dependencies (scripts/install_test_deps.sh)"
+T=$SECONDS
+bash scripts/install_test_deps.sh
+echo "[run_tests] install_test_deps: $(elapsed "$T")"
+
+step "start Slurm (scripts/slurm_start.sh)"
+T=$SECONDS
+bash scripts/slurm_start.sh
+echo "[run_tests] slurm_start: $(elapsed "$T")"
+
+step "start PostgreSQL (scripts/pg_start.sh)"
+T=$SECONDS
+PG_URL="$(bash scripts/pg_start.sh)"
+[ -n "$PG_URL" ] || { echo "[run_tests] ERROR: pg_start.sh printed no URL" >&2; exit 1; }
+echo "[run_tests] pg_start: $(elapsed "$T")"
+
+export UWS_TEST_DATABASE_URL="$PG_URL"
+export UWS_REQUIRE_SERVICES=1
+export UWS_CHROMIUM_PATH=/usr/bin/chromium
+export PATH="$REPO_ROOT/.venv/bin:$PATH"
+echo "[run_tests] UWS_TEST_DATABASE_URL=$UWS_TEST_DATABASE_URL"
+echo "[run_tests] UWS_REQUIRE_SERVICES=$UWS_REQUIRE_SERVICES"
+echo "[run_tests] UWS_CHROMIUM_PATH=$UWS_CHROMIUM_PATH"
+
+# The default target is tests/, unless an argument names a path (file, dir or node id).
+TARGETS=(tests)
+for arg in "$@"; do
+    case "$arg" in
+        -*) ;;
+        *)
+            if [ -e "${arg%%::*}" ]; then
+                TARGETS=()
+                break
+            fi
+            ;;
+    esac
+done
+
+step "pytest"
+T=$SECONDS
+set +e
+"$REPO_ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider "${TARGETS[@]}" "$@"
+PYTEST_RC=$?
+set -e
+echo "[run_tests] pytest: exit $PYTEST_RC, $(elapsed "$T")"
+if [ "$PYTEST_RC" -eq 5 ]; then
+    echo "[run_tests] ERROR: pytest collected no tests (exit 5): counted as a failure" >&2
+fi
+
+step "ruff check ."
+T=$SECONDS
+set +e
+"$REPO_ROOT/.venv/bin/ruff" check .
+RUFF_RC=$?
+set -e
+echo "[run_tests] ruff: exit $RUFF_RC, $(elapsed "$T")"
+
+echo
+echo "[run_tests] total $(elapsed "$T0"); services left running (scripts/slurm_stop.sh, scripts/pg_stop.sh)"
+if [ "$PYTEST_RC" -ne 0 ] || [ "$RUFF_RC" -ne 0 ]; then
+    echo "[run_tests] FAILED (pytest exit $PYTEST_RC, ruff exit $RUFF_RC)" >&2
+    exit 1
+fi
+echo "[run_tests] OK"
