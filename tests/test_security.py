@@ -192,3 +192,23 @@ def test_forged_worker_events_are_refused(live: LiveServer, alice: Client) -> No
     assert r.status_code == 403
     assert alice.phase(job) in ("QUEUED", "EXECUTING")
     alice.post(job + "/phase", data={"PHASE": "ABORT"})
+
+
+def test_upload_cannot_replace_job_files(live: LiveServer, alice: Client) -> None:
+    job = alice.create(
+        "copy_job",
+        {"text": "t", "PHASE": "RUN"},
+        files={"input": ("script.sh", b"touch hacked\n", "text/plain")},
+    )
+    assert alice.wait_final(job) == "COMPLETED"
+    job_dir = live.settings.jobs_dir / job.rsplit("/", 1)[1]
+    assert not (job_dir / "hacked").exists()
+    assert alice.get(job + "/results/output").text == "touch hacked\nt\n"  # used as data only
+    assert alice.get(job + "/parameters/input").status_code == 200
+
+
+def test_job_directory_holds_no_callback_token(live: LiveServer, alice: Client) -> None:
+    job = alice.create("echo_job", {"PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    spec = (live.settings.jobs_dir / job.rsplit("/", 1)[1] / "job.json").read_text()
+    assert '"callback_token": ""' in spec

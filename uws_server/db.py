@@ -67,8 +67,8 @@ jobs = Table(
 # The job list: per definition, per owner, newest first (LAST, AFTER).
 Index("ix_jobs_list_owner", jobs.c.jobname, jobs.c.owner, jobs.c.creation_time)
 Index("ix_jobs_list_all", jobs.c.jobname, jobs.c.creation_time)
-Index("ix_jobs_phase", jobs.c.phase)
 Index("ix_jobs_destruction", jobs.c.destruction_time)
+# Active jobs per owner (the per-user limit) and, through its second column, recovery.
 Index("ix_jobs_owner_phase", jobs.c.owner, jobs.c.phase)
 
 # Entities are first-class: a file a job generated, an uploaded input, a fetched URL.

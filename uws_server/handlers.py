@@ -77,8 +77,11 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
     def base() -> str:
         if settings.base_url:
             return settings.base_url.rstrip("/")
-        parts = request.urlparts
-        return f"{parts.scheme}://{parts.netloc}{request.script_name.rstrip('/')}"
+        # Straight from the WSGI environ: bottle's urlparts costs a urljoin per request.
+        env = request.environ
+        host = env.get("HTTP_HOST") or f"{env['SERVER_NAME']}:{env['SERVER_PORT']}"
+        script = env.get("SCRIPT_NAME", "").rstrip("/")
+        return f"{env.get('wsgi.url_scheme', 'http')}://{host}{script}"
 
     def job_url(jobname: str, job_id: str) -> str:
         return f"{base()}/rest/{jobname}/{job_id}"

@@ -37,10 +37,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# Files of the job itself: an input staged under one of these names would replace
+# the script, the specification or the logs.
+RESERVED_NAMES = frozenset({"job.json", "parameters.json", "script.sh", "stdout.log", "stderr.log"})
+
+
 def safe_filename(name: str, fallback: str = "input") -> str:
-    """A file name that cannot leave a directory: no separators, no leading dots."""
-    base = _SAFE.sub("_", Path(name.replace("\\", "/")).name).lstrip(".")
-    return base[:128] or fallback
+    """A file name that cannot leave a directory nor replace one of the job's own files."""
+    base = _SAFE.sub("_", Path(name.replace("\\", "/")).name).lstrip(".")[:128] or fallback
+    return f"input_{base}" if base in RESERVED_NAMES else base
 
 
 def new_entity_id() -> str:

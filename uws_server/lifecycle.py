@@ -7,6 +7,7 @@ forged event can never move a job out of a final phase.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -103,7 +104,11 @@ class Lifecycle:
         for name, info in read_inputs(jdir).items():
             parameters[name] = str(info["file"])
         (jdir / "parameters.json").write_text(json.dumps(parameters, indent=1))
-        token = secrets.token_urlsafe(32)
+        # Only remote runners call back; the local manager reports in-process. The token
+        # never goes into job.json (a job could copy that into a result): the manager
+        # hands it to the runner through the environment.
+        remote = self.manager.name != "local"
+        token = secrets.token_urlsafe(32) if remote else ""
         spec = JobSpec(
             job_id=job.job_id,
             jobname=job.jobname,
@@ -112,18 +117,18 @@ class Lifecycle:
             parameters=parameters,
             generated=list(defn.generated),
             execution_duration=job.execution_duration,
-            callback_url=self.callback_base() if self.manager.name != "local" else "",
+            callback_url=self.callback_base() if remote else "",
             callback_token=token,
             sbatch_options=list(defn.sbatch_options),
             python=self.settings.pipeline_python,
         )
-        write_spec(spec)
+        write_spec(dataclasses.replace(spec, callback_token=""))
         ok = self.store.update_if_phase(
             job.job_id,
             [Phase.PENDING],
             phase=Phase.QUEUED,
             manager=self.manager.name,
-            callback_token_hash=hash_token(token),
+            callback_token_hash=hash_token(token) if token else None,
         )
         if not ok:
             return False

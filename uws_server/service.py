@@ -111,7 +111,8 @@ class UWSService:
 
     # ------------------------------------------------------------- helpers
     def definition(self, jobname: str) -> JobDefinition:
-        return self.registry.get(jobname)
+        """The job definition, shared and read-only (no copy on the request path)."""
+        return self.registry.get_shared(jobname)
 
     def visible_job(self, user: User, jobname: str, job_id: str) -> Job:
         job = self.store.get_job(job_id)

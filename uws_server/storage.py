@@ -13,14 +13,54 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result, User
 
 J = db.jobs
 E = db.entities
+
+# Hot statements (insert a job, read a job and its results) are compiled once per
+# dialect and run on the pooled DBAPI connection: SQLAlchemy's per-call execution
+# machinery cost four times the query itself on GET job. Everything else uses Core.
+_INSERT_JOB = insert(J)
+_SELECT_JOB = select(J).where(J.c.job_id == bindparam("jid"))
+_SELECT_RESULTS = (
+    select(E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256)
+    .where(E.c.job_id == bindparam("jid"), E.c.kind != "upload")
+    .order_by(E.c.created, E.c.name)
+)
+_JOB_COLUMNS = [c.name for c in J.columns]
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime storage format
+
+
+class _Compiled:
+    """A statement compiled for one dialect, with its parameters in driver order."""
+
+    def __init__(self, engine: Engine, stmt) -> None:  # type: ignore[no-untyped-def]
+        compiled = stmt.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.order = list(compiled.positiontup) if compiled.positional else None
+        self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    def params(self, values: dict[str, object]) -> tuple | dict:  # type: ignore[type-arg]
+        values = {**self.defaults, **values}  # literals of the statement (kind != 'upload')
+        if self.sqlite:  # sqlite3 would use its deprecated datetime adapter
+            values = {
+                k: v.strftime(_SQLITE_TIME) if isinstance(v, datetime) else v
+                for k, v in values.items()
+            }
+        if self.order is not None:
+            return tuple(values[k] for k in self.order)
+        return values
+
+
+def _time(value: object) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
 
 
 @dataclass
@@ -50,26 +90,27 @@ class EntityRow:
     created: datetime
 
 
-def _job_from_row(row, results: list[Result]) -> Job:  # type: ignore[no-untyped-def]
+def _job_from_row(row: tuple, results: list[Result]) -> Job:  # type: ignore[type-arg]
+    d = dict(zip(_JOB_COLUMNS, row, strict=True))
     return Job(
-        job_id=row.job_id,
-        jobname=row.jobname,
-        owner=row.owner,
-        phase=Phase(row.phase),
-        creation_time=row.creation_time,
-        destruction_time=row.destruction_time,
-        execution_duration=row.execution_duration,
-        parameters=json.loads(row.parameters),
-        run_id=row.run_id,
-        quote=row.quote,
-        start_time=row.start_time,
-        end_time=row.end_time,
-        error_summary=row.error_summary,
+        job_id=d["job_id"],
+        jobname=d["jobname"],
+        owner=d["owner"],
+        phase=Phase(d["phase"]),
+        creation_time=_time(d["creation_time"]),  # type: ignore[arg-type]
+        destruction_time=_time(d["destruction_time"]),  # type: ignore[arg-type]
+        execution_duration=d["execution_duration"],
+        parameters=json.loads(d["parameters"]),
+        run_id=d["run_id"],
+        quote=_time(d["quote"]),
+        start_time=_time(d["start_time"]),
+        end_time=_time(d["end_time"]),
+        error_summary=d["error_summary"],
         results=results,
-        manager=row.manager,
-        external_id=row.external_id,
-        callback_token_hash=row.callback_token_hash,
-        version=row.version,
+        manager=d["manager"],
+        external_id=d["external_id"],
+        callback_token_hash=d["callback_token_hash"],
+        version=d["version"],
     )
 
 
@@ -82,6 +123,10 @@ class Store:
         # SQLITE_BUSY on lock upgrades. PostgreSQL needs no such lock.
         self._sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
+        self._insert_job = _Compiled(engine, _INSERT_JOB)
+        self._select_job = _Compiled(engine, _SELECT_JOB)
+        self._select_results = _Compiled(engine, _SELECT_RESULTS)
+        self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -96,50 +141,67 @@ class Store:
     def insert_job(self, job: Job, new_id: Callable[[], str], tries: int = 5) -> Job:
         """Insert a job; on an id collision draw a new id (never overwrite)."""
         for _ in range(tries):
-            try:
-                with self._write() as conn:
-                    conn.execute(
-                        insert(J).values(
-                            job_id=job.job_id,
-                            jobname=job.jobname,
-                            owner=job.owner,
-                            phase=job.phase.value,
-                            run_id=job.run_id,
-                            creation_time=job.creation_time,
-                            destruction_time=job.destruction_time,
-                            execution_duration=job.execution_duration,
-                            quote=job.quote,
-                            parameters=json.dumps(job.parameters),
-                            manager=job.manager,
-                            callback_token_hash=job.callback_token_hash,
-                            version=0,
-                        )
-                    )
-                return job
-            except IntegrityError:
-                job.job_id = new_id()
+            values = {
+                "job_id": job.job_id,
+                "jobname": job.jobname,
+                "owner": job.owner,
+                "phase": job.phase.value,
+                "run_id": job.run_id,
+                "creation_time": job.creation_time,
+                "destruction_time": job.destruction_time,
+                "execution_duration": job.execution_duration,
+                "quote": job.quote,
+                "start_time": None,
+                "end_time": None,
+                "error_summary": None,
+                "parameters": json.dumps(job.parameters),
+                "manager": job.manager,
+                "external_id": None,
+                "callback_token_hash": job.callback_token_hash,
+                "context": None,
+                "version": 0,
+            }
+            lock = self._write_lock if self._sqlite else contextlib.nullcontext()
+            with lock:
+                conn = self.engine.raw_connection()
+                try:
+                    cur = conn.cursor()
+                    cur.execute(self._insert_job.sql, self._insert_job.params(values))
+                    cur.close()
+                    conn.commit()
+                    return job
+                except self._integrity_error:
+                    conn.rollback()
+                    job.job_id = new_id()
+                finally:
+                    conn.close()
         raise RuntimeError("could not draw a unique job id")
 
     def get_job(self, job_id: str) -> Job | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(J).where(J.c.job_id == job_id)).first()
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            cur.execute(self._select_job.sql, self._select_job.params({"jid": job_id}))
+            row = cur.fetchone()
             if row is None:
+                cur.close()
                 return None
+            cur.execute(self._select_results.sql, self._select_results.params({"jid": job_id}))
             results = [
                 Result(
-                    name=r.name,
-                    path=r.path or "",
-                    content_type=r.content_type or "application/octet-stream",
-                    size=r.size,
-                    sha256=r.sha256,
-                    entity_id=r.entity_id,
+                    name=name,
+                    path=path or "",
+                    content_type=ctype or "application/octet-stream",
+                    size=size,
+                    sha256=sha,
+                    entity_id=eid,
                 )
-                for r in conn.execute(
-                    select(E)
-                    .where(E.c.job_id == job_id, E.c.kind != "upload")
-                    .order_by(E.c.created, E.c.name)
-                )
+                for eid, name, path, ctype, size, sha in cur.fetchall()
             ]
+            cur.close()
+            conn.commit()  # end the read transaction (PostgreSQL opens one)
+        finally:
+            conn.close()
         return _job_from_row(row, results)
 
     def list_jobs(

@@ -203,6 +203,19 @@ class JobDefinitionRegistry:
             raise _not_found(name)
         return copy.deepcopy(defn)
 
+    def get_shared(self, name: str) -> JobDefinition:
+        """The loaded definition itself, without a copy: for readers on the hot path.
+
+        Callers must not change it (the service only reads definitions); a save
+        replaces the object rather than mutating it, so a reader never sees a
+        half-updated definition.
+        """
+        self._maybe_refresh()
+        defn = self._definitions.get(name)
+        if defn is None:
+            raise _not_found(name)
+        return defn
+
     def __contains__(self, name: object) -> bool:
         self._maybe_refresh()
         with self._lock:
