@@ -201,8 +201,8 @@ else
     else
         log "step 3/3: python packages: no record of an install: installing"
     fi
-    log "pip install -e '$REPO_ROOT[test,science]'"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$REPO_ROOT[test,science]" \
+    log "pip install -e '${REPO_ROOT}[test,science]'"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "${REPO_ROOT}[test,science]" \
         || die "pip install -e '.[test,science]' failed"
     editable_install_present || die "pip finished but uws-server is not installed editable from $REPO_ROOT"
     printf '%s\n' "$FINGERPRINT" >"$STAMP"

@@ -179,12 +179,12 @@ EOF
 
 # ------------------------------------------------------------------------ daemons
 stop_daemon() { # PIDFILE NAME
-    local pid i
+    local pid
     pid_alive "$1" "$2" || return 0
     pid="$(tr -dc '0-9' <"$1")"
     log "stopping $2 (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.2
     done

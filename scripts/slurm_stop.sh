@@ -29,7 +29,7 @@ fi
 FAILED=0
 # stop_daemon PIDFILE NAME
 stop_daemon() {
-    local pidfile="$1" name="$2" pid comm i
+    local pidfile="$1" name="$2" pid comm
     if [ ! -s "$pidfile" ]; then
         log "$name: no pid file ($pidfile): not running"
         return 0
@@ -43,7 +43,7 @@ stop_daemon() {
     fi
     log "$name: stopping pid $pid"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$pidfile"
             log "$name: stopped"
