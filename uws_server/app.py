@@ -23,8 +23,10 @@ from uws_server.jdl.registry import JobDefinitionRegistry
 from uws_server.jdl.routes import register_jdl_routes
 from uws_server.managers.base import Manager
 from uws_server.models import User
+from uws_server.prov_handlers import register_provenance_routes
 from uws_server.service import UWSService
 from uws_server.storage import Store
+from uws_server.web import register_web_routes
 
 log = logging.getLogger("uws_server")
 
@@ -94,10 +96,14 @@ def build_app(service: UWSService) -> bottle.Bottle:
             "standard": "ivo://ivoa.net/std/UWS#rest-1.1",
             "job_lists": "/rest",
             "job_definitions": "/jdl",
+            "provsap": "/provsap",
+            "provenance_search": "/provsearch",
         }
 
     register_uws_routes(app, service)
+    register_provenance_routes(app, service)
     register_jdl_routes(app, service.registry, authenticate)
+    register_web_routes(app, service)
     return app
 
 

@@ -90,6 +90,8 @@ entities = Table(
     Column("created", DateTime, nullable=False),
 )
 Index("ix_entities_job", entities.c.job_id, entities.c.name)
+# Files scripts report reading (e.g. from the DL3 store) are matched by content.
+Index("ix_entities_sha256", entities.c.sha256)
 
 usages = Table(
     "usages",

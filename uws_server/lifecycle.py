@@ -77,6 +77,8 @@ class Lifecycle:
         self.definitions = definitions
         self.manager: Manager | None = None
         self.final_hooks: list[Callable[[str], None]] = []
+        # Called with (job, definition, job_dir) before a job is handed to the manager.
+        self.start_hooks: list[Callable[[Job, JobDefinition, Path], None]] = []
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uws-final")
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -123,6 +125,8 @@ class Lifecycle:
             python=self.settings.pipeline_python,
         )
         write_spec(dataclasses.replace(spec, callback_token=""))
+        for hook in self.start_hooks:
+            hook(job, defn, jdir)
         ok = self.store.update_if_phase(
             job.job_id,
             [Phase.PENDING],

@@ -31,6 +31,7 @@ from uws_server.lifecycle import (
 )
 from uws_server.models import Job, Phase, User, WorkerEvent
 from uws_server.params import split_request, validate_parameters
+from uws_server.provenance_service import ProvenanceService, snapshot_definition
 from uws_server.storage import JobRef, Store
 from uws_server.waiters import PhaseNotifier
 
@@ -108,6 +109,9 @@ class UWSService:
         )
         self.lifecycle = Lifecycle(settings, store, self.notifier, self.definition)
         self.clock = CreationClock()
+        self.provenance = ProvenanceService(settings, store, self.definition)
+        self.lifecycle.start_hooks.append(lambda job, defn, jdir: snapshot_definition(jdir, defn))
+        self.lifecycle.final_hooks.append(self.provenance.write_job)
 
     # ------------------------------------------------------------- helpers
     def definition(self, jobname: str) -> JobDefinition:

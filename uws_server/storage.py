@@ -300,12 +300,15 @@ class Store:
         with self._write() as conn:
             conn.execute(insert(E), [r.__dict__ for r in rows])
 
-    def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
-        """Record a job's results (generated entities), replacing any earlier list."""
+    def replace_kind(self, job_id: str, kind: str, rows: list[EntityRow]) -> None:
+        """Record a job's entities of one kind (results, provenance), replacing earlier ones."""
         with self._write() as conn:
-            conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == "result"))
+            conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == kind))
             if rows:
                 conn.execute(insert(E), [r.__dict__ for r in rows])
+
+    def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
+        self.replace_kind(job_id, "result", rows)
 
     def get_entity(self, entity_id: str) -> EntityRow | None:
         with self.engine.connect() as conn:

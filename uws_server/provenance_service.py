@@ -1,0 +1,426 @@
+"""Provenance from the store: records for each job, the files written when a job ends,
+ProvSAP across jobs, and provenance search.
+
+The :mod:`uws_server.provenance` package knows nothing of the database; this module
+fills its records from the store (one job at a time, as the graph walk asks), and
+applies owner isolation: nobody sees another user's job through provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import re
+import threading
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from uws_server import __version__, db
+from uws_server.config import Settings
+from uws_server.errors import BadRequest, Conflict, NotFound
+from uws_server.inputs import can_read, new_entity_id, utcnow
+from uws_server.jdl.json_form import from_json, to_json
+from uws_server.jobdef import JobDefinition
+from uws_server.lifecycle import within
+from uws_server.models import Job, User
+from uws_server.provenance import (
+    FILENAMES,
+    FORMATS,
+    MEDIA_TYPES,
+    ActivityRecord,
+    ContextRecord,
+    EntityRecord,
+    GenerationRecord,
+    JobProvenance,
+    ParameterRecord,
+    SearchQuery,
+    UsageRecord,
+    build_document,
+    build_graph_document,
+    provsap_steps,
+    serialize,
+    traverse,
+    write_all,
+)
+from uws_server.storage import EntityRow, Store
+
+log = logging.getLogger("uws_server.provenance")
+
+DEFINITION_SNAPSHOT = ".uws/definition.json"  # the definition as it was when the job ran
+USED_FILES = ".uws/used.json"  # extra inputs a script reports ({"path", "role"})
+RESPONSE_FORMATS = {
+    "PROV-JSON": "json",
+    "PROV-XML": "xml",
+    "PROV-N": "provn",
+    "PROV-VOTABLE": "votable",
+    "PROV-SVG": "svg",
+}
+_PACKAGE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def snapshot_definition(job_dir: Path, defn: JobDefinition) -> None:
+    (job_dir / ".uws").mkdir(parents=True, exist_ok=True)
+    (job_dir / DEFINITION_SNAPSHOT).write_text(json.dumps(to_json(defn, include_operator=False)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ProvenanceService:
+    """Builds, stores and serves provenance; also the ``RecordSource`` of the graph walk."""
+
+    def __init__(self, settings: Settings, store: Store, definitions) -> None:  # type: ignore[no-untyped-def]
+        self.settings = settings
+        self.store = store
+        self.definitions = definitions  # name -> JobDefinition (raises NotFound)
+        self._lock = threading.Lock()
+
+    def base_url(self) -> str:
+        if self.settings.base_url:
+            return self.settings.base_url.rstrip("/")
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        return f"http://{host}:{self.settings.port}"
+
+    # ------------------------------------------------------------ records
+    def _definition(self, job: Job) -> JobDefinition | None:
+        snap = self.settings.jobs_dir / job.job_id / DEFINITION_SNAPSHOT
+        try:
+            return from_json(json.loads(snap.read_text()))
+        except (OSError, ValueError, Exception):  # noqa: BLE001 - fall back to current
+            try:
+                return self.definitions(job.jobname)
+            except NotFound:
+                return None
+
+    def _entity_record(self, row: EntityRow) -> EntityRecord:
+        location = row.location
+        if location is None and row.job_id and row.kind == "result":
+            job = self.store.get_job(row.job_id)
+            if job is not None:
+                location = f"{self.base_url()}/rest/{job.jobname}/{job.job_id}/results/{row.name}"
+        return EntityRecord(
+            entity_id=row.entity_id,
+            name=row.name,
+            location=location,
+            content_type=row.content_type,
+            size=row.size,
+            sha256=row.sha256,
+            generated_by=row.job_id if row.kind == "result" else None,
+        )
+
+    def job(self, job_id: str) -> JobProvenance | None:
+        """A job's records (``RecordSource.job``); None when there is no such job."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            return None
+        defn = self._definition(job)
+        context = {}
+        with self.store.engine.connect() as conn:
+            raw = conn.execute(select(db.jobs.c.context).where(db.jobs.c.job_id == job_id)).scalar()
+        if raw:
+            try:
+                context = json.loads(raw)
+            except ValueError:
+                context = {}
+        activity = ActivityRecord(
+            job_id=job.job_id,
+            jobname=job.jobname,
+            owner=job.owner,
+            phase=job.phase.value,
+            start_time=job.start_time,
+            end_time=job.end_time,
+            run_id=job.run_id,
+            manager=job.manager,
+            external_id=job.external_id,
+            error_summary=job.error_summary,
+            description=defn.description if defn else "",
+            version=defn.version if defn else "",
+            type=defn.type if defn else "",
+            subtype=defn.subtype if defn else "",
+            doculink=defn.doculink if defn else "",
+            contact_name=defn.contact_name if defn else "",
+            contact_email=defn.contact_email if defn else "",
+        )
+        params = []
+        for name, value in job.parameters.items():
+            p = defn.parameter(name) if defn else None
+            params.append(
+                ParameterRecord(
+                    name=name,
+                    value=value,
+                    datatype=p.datatype if p else "xs:string",
+                    unit=p.unit if p else None,
+                    ucd=p.ucd if p else None,
+                    description=p.description if p else "",
+                )
+            )
+        entities: dict[str, EntityRecord] = {}
+        usages = []
+        for entity_id, role in self.store.usages_of_job(job_id):
+            row = self.store.get_entity(entity_id)
+            if row is not None:
+                entities[entity_id] = self._entity_record(row)
+                usages.append(UsageRecord(job_id, entity_id, role))
+        generations = []
+        for row in self.store.entities_of_job(job_id):
+            if row.kind == "result":
+                entities[row.entity_id] = self._entity_record(row)
+                generations.append(GenerationRecord(job_id, row.entity_id, row.role or row.name))
+        manager_key = "slurm_job_id" if job.manager == "slurm" else "pid"
+        ctx = ContextRecord(
+            service_version=__version__,
+            python=context.get("python") or platform.python_version(),
+            host=context.get("host") or platform.node(),
+            packages={
+                k: str(v)
+                for k, v in context.items()
+                if k not in ("python", "host") and _PACKAGE_KEY.match(k)
+            },
+            manager_ids={manager_key: job.external_id} if job.external_id else {},
+        )
+        return JobProvenance(activity, params, list(entities.values()), usages, generations, ctx)
+
+    def jobs_generating(self, entity_ids: Collection[str]) -> Iterable[str]:
+        e = db.entities
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(e.c.job_id).where(
+                    e.c.entity_id.in_(list(entity_ids)),
+                    e.c.kind == "result",
+                    e.c.job_id.is_not(None),
+                )
+            )
+            return sorted({r.job_id for r in rows})
+
+    def jobs_using(self, entity_ids: Collection[str]) -> Iterable[str]:
+        return self.store.jobs_using(entity_ids)
+
+    # ------------------------------------------------------- when a job ends
+    def link_reported_inputs(self, job: Job) -> None:
+        """Record the files a script says it read (``.uws/used.json``) as used entities.
+
+        A file is matched to a stored entity by its SHA-256, so a DL3 observation read
+        from the data store is the very entity the analysis job generated.
+        """
+        jdir = self.settings.jobs_dir / job.job_id
+        try:
+            reported = json.loads((jdir / USED_FILES).read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(reported, list):
+            return
+        roots = (jdir, self.settings.dl3_store)
+        known = {e for e, _ in self.store.usages_of_job(job.job_id)}
+        pairs: list[tuple[str, str]] = []
+        for item in reported[:10000]:
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                continue
+            path = Path(item["path"])
+            path = path if path.is_absolute() else jdir / path
+            if not any(within(path, r) for r in roots) or not path.is_file():
+                log.warning("job %s reported an input outside its reach: %s", job.job_id, path)
+                continue
+            digest = _sha256(path)
+            row = self._entity_by_sha(digest)
+            if row is None:
+                row = EntityRow(
+                    entity_id=new_entity_id(),
+                    job_id=None,
+                    name=path.name,
+                    path=str(path.resolve()),
+                    location=None,
+                    content_type=None,
+                    size=path.stat().st_size,
+                    sha256=digest,
+                    owner=job.owner,
+                    role=str(item.get("role") or "input")[:64],
+                    kind="external",
+                    created=utcnow(),
+                )
+                self.store.add_entities([row])
+            role = str(item.get("role") or "input")[:64]
+            if row.entity_id not in known:
+                known.add(row.entity_id)
+                pairs.append((row.entity_id, role))
+        self.store.add_usages(job.job_id, pairs)
+
+    def _entity_by_sha(self, digest: str) -> EntityRow | None:
+        e = db.entities
+        with self.store.engine.connect() as conn:
+            row = conn.execute(
+                select(e)
+                .where(e.c.sha256 == digest)
+                .order_by(e.c.kind.desc(), e.c.created)
+                .limit(1)
+            ).first()
+        return EntityRow(**row._mapping) if row else None
+
+    def write_job(self, job_id: str) -> dict[str, Path]:
+        """The final hook: write the five files and list them among the job's results."""
+        job = self.store.get_job(job_id)
+        if job is None or not job.phase.is_final:
+            return {}
+        self.link_reported_inputs(job)
+        record = self.job(job_id)
+        assert record is not None
+        outdir = self.settings.provenance_dir / job_id
+        written = write_all(build_document(record, base_url=self.base_url()), outdir)
+        rows = [
+            EntityRow(
+                entity_id=new_entity_id(),
+                job_id=job_id,
+                name=f"provenance_{fmt}",
+                path=str(path.resolve()),
+                location=None,
+                content_type=MEDIA_TYPES[fmt],
+                size=path.stat().st_size,
+                sha256=None,
+                owner=job.owner,
+                role="provenance",
+                kind="provenance",
+                created=utcnow(),
+            )
+            for fmt, path in written.items()
+        ]
+        with self._lock:
+            self.store.replace_kind(job_id, "provenance", rows)
+        log.info("provenance of %s written: %s", job_id, ", ".join(sorted(written)))
+        return written
+
+    # --------------------------------------------------------------- reading
+    def job_file(self, job: Job, fmt: str) -> tuple[Path, str]:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise NotFound(f"no provenance format '{fmt[:16]}' (use {', '.join(FORMATS)})")
+        if not job.phase.is_final:
+            raise Conflict(f"provenance is written when the job ends (it is {job.phase.value})")
+        path = self.settings.provenance_dir / job.job_id / FILENAMES[fmt]
+        if not path.is_file():
+            self.write_job(job.job_id)  # the hook may still be queued: write it now
+        if not path.is_file():
+            raise NotFound(f"no {fmt} provenance for job {job.job_id}")
+        return path, MEDIA_TYPES[fmt]
+
+    def provsap(self, user: User, query: list[tuple[str, str]]) -> tuple[bytes, str]:
+        """ProvSAP: parameters are case-insensitive, as in IVOA protocols."""
+        values: dict[str, list[str]] = {}
+        for k, v in query:
+            values.setdefault(k.upper(), []).append(v)
+        ids = [i.strip() for i in values.get("ID", []) if i.strip()]
+        if not ids:
+            raise BadRequest("ProvSAP needs at least one ID (a job id or an entity id)")
+        direction = values.get("DIRECTION", ["BACK"])[0].upper()
+        if direction not in ("BACK", "FORWARD"):
+            raise BadRequest("DIRECTION must be BACK or FORWARD")
+        model = values.get("MODEL", ["IVOA"])[0].upper()
+        if model not in ("IVOA", "W3C"):
+            raise BadRequest("MODEL must be IVOA or W3C")
+        agent = values.get("AGENT", values.get("AGENTS", ["true"]))[0].lower() not in (
+            "false",
+            "0",
+            "no",
+        )
+        fmt_name = values.get("RESPONSEFORMAT", ["PROV-JSON"])[0].upper()
+        fmt = RESPONSE_FORMATS.get(fmt_name)
+        if fmt is None:
+            raise BadRequest(f"RESPONSEFORMAT must be one of {', '.join(RESPONSE_FORMATS)}")
+        is_job = {i: self.store.get_job(i) is not None for i in ids}
+        try:
+            steps = provsap_steps(
+                values.get("DEPTH", ["ALL"])[0], from_entity=not all(is_job.values())
+            )
+        except ValueError:
+            raise BadRequest("DEPTH must be a non-negative integer or ALL") from None
+        for i in ids:
+            if is_job[i]:
+                if not can_read(user, self.store.get_job(i).owner):  # type: ignore[union-attr]
+                    raise NotFound(f"no job or entity '{i[:64]}'")
+            else:
+                row = self.store.get_entity(i)
+                if row is None or not can_read(user, row.owner):
+                    raise NotFound(f"no job or entity '{i[:64]}'")
+        owners: dict[str, str] = {}
+
+        def readable(job_id: str) -> bool:
+            if job_id not in owners:
+                j = self.store.get_job(job_id)
+                owners[job_id] = j.owner if j else ""
+            return bool(owners[job_id]) and can_read(user, owners[job_id])
+
+        jobs = traverse(self, ids, steps, direction, readable)
+        doc = build_graph_document(
+            jobs, include_agents=agent, model=model, base_url=self.base_url()
+        )
+        return serialize(doc, fmt), MEDIA_TYPES[fmt]
+
+    def search(self, user: User, query: list[tuple[str, str]]) -> list[dict[str, object]]:
+        """Generated entities of the readable jobs matching every filter."""
+        params: dict[str, str] = {}
+        single: dict[str, str] = {}
+        for k, v in query:
+            key = k.lower()
+            if key == "param":
+                name, sep, value = v.partition("=")
+                if not sep or not name:
+                    raise BadRequest("param must be name=value")
+                params[name] = value
+            elif key in ("activity", "version", "agent", "from", "to", "format"):
+                single[key] = v
+            else:
+                raise BadRequest(
+                    f"unknown search filter '{k[:32]}' (activity, version, param, agent, from, to)"
+                )
+        times: dict[str, datetime | None] = {}
+        for key in ("from", "to"):
+            times[key] = None
+            if key in single:
+                from uws_server.service import parse_time
+
+                times[key] = parse_time(key, single[key])
+        sq = SearchQuery.of(
+            single.get("activity"),
+            single.get("version"),
+            params,
+            single.get("agent"),
+            times["from"],
+            times["to"],
+        )
+        j = db.jobs
+        stmt = select(j.c.job_id, j.c.owner)
+        if sq.activity:
+            stmt = stmt.where(j.c.jobname == sq.activity)
+        if sq.agent:
+            stmt = stmt.where(j.c.owner == sq.agent)
+        if not user.is_admin:
+            stmt = stmt.where(j.c.owner == user.name)
+        with self.store.engine.connect() as conn:
+            candidates = [r.job_id for r in conn.execute(stmt.limit(5000))]
+        out: list[dict[str, object]] = []
+        for job_id in candidates:
+            rec = self.job(job_id)
+            if rec is None or not sq.matches(rec):
+                continue
+            for ent in rec.generated_entities():
+                out.append(
+                    {
+                        "entity_id": ent.entity_id,
+                        "name": ent.name,
+                        "job_id": job_id,
+                        "jobname": rec.activity.jobname,
+                        "content_type": ent.content_type,
+                        "size": ent.size,
+                        "sha256": ent.sha256,
+                        "url": ent.location,
+                    }
+                )
+        return out
