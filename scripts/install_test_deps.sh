@@ -10,20 +10,36 @@
 #
 # Usage: bash scripts/install_test_deps.sh
 # Env:   UWS_PYTHON=/path/to/python3.12   use this interpreter to create the venv
+#        UWS_INSTALL_PROFILE=serve         only what running the service needs (graphviz,
+#                                          the venv, '.[science]'); default: test
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO_ROOT/.venv"
-STAMP="$VENV/.uws-test-deps.stamp"
+STAMP="$VENV/.uws-${UWS_INSTALL_PROFILE:-test}-deps.stamp"
 
-APT_PACKAGES=(
-    slurmctld slurmd slurm-client munge
-    postgresql
-    graphviz
-    chromium
-    fonts-dejavu-core fonts-liberation2
-    procps
-)
+PROFILE="${UWS_INSTALL_PROFILE:-test}"
+case "$PROFILE" in
+    test)
+        APT_PACKAGES=(
+            slurmctld slurmd slurm-client munge
+            postgresql
+            graphviz
+            chromium
+            fonts-dejavu-core fonts-liberation2
+            procps
+        )
+        EXTRAS="test,science"
+        ;;
+    serve)
+        APT_PACKAGES=(graphviz procps)
+        EXTRAS="science"
+        ;;
+    *)
+        printf 'UWS_INSTALL_PROFILE must be test or serve, not %s\n' "$PROFILE" >&2
+        exit 2
+        ;;
+esac
 
 log() { printf '[install_test_deps] %s\n' "$*"; }
 die() { printf '[install_test_deps] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -159,7 +175,7 @@ fi
 deps_fingerprint() {
     # What the install depends on: the packaging files and where the checkout lives.
     {
-        printf '%s\n' "$REPO_ROOT"
+        printf '%s\n' "$REPO_ROOT" "$EXTRAS"
         "$VENV/bin/python" --version 2>&1
         local f
         for f in setup.py setup.cfg pyproject.toml; do
@@ -194,16 +210,16 @@ PY
 
 FINGERPRINT="$(deps_fingerprint)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$FINGERPRINT" ] && editable_install_present; then
-    log "step 3/3: python packages: uws-server[test,science] already installed (editable, setup.py unchanged)"
+    log "step 3/3: python packages: uws-server[$EXTRAS] already installed (editable, setup.py unchanged)"
 else
     if [ -f "$STAMP" ]; then
         log "step 3/3: python packages: setup.py/pyproject.toml changed or install incomplete: reinstalling"
     else
         log "step 3/3: python packages: no record of an install: installing"
     fi
-    log "pip install -e '${REPO_ROOT}[test,science]'"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "${REPO_ROOT}[test,science]" \
-        || die "pip install -e '.[test,science]' failed"
+    log "pip install -e '${REPO_ROOT}[$EXTRAS]'"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "${REPO_ROOT}[$EXTRAS]" \
+        || die "pip install -e '.[$EXTRAS]' failed"
     editable_install_present || die "pip finished but uws-server is not installed editable from $REPO_ROOT"
     printf '%s\n' "$FINGERPRINT" >"$STAMP"
     log "python packages installed"

@@ -212,3 +212,15 @@ def test_job_directory_holds_no_callback_token(live: LiveServer, alice: Client) 
     assert alice.wait_final(job) == "COMPLETED"
     spec = (live.settings.jobs_dir / job.rsplit("/", 1)[1] / "job.json").read_text()
     assert '"callback_token": ""' in spec
+
+
+def test_anonymous_listing_of_definitions_follows_settings(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    assert Client(live.base, None).get("/jdl").status_code == 200  # default: allowed
+    closed = LiveServer(make_settings(tmp_path / "closed", anonymous_can_list_jdl=False))
+    try:
+        assert Client(closed.base, None).get("/jdl").status_code == 401
+        assert closed.add_user("x").get("/jdl").status_code == 200
+    finally:
+        closed.stop()

@@ -86,6 +86,8 @@ def build_app(service: UWSService) -> bottle.Bottle:
         app.error(code)(_plain_error)
 
     def authenticate(required: bool = True) -> User:
+        """The caller; anonymous reads of definitions only if the settings allow them."""
+        required = required or not service.settings.anonymous_can_list_jdl
         return service.auth.authenticate(bottle.request.get_header("Authorization"), required)
 
     @app.get("/")
