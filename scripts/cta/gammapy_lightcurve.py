@@ -1,0 +1,173 @@
+"""gammapy_lightcurve: integral flux of the target in time bins (DL3 -> DL4).
+
+Each run's GTI is cut into bins of about ``time_bin`` minutes (bins never straddle the gaps
+between runs), each piece becomes a reflected-regions ON/OFF dataset, and
+``LightCurveEstimator`` fits the power-law norm in every bin with the spectral index
+fixed (fitted jointly on all bins unless the ``index`` parameter gives it).
+
+The estimator snaps the requested energy band to the bin edges of the datasets: the band
+actually used is read back from the result and written in the outputs.
+
+Results: ``lightcurve`` (ECSV), ``lightcurve_preview`` (PNG), ``lightcurve_summary`` (JSON:
+band used, index, weighted mean flux, chi2 of a constant flux).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+from gammapy_spectra import DEFAULT_ON_RADIUS_DEG, fit_power_law, make_onoff_datasets  # noqa: E402
+
+log = logging.getLogger("uws.cta.gammapy_lightcurve")
+
+MAX_TIME_BINS = 500
+
+
+def time_bins(observations, bin_s: float) -> list:
+    """Bins of about ``bin_s`` seconds inside each GTI interval, in time order.
+
+    Each interval is cut into round(duration / bin_s) (at least 1) equal parts, so that
+    no bin is a short leftover with few counts.
+    """
+    import astropy.units as u
+    import numpy as np
+    from astropy.time import Time
+
+    bins = []
+    for obs in observations:
+        for start, stop in obs.gti.time_intervals:
+            duration = (stop - start).to_value("s")
+            n = max(1, round(duration / bin_s))
+            edges = start + np.linspace(0.0, duration, n + 1) * u.s
+            bins += [Time([edges[k], edges[k + 1]]) for k in range(n)]
+            if len(bins) > MAX_TIME_BINS:
+                raise common.JobError(
+                    f"more than {MAX_TIME_BINS} time bins: choose a larger time_bin"
+                )
+    return sorted(bins, key=lambda interval: interval[0].mjd)
+
+
+def constant_flux_test(flux, flux_err) -> dict:
+    """Weighted mean flux and the chi2 of a constant: is the source variable?"""
+    import numpy as np
+    from scipy import stats
+
+    ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
+    flux, err = flux[ok], flux_err[ok]
+    if len(flux) == 0:
+        return {"n_points": 0}
+    weights = 1 / err**2
+    mean = float(np.sum(weights * flux) / np.sum(weights))
+    chi2 = float(np.sum(((flux - mean) / err) ** 2))
+    ndof = len(flux) - 1
+    return {
+        "n_points": int(len(flux)),
+        "mean_flux": mean,
+        "mean_flux_err": float(np.sqrt(1 / np.sum(weights))),
+        "chi2_constant": chi2,
+        "ndof": ndof,
+        "p_value_constant": float(stats.chi2.sf(chi2, ndof)) if ndof > 0 else None,
+    }
+
+
+def plot_lightcurve(lc, mean: float | None, path: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    lc.plot(ax=ax, sed_type="flux", axis_name="time", marker="o", label="flux")
+    if mean is not None:
+        ax.axhline(mean, color="C1", ls="--", label="weighted mean")
+    ax.set_title(title)
+    ax.legend()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+    from gammapy.estimators import LightCurveEstimator
+    from gammapy.maps import MapAxis
+
+    params = common.Params.load()
+    obs_ids = params.obs_ids()
+    ra, dec = params.sky_position()
+    emin, emax = params.energy_range(0.5, 30.0)
+    bin_min = params.number("time_bin", 10.0, lo=0.5, hi=10_000.0)
+    on_radius = params.number("on_radius", DEFAULT_ON_RADIUS_DEG, lo=0.0, hi=0.5, lo_open=True)
+    fixed_index = params.number("index", lo=0.5, hi=6.0) if params.given("index") else None
+
+    common.write_context()
+    observations = common.load_observations(obs_ids)
+    target = SkyCoord(ra, dec, unit="deg", frame="icrs")
+
+    intervals = time_bins(observations, bin_min * 60.0)
+    short = observations.select_time(intervals)
+    names = [f"obs-{obs.obs_id}-t{k:03d}" for k, obs in enumerate(short)]
+    log.info("%d time bins of about %g min over %d run(s)", len(intervals), bin_min, len(obs_ids))
+    nbin = max(2, round(5 * np.log10(emax / emin)))
+    energy_axis = MapAxis.from_energy_bounds(emin, emax, nbin=nbin, unit="TeV")
+    datasets = make_onoff_datasets(short, target, on_radius, energy_axis, names=names)
+
+    datasets, model, _ = fit_power_law(datasets, freeze_index=fixed_index)
+    index, index_err = model.spectral_model.index.value, model.spectral_model.index.error
+    model.spectral_model.index.frozen = True
+    log.info("spectral index %s: %.3f", "fixed" if fixed_index else "fitted", index)
+
+    estimator = LightCurveEstimator(
+        energy_edges=[emin, emax] * u.TeV,
+        source="source",
+        time_intervals=intervals,
+        selection_optional=["ul"],
+    )
+    lc = estimator.run(datasets)
+    band = lc.geom.axes["energy"].edges.to_value("TeV")
+    table = lc.to_table(sed_type="flux", format="lightcurve")
+    scale = str(table.meta.get("TIMESYS", "tt")).lower()
+    for position, (column, name) in enumerate(
+        (("time_min", "time_start_utc"), ("time_max", "time_stop_utc"))
+    ):
+        times = Time(np.asarray(table[column]), format="mjd", scale=scale).utc.isot
+        table.add_column(times, name=name, index=2 + position)  # after time_min, time_max
+    table.meta.update(
+        {"energy_min_tev": float(band[0]), "energy_max_tev": float(band[-1]), "index": index}
+    )
+    table.write(
+        common.output_path("lightcurve", "lightcurve.ecsv"), format="ascii.ecsv", overwrite=True
+    )
+
+    flux = np.asarray(table["flux"]).reshape(len(table), -1)[:, 0]
+    flux_err = np.asarray(table["flux_err"]).reshape(len(table), -1)[:, 0]
+    test = constant_flux_test(flux, flux_err)
+    title = f"Flux {band[0]:.2f}-{band[-1]:.1f} TeV, {len(table)} bins of ~{bin_min:g} min"
+    plot_lightcurve(
+        lc,
+        test.get("mean_flux"),
+        common.output_path("lightcurve_preview", "lightcurve_preview.png"),
+        title,
+    )
+    summary = {
+        "obs_ids": [int(o.obs_id) for o in observations],
+        "energy_range_requested_tev": [emin, emax],
+        "energy_range_used_tev": [float(band[0]), float(band[-1])],
+        "time_bin_min": bin_min,
+        "n_time_bins": int(len(table)),
+        "index": float(index),
+        "index_err": float(index_err) if fixed_index is None else 0.0,
+        "index_fixed_by_user": fixed_index is not None,
+        "flux_unit": str(table["flux"].unit),
+        **test,
+    }
+    common.write_json(common.output_path("lightcurve_summary", "lightcurve_summary.json"), summary)
+    log.info("light curve: %d bins, band %.2f-%.1f TeV", len(table), band[0], band[-1])
+
+
+if __name__ == "__main__":
+    common.run_job(main)
