@@ -12,7 +12,7 @@ setup(
     package_data={"uws_server": ["templates/*", "web/templates/*", "web/static/*"]},
     install_requires=[
         "bottle>=0.13",
-        "waitress>=3.0",
+        "cheroot>=10",
         "SQLAlchemy>=2.0",
         "psycopg[binary]>=3.1",
         "PyYAML>=6",

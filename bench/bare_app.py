@@ -1,4 +1,4 @@
-"""The baseline: bare bottle endpoints on the same WSGI server (waitress), same threads.
+"""The baseline: bare bottle endpoints on the same WSGI server (cheroot), same threads.
 
 ``POST /bare/<name>`` answers 303 like a job creation; ``GET /bare/<name>/<id>``
 answers a small fixed XML document like a job read. No storage, no auth, no rules:
@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 
 import bottle
-from waitress.server import create_server
+
+from uws_server.server import WSGIServer
 
 DOC = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<uws:job xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" '
@@ -39,17 +40,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=600)
     args = parser.parse_args()
-    server = create_server(
-        make_app(),
-        host="127.0.0.1",
-        port=args.port,
-        threads=args.threads,
-        connection_limit=2000,
-        asyncore_use_poll=True,
-        backlog=2048,
-    )
+    # The same WSGI server, built the same way, as the service uses.
+    server = WSGIServer(make_app(), "127.0.0.1", args.port, args.threads, timeout=180)
     print(f"bare on {args.port}", flush=True)
-    server.run()
+    server.serve_forever()
 
 
 if __name__ == "__main__":

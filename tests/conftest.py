@@ -1,6 +1,6 @@
 """Shared fixtures: settings in a temporary folder, a live server on a free port, users.
 
-Tests talk to a real waitress server over HTTP, exactly as clients do. With
+Tests talk to the real (cheroot) server over HTTP, exactly as clients do. With
 ``UWS_REQUIRE_SERVICES=1`` (set by the test command and CI) a test that needs
 PostgreSQL, Slurm or Chromium fails instead of skipping when the service is missing.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-from waitress.server import create_server
 
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.auth import hash_token, new_token
@@ -27,6 +25,7 @@ from uws_server.config import PROJECT_ROOT, Settings, load_settings
 from uws_server.db import make_engine, metadata
 from uws_server.inputs import utcnow
 from uws_server.models import User
+from uws_server.server import make_wsgi_server
 from uws_server.service import UWSService
 
 TESTS = Path(__file__).resolve().parent
@@ -133,31 +132,17 @@ class Client:
 
 
 class LiveServer:
-    """The whole service (storage, manager, routes) on waitress in a thread."""
+    """The whole service (storage, manager, routes) on the production server, in a thread."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.service: UWSService = build_service(settings)
         self.app = build_app(self.service)
         start_background(self.service)
-        self.server = create_server(
-            self.app,
-            host="127.0.0.1",
-            port=settings.port,
-            threads=settings.threads,
-            connection_limit=1000,
-            channel_timeout=120,
-        )
+        self.server = make_wsgi_server(self.app, settings, "127.0.0.1", settings.port)
         self.base = f"http://127.0.0.1:{settings.port}"
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.thread = self.server.start_in_thread()
         self.tokens: dict[str, str] = {}
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except (OSError, ValueError):
-            pass  # closed by stop()
 
     def add_user(self, name: str, admin: bool = False, roles: tuple[str, ...] = ()) -> Client:
         token = new_token()
@@ -170,7 +155,7 @@ class LiveServer:
 
     def stop(self, kill_manager: bool = True) -> None:
         stop_background(self.service)
-        self.server.close()
+        self.server.stop()
         self.service.store.engine.dispose()
 
 

@@ -16,7 +16,6 @@ from wsgiref.util import setup_testing_defaults
 import bottle
 import pytest
 import requests
-import waitress
 
 from uws_server.errors import AuthenticationRequired, DefinitionError, NotFound
 from uws_server.jdl import (
@@ -32,6 +31,7 @@ from uws_server.jdl import (
 from uws_server.jdl.registry import HISTORY_DIR
 from uws_server.jobdef import JobDefinition, ParameterDef
 from uws_server.models import ANONYMOUS, User
+from uws_server.server import WSGIServer
 
 OPUS_DIR = Path("/work/shared/opus-jdl")
 OPUS_1 = (OPUS_DIR / "test_activity_1_vot.xml").read_bytes()
@@ -454,13 +454,10 @@ def test_unexpected_errors_become_a_bare_500(sandbox: Path) -> None:
 
 def test_over_a_real_server(api: tuple[bottle.Bottle, JobDefinitionRegistry]) -> None:
     app, registry = api
-    server = waitress.create_server(
-        app, host="127.0.0.1", port=0, threads=2, asyncore_loop_timeout=0.1
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    server = WSGIServer(app, "127.0.0.1", 0, threads=2, timeout=10)
+    thread = server.start_in_thread()
     try:
-        base = f"http://127.0.0.1:{server.effective_port}"
+        base = f"http://127.0.0.1:{server.port}"
         data = write_votable(new_definition("via_http"))
         r = requests.post(
             f"{base}/jdl",
@@ -473,9 +470,6 @@ def test_over_a_real_server(api: tuple[bottle.Bottle, JobDefinitionRegistry]) ->
         assert read_votable(r.content).name == "via_http"
         assert "via_http" in [d["name"] for d in requests.get(f"{base}/jdl", timeout=10).json()]
     finally:
-        # Close every channel (listener, connections, trigger) from the server's own loop
-        # thread; the loop then ends as its map is empty.
-        server.trigger.pull_trigger(lambda: [c.close() for c in list(server._map.values())])
-        thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
+        server.stop()
+        thread.join(timeout=10)
     assert not thread.is_alive()

@@ -55,7 +55,6 @@ class Settings:
     max_upload_bytes: int = 100 * 1024 * 1024
     threads: int = 600
     reserved_threads: int = 32
-    connection_limit: int = 2000
     allow_anonymous: bool = False
     anonymous_can_list_jdl: bool = True
     allowed_fetch_hosts: list[str] = field(default_factory=list)

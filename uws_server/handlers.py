@@ -70,6 +70,7 @@ def text(value: object) -> str:
 
 def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
     settings = service.settings
+    documents = uws_xml.DocumentCache()
 
     def user() -> User:
         return service.auth.authenticate(request.get_header("Authorization"))
@@ -117,7 +118,7 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
         else:
             job = service.visible_job(u, jobname, job_id)
         response.content_type = XML
-        return uws_xml.job_document(job, base(), service.by_reference(job))
+        return documents.job_document(job, base(), service.by_reference(job))
 
     @app.delete(f"/rest/{JOB}")
     def delete_job(jobname: str, job_id: str) -> HTTPResponse:

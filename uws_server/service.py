@@ -176,16 +176,22 @@ class UWSService:
         seconds = limit if timeout < 0 else min(timeout, limit)
         if seconds <= 0:
             return job
-        with self.notifier.waiting(job_id) as event:
-            if event is None:  # too many waiters: answer now rather than starve others
+        with self.notifier.waiting(job_id) as ticket:
+            if ticket is None:  # too many waiters: answer now rather than starve others
                 return job
             fresh = self.store.get_job(job_id)  # a change between read and registration?
             if fresh is None:
                 raise NotFound(f"job '{job_id}' was deleted")
             if fresh.version != job.version:
                 return fresh
-            event.wait(seconds)
-        return self.visible_job(user, jobname, job_id)
+            wake = ticket.wait(seconds)
+        if wake is None:  # the time is up
+            return self.visible_job(user, jobname, job_id)
+        # Every waiter woken by this change shares one read of the job.
+        changed = wake.shared(lambda: self.store.get_job(job_id))
+        if changed is None:
+            raise NotFound(f"job '{job_id}' was deleted")
+        return changed
 
     # ------------------------------------------------------------- creating
     def create_job(

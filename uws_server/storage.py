@@ -306,6 +306,8 @@ class Store:
             conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == kind))
             if rows:
                 conn.execute(insert(E), [r.__dict__ for r in rows])
+            # The job's document changed: a new version (caches and WAIT rely on it).
+            conn.execute(update(J).where(J.c.job_id == job_id).values(version=J.c.version + 1))
 
     def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
         self.replace_kind(job_id, "result", rows)

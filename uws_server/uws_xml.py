@@ -81,6 +81,29 @@ def results_body(job: Job, base: str) -> str:
     return "".join(out)
 
 
+class DocumentCache:
+    """Rendered job documents by (job id, version, base URL, by-reference names).
+
+    Every change to a job bumps its version, so an entry can never be stale; it saves
+    the rendering for clients polling a job and for the hundreds of WAIT requests a
+    phase change wakes at once. Bounded: cleared when full.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._docs: dict[tuple[str, int, str, tuple[str, ...]], str] = {}
+
+    def job_document(self, job: Job, base: str, by_reference: Iterable[str] = ()) -> str:
+        key = (job.job_id, job.version, base, tuple(by_reference))
+        doc = self._docs.get(key)
+        if doc is None:
+            doc = job_document(job, base, key[3])
+            if len(self._docs) >= self.size:
+                self._docs.clear()
+            self._docs[key] = doc
+        return doc
+
+
 def job_document(job: Job, base: str, by_reference: Iterable[str] = ()) -> str:
     parts = [
         _HEAD,
