@@ -1,0 +1,248 @@
+"""Pages for scientists: the submit form, the job list, the job page and its files.
+
+Files (results, logs, uploaded inputs, provenance) are served under ``/ui`` because a
+browser session cannot authenticate to ``/rest``; the service still decides who may read
+what (another user's job is a 404, as in the REST API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bottle
+from bottle import HTTPResponse, request
+
+from uws_server.errors import BadRequest, NotFound, UWSError
+from uws_server.models import ACTIVE_PHASES, Job, Phase, User
+from uws_server.service import UWSService
+from uws_server.web import forms, jobview
+from uws_server.web.common import Ctx, WebApp, form_values, iso, json_response, see_other, url_part
+
+JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
+JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"
+LIST_LIMIT = 300
+MAX_WAIT = 30
+LIVE_PHASES = frozenset({Phase.PENDING, *ACTIVE_PHASES})
+
+MESSAGES = {
+    "created": "Job created.",
+    "started": "Job started.",
+    "aborted": "Job aborted.",
+    "deleted": "Job deleted.",
+    "destruction": "Destruction time changed.",
+}
+
+
+def phase_filter(value: str | None) -> list[Phase]:
+    """The phases a list filter stands for: '' all, 'active', or one phase."""
+    value = (value or "").strip()
+    if not value:
+        return []
+    if value.lower() == "active":
+        return sorted(LIVE_PHASES)
+    try:
+        return [Phase(value.upper())]
+    except ValueError:
+        raise BadRequest(f"phase: '{value[:32]}' is not a UWS phase") from None
+
+
+def list_jobs(
+    service: UWSService, user: User, phases: list[Phase], jobname: str = ""
+) -> list[dict[str, Any]]:
+    """The user's jobs (an admin's: everyone's) over every job list, newest first."""
+    names = [jobname] if jobname else service.registry.names()
+    if jobname and jobname not in service.registry:
+        raise NotFound(f"no job definition named {jobname!r}")
+    owner = None if user.is_admin else user.name
+    rows = []
+    for name in names:
+        for ref in service.store.list_jobs(name, owner, phases, None, LIST_LIMIT):
+            rows.append((ref.creation_time, name, ref))
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return [
+        {
+            "jobname": name,
+            "job_id": ref.job_id,
+            "phase": ref.phase.value,
+            "run_id": ref.run_id or "",
+            "owner": ref.owner,
+            "creation_time": iso(ref.creation_time),
+            "url": f"/ui/jobs/{url_part(name)}/{url_part(ref.job_id)}",
+        }
+        for _, name, ref in rows[:LIST_LIMIT]
+    ]
+
+
+def file_response(path: Any, mimetype: str, download: bool) -> HTTPResponse:
+    res = bottle.static_file(
+        path.name, root=str(path.parent), mimetype=mimetype or "application/octet-stream"
+    )
+    if download and isinstance(res, HTTPResponse) and res.status_code == 200:
+        res.set_header("Content-Disposition", f'attachment; filename="{path.name}"')
+    return res
+
+
+def register_job_routes(app: bottle.Bottle, web: WebApp) -> None:
+    service = web.service
+
+    def show_form(
+        ctx: Ctx, jobname: str, values: dict[str, str], errors: dict[str, str], **extra: Any
+    ) -> str:
+        defn = service.definition(jobname)
+        return web.render(
+            ctx,
+            "submit.tpl",
+            400 if errors or extra.get("error") else 200,
+            title=f"Submit {defn.name}",
+            defn=defn,
+            fields=forms.build_fields(defn, values, errors),
+            run_id=values.get(forms.RUNID_FIELD, ""),
+            **extra,
+        )
+
+    @app.get(f"/ui/submit/{JOBNAME}")
+    @web.page()
+    def submit_form(ctx: Ctx, jobname: str) -> Any:
+        return show_form(ctx, jobname, {}, {})
+
+    @app.post(f"/ui/submit/{JOBNAME}")
+    @web.page()
+    def submit(ctx: Ctx, jobname: str) -> Any:
+        defn = service.definition(jobname)
+        try:
+            files = request.files
+        except (ValueError, KeyError, IndexError) as exc:
+            raise BadRequest(f"malformed upload: {exc}") from None
+        sub = forms.parse_submission(defn, form_values(), files)
+        values = {**sub.values, forms.RUNID_FIELD: form_values().get(forms.RUNID_FIELD, "")}
+        if sub.errors:
+            return show_form(ctx, jobname, values, sub.errors)
+        try:
+            job = service.create_job(ctx.user, jobname, sub.pairs, sub.uploads)
+        except UWSError as exc:
+            names = {f.name for f in forms.build_fields(defn)}
+            target = forms.field_of_error(exc.message, names)
+            if target is not None:
+                return show_form(ctx, jobname, values, {target: exc.message})
+            return show_form(ctx, jobname, values, {}, error=exc.message)
+        msg = "started" if sub.run else "created"
+        return see_other(f"{jobview.job_base(job)}?msg={msg}")
+
+    @app.get("/ui/jobs")
+    @web.page()
+    def job_list(ctx: Ctx) -> Any:
+        phase = request.query.get("phase", "")
+        jobname = request.query.get("jobname", "")
+        jobs = list_jobs(service, ctx.user, phase_filter(phase), jobname)
+        return web.render(
+            ctx,
+            "jobs.tpl",
+            title="Jobs",
+            jobs=jobs,
+            phase=phase,
+            jobname=jobname,
+            names=service.registry.names(),
+            phases=[p.value for p in Phase],
+            message=MESSAGES.get(request.query.get("msg", ""), ""),
+        )
+
+    @app.get("/ui/api/jobs")
+    @web.page(api=True)
+    def job_list_json(ctx: Ctx) -> Any:
+        phases = phase_filter(request.query.get("phase", ""))
+        jobs = list_jobs(service, ctx.user, phases, request.query.get("jobname", ""))
+        return json_response({"jobs": jobs})
+
+    def job_of(ctx: Ctx, jobname: str, job_id: str) -> Job:
+        return service.visible_job(ctx.user, jobname, job_id)
+
+    @app.get(f"/ui/jobs/{JOB}")
+    @web.page()
+    def job_page(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        job = job_of(ctx, jobname, job_id)
+        details = jobview.job_details(service, job)
+        if request.query.get("fragment"):
+            return web.render(ctx, "job_details.tpl", **details)
+        return web.render(
+            ctx,
+            "job.tpl",
+            title=f"Job {job.job_id}",
+            message=MESSAGES.get(request.query.get("msg", ""), ""),
+            **details,
+        )
+
+    @app.get(f"/ui/api/jobs/{JOB}")
+    @web.page(api=True)
+    def job_status(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        wait = request.query.get("wait")
+        if wait is None:
+            job = job_of(ctx, jobname, job_id)
+        else:
+            try:
+                seconds = int(wait)
+            except ValueError:
+                raise BadRequest(f"wait: '{wait[:32]}' is not an integer") from None
+            seconds = max(0, min(seconds, MAX_WAIT))
+            phase = request.query.get("phase") or None
+            job = service.wait(ctx.user, jobname, job_id, seconds, phase)
+        return json_response(jobview.job_status(service, job))
+
+    @app.post(f"/ui/jobs/{JOB}/phase")
+    @web.page()
+    def change_phase(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        action = str(form_values().get("phase", "")).upper()
+        if action not in ("RUN", "ABORT"):
+            raise BadRequest("phase must be RUN or ABORT")
+        service.change_phase(ctx.user, jobname, job_id, action)
+        msg = "started" if action == "RUN" else "aborted"
+        return see_other(f"/ui/jobs/{url_part(jobname)}/{url_part(job_id)}?msg={msg}")
+
+    @app.post(f"/ui/jobs/{JOB}/delete")
+    @web.page()
+    def delete(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        service.delete_job(ctx.user, jobname, job_id)
+        return see_other("/ui/jobs?msg=deleted")
+
+    @app.post(f"/ui/jobs/{JOB}/destruction")
+    @web.page()
+    def destruction(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        value = str(form_values().get("destruction", "")).strip()
+        if not value:
+            raise BadRequest("destruction: give a date and time (UTC)")
+        service.set_destruction(ctx.user, jobname, job_id, value)
+        return see_other(f"/ui/jobs/{url_part(jobname)}/{url_part(job_id)}?msg=destruction")
+
+    @app.get(f"/ui/jobs/{JOB}/results/<name>")
+    @web.page()
+    def result(ctx: Ctx, jobname: str, job_id: str, name: str) -> Any:
+        path, ctype = service.result_file(ctx.user, jobname, job_id, name)
+        return file_response(path, ctype, bool(request.query.get("download")))
+
+    @app.get(f"/ui/jobs/{JOB}/log/<stream:re:stdout|stderr>")
+    @web.page()
+    def log(ctx: Ctx, jobname: str, job_id: str, stream: str) -> Any:
+        path = service.log_file(ctx.user, jobname, job_id, stream)
+        if path is None:
+            return HTTPResponse("", headers={"Content-Type": "text/plain; charset=utf-8"})
+        return file_response(path, "text/plain", bool(request.query.get("download")))
+
+    @app.get(f"/ui/jobs/{JOB}/parameters/<name>")
+    @web.page()
+    def parameter(ctx: Ctx, jobname: str, job_id: str, name: str) -> Any:
+        job, path = service.parameter_file(ctx.user, jobname, job_id, name)
+        if path is None:
+            return HTTPResponse(
+                job.parameters[name], headers={"Content-Type": "text/plain; charset=utf-8"}
+            )
+        return file_response(path, "application/octet-stream", True)
+
+    @app.get(f"/ui/jobs/{JOB}/provenance/<fmt>")
+    @web.page()
+    def provenance(ctx: Ctx, jobname: str, job_id: str, fmt: str) -> Any:
+        job = job_of(ctx, jobname, job_id)
+        found = jobview.provenance_path(service, job, fmt)
+        if found is None:
+            formats = ", ".join(jobview.PROVENANCE_FILES)
+            raise NotFound(f"no {fmt[:16]!r} provenance for job {job_id} (formats: {formats})")
+        path, media = found
+        return file_response(path, media, bool(request.query.get("download")))

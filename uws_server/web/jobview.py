@@ -1,0 +1,218 @@
+"""What the job page shows of a job: results with previews, logs, provenance files.
+
+Reading files is bounded (a preview is the first 64 KB, a log the last 32 KB) so a job
+that wrote gigabytes cannot make its page slow or huge. Provenance documents are looked
+for under ``settings.provenance_dir/<job_id>/`` with the file names the provenance
+module writes; the page lists the formats that exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uws_server.lifecycle import within
+from uws_server.models import Job, Phase
+from uws_server.service import UWSService
+from uws_server.web.common import iso, url_part
+
+PREVIEW_BYTES = 64 * 1024
+LOG_BYTES = 32 * 1024
+MAX_TEXT_PREVIEWS = 4
+
+# format -> (file name, label, media type); the REST route is
+# /rest/<jobname>/<job_id>/provenance/<format>.
+PROVENANCE_FILES: dict[str, tuple[str, str, str]] = {
+    "svg": ("provenance.svg", "SVG graph", "image/svg+xml"),
+    "json": ("provenance.json", "PROV-JSON", "application/json"),
+    "xml": ("provenance.xml", "PROV-XML", "application/xml"),
+    "provn": ("provenance.provn", "PROV-N", "text/plain"),
+    "votable": ("provenance.vot.xml", "VOTable", "application/x-votable+xml"),
+}
+
+_IMAGE_TYPES = {"image/png", "image/svg+xml", "image/jpeg", "image/gif", "image/webp"}
+_TEXT_TYPES = {"application/json", "application/xml", "application/x-votable+xml", "text/xml"}
+_EXTENSIONS = {
+    ".png": "image",
+    ".svg": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".txt": "text",
+    ".log": "text",
+    ".csv": "text",
+    ".ecsv": "text",
+    ".json": "text",
+    ".xml": "text",
+    ".yaml": "text",
+    ".yml": "text",
+}
+
+
+def preview_kind(content_type: str, path: str) -> str:
+    """'image', 'text' or '' (no inline preview) for a result."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in _IMAGE_TYPES:
+        return "image"
+    if media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+xml", "+json")):
+        return "text"
+    if media in ("", "application/octet-stream"):
+        return _EXTENSIONS.get(Path(path).suffix.lower(), "")
+    return ""
+
+
+def read_head(path: Path, limit: int = PREVIEW_BYTES) -> tuple[str, bool]:
+    """The start of a text file (decoded leniently) and whether it was cut."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return "", False
+    return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
+
+
+def read_tail(path: Path | None, limit: int = LOG_BYTES) -> tuple[str, bool]:
+    """The end of a log file and whether earlier lines were left out."""
+    if path is None:
+        return "", False
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            data = f.read(limit)
+    except OSError:
+        return "", False
+    return data.decode("utf-8", errors="replace"), size > limit
+
+
+@dataclass
+class ResultView:
+    name: str
+    url: str
+    content_type: str
+    size: int | None
+    preview: str  # image | text | ""
+    text: str = ""
+    cut: bool = False
+
+
+@dataclass
+class ProvenanceView:
+    format: str
+    label: str
+    url: str
+    rest_url: str
+
+
+def job_base(job: Job) -> str:
+    return f"/ui/jobs/{url_part(job.jobname)}/{url_part(job.job_id)}"
+
+
+def provenance_files(service: UWSService, job: Job) -> list[ProvenanceView]:
+    """The provenance documents written for ``job`` so far."""
+    folder = service.settings.provenance_dir / job.job_id
+    found = []
+    for fmt, (filename, label, _media) in PROVENANCE_FILES.items():
+        if (folder / filename).is_file():
+            found.append(
+                ProvenanceView(
+                    fmt,
+                    label,
+                    f"{job_base(job)}/provenance/{fmt}",
+                    f"/rest/{url_part(job.jobname)}/{url_part(job.job_id)}/provenance/{fmt}",
+                )
+            )
+    return found
+
+
+def provenance_path(service: UWSService, job: Job, fmt: str) -> tuple[Path, str] | None:
+    entry = PROVENANCE_FILES.get(fmt)
+    if entry is None:
+        return None
+    folder = service.settings.provenance_dir / job.job_id
+    path = folder / entry[0]
+    if not within(path, folder) or not path.is_file():
+        return None
+    return path, entry[2]
+
+
+def results(service: UWSService, job: Job) -> list[ResultView]:
+    """The job's outputs; provenance documents have their own section."""
+    out = []
+    jdir = service.job_dir(job.job_id)
+    provdir = service.settings.provenance_dir / job.job_id
+    texts = 0
+    for r in job.results:
+        path = Path(r.path)
+        if within(path, provdir):
+            continue
+        kind = preview_kind(r.content_type, r.path)
+        view = ResultView(
+            r.name, f"{job_base(job)}/results/{url_part(r.name)}", r.content_type, r.size, kind
+        )
+        available = within(path, jdir) and path.is_file()
+        if not available:
+            view.preview = ""
+        elif kind == "text" and texts < MAX_TEXT_PREVIEWS:
+            texts += 1
+            view.text, view.cut = read_head(path)
+        elif kind == "text":
+            view.preview = ""
+        out.append(view)
+    return out
+
+
+def duration(job: Job) -> str:
+    if job.start_time and job.end_time:
+        seconds = (job.end_time - job.start_time).total_seconds()
+        return f"{seconds:.1f} s"
+    return ""
+
+
+def job_details(service: UWSService, job: Job) -> dict[str, Any]:
+    """Everything the job page's live section shows."""
+    try:
+        uploaded = set(service.by_reference(job))
+    except OSError:
+        uploaded = set()
+    stdout, stdout_cut = read_tail(_log(service, job))
+    stderr, stderr_cut = read_tail(_log(service, job, "stderr"))
+    return {
+        "job": job,
+        "base": job_base(job),
+        "final": job.phase.is_final,
+        "pending": job.phase == Phase.PENDING,
+        "uploaded": uploaded,
+        "results": results(service, job),
+        "provenance": provenance_files(service, job),
+        "stdout": stdout,
+        "stdout_cut": stdout_cut,
+        "stderr": stderr,
+        "stderr_cut": stderr_cut,
+        "duration": duration(job),
+    }
+
+
+def _log(service: UWSService, job: Job, stream: str = "stdout") -> Path | None:
+    path = service.job_dir(job.job_id) / f"{stream}.log"
+    return path if path.is_file() else None
+
+
+def job_status(service: UWSService, job: Job) -> dict[str, Any]:
+    """The JSON the job page polls: enough to know when to refresh its details."""
+    return {
+        "job_id": job.job_id,
+        "jobname": job.jobname,
+        "phase": job.phase.value,
+        "final": job.phase.is_final,
+        "version": job.version,
+        "run_id": job.run_id,
+        "owner": job.owner,
+        "creation_time": iso(job.creation_time),
+        "start_time": iso(job.start_time),
+        "end_time": iso(job.end_time),
+        "error": job.error_summary,
+        "results": [r.name for r in job.results],
+        "provenance": [p.format for p in provenance_files(service, job)],
+    }

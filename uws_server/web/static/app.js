@@ -1,0 +1,268 @@
+// uws-server web pages: live job list, live job page, definition editor, field hints.
+// No framework and no build step. Text from the server is inserted with textContent,
+// or as HTML the server rendered (and escaped) itself; never built from strings here.
+"use strict";
+
+const FINAL = ["COMPLETED", "ERROR", "ABORTED", "ARCHIVED"];
+const ACTIVE = ["PENDING", "QUEUED", "EXECUTING", "HELD", "SUSPENDED", "UNKNOWN"];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const csrf = () => document.body.dataset.csrf || "";
+
+async function getJSON(url) {
+  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!r.ok) {
+    const err = new Error("HTTP " + r.status);
+    err.status = r.status;
+    throw err;
+  }
+  return r.json();
+}
+
+function setPhase(el, phase) {
+  el.textContent = phase;
+  el.className = el.className.replace(/phase-[A-Z]+/, "phase-" + phase);
+}
+
+// ------------------------------------------------------------------ job list
+function jobList() {
+  const table = document.getElementById("jobs-table");
+  const body = document.getElementById("jobs-body");
+  const empty = document.getElementById("jobs-empty");
+  const live = document.getElementById("jobs-live");
+  const params = new URLSearchParams();
+  if (table.dataset.phase) params.set("phase", table.dataset.phase);
+  if (table.dataset.jobname) params.set("jobname", table.dataset.jobname);
+  const url = "/ui/api/jobs?" + params.toString();
+  // What the server rendered, in the same form as below: re-render only on a change.
+  let signature = Array.from(body.rows)
+    .map((tr) => tr.dataset.id + ":" + tr.querySelector(".phase").textContent)
+    .join(",");
+
+  function cell(row, text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+    return td;
+  }
+
+  function render(jobs) {
+    const rows = jobs.map((j) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = j.job_id;
+      cell(tr, j.creation_time);
+      cell(tr, j.jobname);
+      const a = document.createElement("a");
+      a.href = j.url;
+      a.textContent = j.job_id;
+      cell(tr, "").appendChild(a);
+      cell(tr, j.run_id);
+      cell(tr, j.owner);
+      const span = document.createElement("span");
+      span.className = "phase phase-" + j.phase;
+      span.textContent = j.phase;
+      cell(tr, "").appendChild(span);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    empty.classList.toggle("hidden", jobs.length > 0);
+  }
+
+  async function loop() {
+    for (;;) {
+      let active = false;
+      if (!document.hidden) {
+        try {
+          const data = await getJSON(url);
+          const sig = data.jobs.map((j) => j.job_id + ":" + j.phase).join(",");
+          if (sig !== signature) {
+            render(data.jobs);
+            signature = sig;
+          }
+          active = data.jobs.some((j) => ACTIVE.includes(j.phase));
+          live.textContent = active ? "updating live" : "";
+        } catch (e) {
+          if (e.status === 401) {
+            live.textContent = "signed out";
+            return;
+          }
+          live.textContent = "connection lost, retrying";
+        }
+      }
+      await sleep(active ? 1500 : 4000);
+    }
+  }
+  loop();
+}
+
+// ------------------------------------------------------------------ job page
+function jobPage() {
+  const box = document.getElementById("job");
+  const details = document.getElementById("details");
+  const phaseEl = document.getElementById("phase");
+  const live = document.getElementById("live");
+  const statusUrl = box.dataset.statusUrl;
+  let phase = box.dataset.phase;
+  let results = Number(box.dataset.results || 0);
+  let provenance = Number(box.dataset.provenance || 0);
+
+  async function refreshDetails() {
+    const r = await fetch(box.dataset.fragmentUrl, { credentials: "same-origin" });
+    if (r.ok) details.innerHTML = await r.text(); // server-rendered, escaped HTML
+  }
+
+  async function loop() {
+    let afterFinal = 0;
+    for (;;) {
+      const final = FINAL.includes(phase);
+      const url = final ? statusUrl : statusUrl + "?wait=25&phase=" + encodeURIComponent(phase);
+      const started = Date.now();
+      let s;
+      try {
+        live.textContent = final ? "" : "live";
+        s = await getJSON(url);
+      } catch (e) {
+        if (e.status === 404) {
+          live.textContent = "this job no longer exists";
+          return;
+        }
+        live.textContent = "connection lost, retrying";
+        await sleep(5000);
+        continue;
+      }
+      const changed =
+        s.phase !== phase || s.results.length !== results || s.provenance.length !== provenance;
+      if (changed) {
+        phase = s.phase;
+        results = s.results.length;
+        provenance = s.provenance.length;
+        setPhase(phaseEl, phase);
+        box.dataset.phase = phase;
+        await refreshDetails();
+      }
+      if (FINAL.includes(phase)) {
+        live.textContent = "";
+        // Provenance is written just after the job ends: look a few more times.
+        if (provenance >= 5 || afterFinal++ >= 10) return;
+        await sleep(2000);
+      } else if (Date.now() - started < 1000) {
+        await sleep(1000); // the server answered at once: do not spin
+      }
+    }
+  }
+  loop();
+}
+
+// ------------------------------------------------------------------ submit form
+// With novalidate the server has the last word; this only shows the browser's own
+// opinion (range, step) under a field while it is typed. Not on "change": that fires on
+// blur, i.e. on the mousedown of a click on a button, and the message appearing would
+// move the button away before the mouseup, losing the click.
+function submitForm() {
+  const form = document.getElementById("submit-form");
+  form.addEventListener("input", (ev) => {
+    const input = ev.target;
+    if (!input.name || input.type === "file") return;
+    const err = document.getElementById("err-" + input.name);
+    if (!err) return;
+    err.textContent = input.validity.valid ? "" : input.validationMessage;
+    input.closest(".field").classList.toggle("has-error", !input.validity.valid);
+  });
+}
+
+// ------------------------------------------------------------------ editor
+function editor() {
+  const form = document.getElementById("editor");
+  const status = document.getElementById("validation-status");
+  const general = document.getElementById("general-errors");
+
+  function renumber(container) {
+    const group = container.dataset.group;
+    container.querySelectorAll(":scope > .row").forEach((row, i) => {
+      row.querySelectorAll("[name],[data-for],[id],label[for]").forEach((el) => {
+        for (const attr of ["name", "data-for", "id", "for"]) {
+          const value = el.getAttribute(attr);
+          if (value) el.setAttribute(attr, value.replace(/(parameters|used|generated)\[(\d+|__i__)\]/, group + "[" + i + "]"));
+        }
+      });
+    });
+  }
+
+  document.querySelectorAll("[data-add]").forEach((button) => {
+    button.addEventListener("click", () => {
+      const group = button.dataset.add;
+      const container = document.getElementById("rows-" + group);
+      const tpl = document.getElementById("tpl-" + group);
+      const row = tpl.content.firstElementChild.cloneNode(true);
+      container.appendChild(row);
+      renumber(container);
+      const first = row.querySelector("input,select,textarea");
+      if (first) first.focus();
+      schedule();
+    });
+  });
+
+  form.addEventListener("click", (ev) => {
+    const button = ev.target.closest("[data-remove]");
+    if (!button) return;
+    const row = button.closest(".row");
+    const container = row.parentElement;
+    row.remove();
+    renumber(container);
+    schedule();
+  });
+
+  let timer = null;
+  let seq = 0;
+  function schedule() {
+    clearTimeout(timer);
+    timer = setTimeout(check, 400);
+  }
+
+  async function check() {
+    const mine = ++seq;
+    status.textContent = "checking…";
+    let data;
+    try {
+      const r = await fetch(form.dataset.validateUrl, {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": csrf(), Accept: "application/json" },
+      });
+      data = await r.json();
+    } catch (e) {
+      status.textContent = "could not check";
+      return;
+    }
+    if (mine !== seq) return; // a newer check is on its way
+    form.querySelectorAll(".field-error[data-for]").forEach((el) => {
+      el.textContent = "";
+      el.parentElement.classList.remove("has-error");
+    });
+    const list = general.querySelector("ul");
+    list.replaceChildren();
+    for (const p of data.errors || []) {
+      const el = p.input ? form.querySelector('.field-error[data-for="' + CSS.escape(p.input) + '"]') : null;
+      if (el) {
+        el.textContent = el.textContent ? el.textContent + "; " + p.reason : p.reason;
+        el.parentElement.classList.add("has-error");
+      } else {
+        const li = document.createElement("li");
+        li.textContent = p.field + ": " + p.reason;
+        list.appendChild(li);
+      }
+    }
+    general.classList.toggle("hidden", list.children.length === 0);
+    status.textContent = data.valid ? "✓ valid" : (data.errors.length + " problem" + (data.errors.length === 1 ? "" : "s"));
+    status.className = data.valid ? "ok" : "bad";
+  }
+
+  form.addEventListener("input", schedule);
+  form.addEventListener("change", schedule);
+}
+
+const PAGES = { jobs: jobList, job: jobPage, submit: submitForm, editor: editor };
+document.addEventListener("DOMContentLoaded", () => {
+  const init = PAGES[document.body.dataset.page];
+  if (init) init();
+});

@@ -1,0 +1,131 @@
+<section class="actions" id="actions">
+% if pending:
+  <form method="post" action="{{base}}/phase" class="inline">
+    <input type="hidden" name="_csrf" value="{{ctx.csrf}}"><input type="hidden" name="phase" value="RUN">
+    <button type="submit" class="primary" id="run">Run</button>
+  </form>
+% end
+% if not final:
+  <form method="post" action="{{base}}/phase" class="inline">
+    <input type="hidden" name="_csrf" value="{{ctx.csrf}}"><input type="hidden" name="phase" value="ABORT">
+    <button type="submit" id="abort">Abort</button>
+  </form>
+% end
+  <details class="inline danger">
+    <summary>Delete…</summary>
+    <form method="post" action="{{base}}/delete" class="inline">
+      <input type="hidden" name="_csrf" value="{{ctx.csrf}}">
+      <button type="submit" class="danger" id="delete">Delete the job and its files</button>
+    </form>
+  </details>
+</section>
+
+<div class="grid">
+<section class="card">
+<h2>Summary</h2>
+<table class="kv" id="summary">
+  <tr><th>Definition</th><td>{{job.jobname}}</td></tr>
+  <tr><th>Owner</th><td>{{job.owner}}</td></tr>
+% if job.run_id:
+  <tr><th>Run id</th><td>{{job.run_id}}</td></tr>
+% end
+  <tr><th>Phase</th><td id="summary-phase">{{job.phase.value}}</td></tr>
+  <tr><th>Created</th><td>{{iso(job.creation_time)}}</td></tr>
+  <tr><th>Started</th><td id="start-time">{{iso(job.start_time) or '—'}}</td></tr>
+  <tr><th>Ended</th><td id="end-time">{{iso(job.end_time) or '—'}}</td></tr>
+% if duration:
+  <tr><th>Duration</th><td>{{duration}}</td></tr>
+% end
+  <tr><th>Time limit</th><td>{{str(job.execution_duration) + ' s' if job.execution_duration else 'none'}}</td></tr>
+% if job.quote:
+  <tr><th>Quote</th><td>{{iso(job.quote)}}</td></tr>
+% end
+  <tr><th>Destruction</th><td>{{iso(job.destruction_time)}}
+% if pending:
+    <form method="post" action="{{base}}/destruction" class="inline small">
+      <input type="hidden" name="_csrf" value="{{ctx.csrf}}">
+      <input type="datetime-local" name="destruction" step="1" aria-label="new destruction time (UTC)" required>
+      <button type="submit">Change</button> <span class="muted">UTC</span>
+    </form>
+% end
+  </td></tr>
+</table>
+% if job.error_summary:
+<h3>Error</h3>
+<p class="error-box" id="job-error">{{job.error_summary}}</p>
+% end
+</section>
+
+<section class="card">
+<h2>Parameters</h2>
+<table class="kv" id="parameters">
+% for name, value in job.parameters.items():
+  <tr><th>{{name}}</th><td>
+%   if name in uploaded:
+    <a href="{{base}}/parameters/{{q(name)}}">{{value}}</a> <span class="muted">(uploaded)</span>
+%   else:
+    <span class="value">{{value}}</span>
+%   end
+  </td></tr>
+% end
+% if not job.parameters:
+  <tr><td class="muted">no parameters</td></tr>
+% end
+</table>
+</section>
+</div>
+
+<section class="card" id="results">
+<h2>Results</h2>
+% if not results:
+<p class="muted" id="no-results">{{'No results.' if final else 'Results appear here when the job has finished.'}}</p>
+% end
+% for r in results:
+<div class="result" data-name="{{r.name}}">
+  <h3><a href="{{r.url}}" class="result-link">{{r.name}}</a>
+    <span class="muted">{{r.content_type}} · {{human_size(r.size)}}</span>
+    <a href="{{r.url}}?download=1" class="small">download</a></h3>
+%   if r.preview == 'image':
+  <img src="{{r.url}}" alt="{{r.name}}" class="preview">
+%   elif r.preview == 'text':
+  <pre class="preview">{{r.text}}</pre>
+%     if r.cut:
+  <p class="muted small">Only the beginning is shown.</p>
+%     end
+%   end
+</div>
+% end
+</section>
+
+<section class="card" id="logs">
+<h2>Output</h2>
+<h3>stdout <a href="{{base}}/log/stdout" class="small">full</a></h3>
+% if stdout_cut:
+<p class="muted small">Only the end is shown.</p>
+% end
+<pre class="log" id="stdout">{{stdout or '(empty)'}}</pre>
+<h3>stderr <a href="{{base}}/log/stderr" class="small">full</a></h3>
+% if stderr_cut:
+<p class="muted small">Only the end is shown.</p>
+% end
+<pre class="log" id="stderr">{{stderr or '(empty)'}}</pre>
+</section>
+
+<section class="card" id="provenance">
+<h2>Provenance</h2>
+% if not provenance:
+<p class="muted" id="no-provenance">{{'No provenance yet.' if final else 'No provenance yet: it is recorded when the job has finished.'}}</p>
+% else:
+%   for p in provenance:
+%     if p.format == 'svg':
+<img src="{{p.url}}" alt="provenance graph of job {{job.job_id}}" class="provenance-graph" id="provenance-svg">
+%     end
+%   end
+<ul class="downloads" id="provenance-links">
+%   for p in provenance:
+  <li><a href="{{p.url}}?download=1" data-format="{{p.format}}">{{p.label}}</a>
+    <span class="muted small">API: <a href="{{p.rest_url}}"><code>{{p.rest_url}}</code></a></span></li>
+%   end
+</ul>
+% end
+</section>
