@@ -27,7 +27,6 @@ from uws_server.prov_handlers import register_provenance_routes
 from uws_server.service import UWSService
 from uws_server.storage import Store
 from uws_server.web import register_web_routes
-from uws_server.web import register_web_routes
 
 log = logging.getLogger("uws_server")
 
@@ -106,7 +105,6 @@ def build_app(service: UWSService) -> bottle.Bottle:
     register_uws_routes(app, service)
     register_provenance_routes(app, service)
     register_jdl_routes(app, service.registry, authenticate)
-    register_web_routes(app, service)
     register_web_routes(app, service)
     return app
 
