@@ -32,7 +32,8 @@ _SELECT_RESULTS = (
     .order_by(E.c.created, E.c.name)
 )
 _JOB_COLUMNS = [c.name for c in J.columns]
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime storage format
+# Datetimes are bound as SQLAlchemy's SQLite DateTime storage format writes them,
+# "YYYY-MM-DD HH:MM:SS.ffffff", so that Core and raw statements compare alike.
 
 
 class _Compiled:
@@ -49,7 +50,7 @@ class _Compiled:
         values = {**self.defaults, **values}  # literals of the statement (kind != 'upload')
         if self.sqlite:  # sqlite3 would use its deprecated datetime adapter
             values = {
-                k: v.strftime(_SQLITE_TIME) if isinstance(v, datetime) else v
+                k: v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v
                 for k, v in values.items()
             }
         if self.order is not None:
