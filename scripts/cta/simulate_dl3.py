@@ -247,6 +247,7 @@ def main() -> None:
         for path in staged.values():
             path.unlink(missing_ok=True)
 
+    common.publish_observations(written)
     table = Table(rows=rows)
     table["path"] = [str(written[i]) for i in table["obs_id"]]
     table["sha256"] = [common.sha256_of(written[i]) for i in table["obs_id"]]
