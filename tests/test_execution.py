@@ -167,3 +167,22 @@ def test_200_concurrent_creations(live: LiveServer, alice: Client) -> None:
     assert len({loc for _, loc in outcomes}) == 200
     listed = etree.fromstring(alice.get("/rest/echo_job").content).findall("uws:jobref", NS)
     assert len(listed) == 200
+
+
+def test_reaper_destroys_expired_jobs_and_their_files(live: LiveServer, alice: Client) -> None:
+    from datetime import timedelta
+
+    from uws_server.inputs import utcnow
+
+    keep = alice.create("echo_job", {"PHASE": "RUN"})
+    doomed = alice.create("echo_job", {"PHASE": "RUN"})
+    assert alice.wait_final(doomed) == "COMPLETED" and alice.wait_final(keep) == "COMPLETED"
+    doomed_id = doomed.rsplit("/", 1)[1]
+    job_dir = live.settings.jobs_dir / doomed_id
+    assert job_dir.exists()
+    live.service.store.update_job(doomed_id, destruction_time=utcnow() - timedelta(seconds=1))
+    assert live.service.lifecycle.reap_once() == 1
+    assert alice.get(doomed).status_code == 404
+    assert not job_dir.exists()
+    assert not (live.settings.provenance_dir / doomed_id).exists()
+    assert alice.get(keep).status_code == 200
