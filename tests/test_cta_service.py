@@ -91,6 +91,25 @@ def test_fast_path_dl3_to_dl4_with_provenance(cta) -> None:  # type: ignore[no-u
     assert spectra.rsplit("/", 1)[1] in activities
 
 
+def test_web_form_offers_the_store_observations(cta) -> None:  # type: ignore[no-untyped-def]
+    live, c = cta
+    if 2001 not in __import__("uws_server.dl3", fromlist=["x"]).observation_ids(
+        live.settings.dl3_store
+    ):
+        run(c, "simulate_dl3", {"first_obs_id": "2001", "n_obs": "2", "livetime": "10"})
+    page = c.get("/ui/submit/gammapy_maps")
+    assert page.status_code == 200
+    assert 'name="pick.obs_ids" value="2001"' in page.text
+    assert 'name="pick.obs_ids" value="2002"' in page.text
+    r = c.post(
+        "/ui/submit/gammapy_maps",
+        data=[("pick.obs_ids", "2001"), ("pick.obs_ids", "2002"), ("nxpix", "40"), ("nypix", "40")],
+    )
+    assert r.status_code == 303, r.text[:500]
+    job_id = r.headers["Location"].rstrip("/").split("?")[0].rsplit("/", 1)[1]
+    assert c.get(f"/rest/gammapy_maps/{job_id}/parameters/obs_ids").text == "2001 2002"
+
+
 def test_bad_observation_ids_are_clear_errors(cta) -> None:  # type: ignore[no-untyped-def]
     live, c = cta
     job = c.create("gammapy_maps", {"obs_ids": "999999", "PHASE": "RUN"})

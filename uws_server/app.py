@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import bottle
+from bottle import HTTPResponse
 
 from uws_server import __version__
 from uws_server.config import PROJECT_ROOT, Settings
@@ -92,6 +93,8 @@ def build_app(service: UWSService) -> bottle.Bottle:
 
     @app.get("/")
     def index() -> dict:
+        if "text/html" in (bottle.request.get_header("Accept") or ""):
+            raise HTTPResponse(status=303, headers={"Location": "/ui/"})  # a browser
         return {
             "service": "uws-server",
             "version": __version__,

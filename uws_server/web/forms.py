@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from uws_server.dl3 import OBS_IDS_PARAMETER
 from uws_server.jdl.validate import NUMERIC_TYPES, value_problem
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
 
@@ -37,6 +38,9 @@ DATATYPE_LABELS = {
     "xs:anyURI": "URI",
     "file": "file name",
 }
+
+
+PICK_PREFIX = "pick."  # checkboxes offering values for a parameter (obs_ids)
 
 
 @dataclass
@@ -103,13 +107,25 @@ def _entity_field(e: EntityDef, p: ParameterDef | None, value: str | None) -> Fi
 
 
 def build_fields(
-    defn: JobDefinition, values: dict[str, str] | None = None, errors: dict[str, str] | None = None
+    defn: JobDefinition,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    obs_ids: list[int] | None = None,
 ) -> list[Field]:
-    """The widgets of ``defn``'s form, with submitted values and errors if any."""
+    """The widgets of ``defn``'s form, with submitted values and errors if any.
+
+    ``obs_ids``, the observations of the DL3 store, are offered as choices for the
+    parameter named ``obs_ids`` (ticked boxes and the text field add up).
+    """
     values = values or {}
     errors = errors or {}
     used = {e.name for e in defn.used}
     fields = [_param_field(p, values.get(p.name)) for p in defn.parameters if p.name not in used]
+    for f in fields:
+        if f.name == OBS_IDS_PARAMETER and obs_ids and f.widget == "text":
+            f.widget = "observations"
+            f.options = [str(i) for i in obs_ids]
+            f.hint = "tick observations of the DL3 store, or type ids separated by spaces"
     fields += [_entity_field(e, defn.parameter(e.name), values.get(e.name)) for e in defn.used]
     for f in fields:
         f.error = errors.get(f.name, "")
@@ -143,6 +159,9 @@ def parse_submission(defn: JobDefinition, form: Any, files: Any) -> Submission:
             value = str(form.get(p.name, "") or "")
             if p.datatype != "xs:string":
                 value = value.strip()
+            if p.name == OBS_IDS_PARAMETER:  # ticked observations join the typed ids
+                ticked = [str(v) for v in form.getall(PICK_PREFIX + p.name)]
+                value = " ".join(filter(None, [value.strip(), *ticked]))
         values[p.name] = value
         if value == "":
             if p.required and not p.default:

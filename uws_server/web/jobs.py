@@ -12,6 +12,7 @@ from typing import Any
 import bottle
 from bottle import HTTPResponse, request
 
+from uws_server.dl3 import observation_ids
 from uws_server.errors import BadRequest, NotFound, UWSError
 from uws_server.models import ACTIVE_PHASES, Job, Phase, User
 from uws_server.service import UWSService
@@ -95,7 +96,9 @@ def register_job_routes(app: bottle.Bottle, web: WebApp) -> None:
             400 if errors or extra.get("error") else 200,
             title=f"Submit {defn.name}",
             defn=defn,
-            fields=forms.build_fields(defn, values, errors),
+            fields=forms.build_fields(
+                defn, values, errors, observation_ids(service.settings.dl3_store)
+            ),
             run_id=values.get(forms.RUNID_FIELD, ""),
             **extra,
         )

@@ -35,6 +35,13 @@
     </select>
 %   elif f.widget == 'checkbox':
     <input type="checkbox" id="f-{{f.name}}" name="{{f.name}}" value="true" {{'checked' if f.checked else ''}}>
+%   elif f.widget == 'observations':
+    <input type="text" id="f-{{f.name}}" name="{{f.name}}" value="{{f.value}}" placeholder="more ids">
+    <fieldset class="picks" id="picks-{{f.name}}">
+%     for o in f.options:
+      <label class="pick"><input type="checkbox" name="pick.{{f.name}}" value="{{o}}"> {{o}}</label>
+%     end
+    </fieldset>
 %   elif f.widget == 'entity':
     <input type="file" id="f-{{f.name}}" name="file.{{f.name}}" accept="{{f.accept}}">
     <span class="or">or</span>

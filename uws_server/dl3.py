@@ -1,0 +1,42 @@
+"""What the DL3 data store offers: its observation ids, for forms and checks.
+
+The store is written by the CTA job scripts (``scripts/cta/dl3_store.py``: GADF files
+plus ``obs-index.fits.gz``); the service only reads its index, cached by modification
+time so that a form costs one ``stat``.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+OBS_INDEX = "obs-index.fits.gz"
+# A job parameter with this name takes observation ids of the store (the seed's
+# gammapy_maps / gammapy_spectra convention); the web form offers them as choices.
+OBS_IDS_PARAMETER = "obs_ids"
+
+_lock = threading.Lock()
+_cache: dict[Path, tuple[float, list[int]]] = {}
+
+
+def observation_ids(store: Path) -> list[int]:
+    """The obs_ids in the store's observation index, sorted; [] if there is none."""
+    index = Path(store) / OBS_INDEX
+    try:
+        mtime = index.stat().st_mtime
+    except OSError:
+        return []
+    with _lock:
+        hit = _cache.get(index)
+        if hit is not None and hit[0] == mtime:
+            return list(hit[1])
+    from astropy.io import fits  # imported only when a store exists
+
+    try:
+        with fits.open(index, memmap=False) as hdus:
+            ids = sorted({int(i) for i in hdus[1].data["OBS_ID"]})
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
+        return []
+    with _lock:
+        _cache[index] = (mtime, ids)
+    return ids
