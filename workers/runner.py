@@ -54,6 +54,10 @@ from workers.results import collect_context, collect_results, is_optional
 
 log = logging.getLogger("workers.runner")
 
+# How a batch system hands the runner its callback token: never job.json, which the job
+# can read (and copy into a result). See :func:`take_callback_token`.
+TOKEN_ENV = "UWS_CALLBACK_TOKEN"
+
 __all__ = [
     "CONTEXT_FILE",
     "EXIT_STATUS_FILE",
@@ -63,6 +67,7 @@ __all__ = [
     "STATUS_FILE",
     "STDERR_FILE",
     "STDOUT_FILE",
+    "TOKEN_ENV",
     "UWS_DIR",
     "EntityDef",
     "JobStatus",
@@ -87,6 +92,7 @@ __all__ = [
     "spec_to_json",
     "status_to_event",
     "status_to_json",
+    "take_callback_token",
     "write_spec",
     "write_status",
 ]
@@ -318,10 +324,34 @@ def event_from_json(data: Any) -> WorkerEvent:
 # --- CLI -----------------------------------------------------------------------------
 
 
+def take_callback_token() -> str:
+    """Remove the callback token from this process's environment and return it.
+
+    The script runs as the same user as the runner, so it could read the runner's
+    ``/proc/<pid>/environ`` (the environment the process was started with, kept in its
+    memory): the value is overwritten there too before it is unset. The batch script
+    execs the runner, so no parent shell keeps a copy either.
+    """
+    token = os.environ.get(TOKEN_ENV, "")
+    if token:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None)
+            libc.getenv.restype = ctypes.c_void_p
+            address = libc.getenv(TOKEN_ENV.encode())
+            if address:
+                ctypes.memset(address, ord("x"), len(token.encode()))
+        except (OSError, AttributeError):
+            log.warning("cannot scrub %s from the process environment", TOKEN_ENV)
+    os.environ.pop(TOKEN_ENV, None)
+    return token
+
+
 def _send(
     spec: JobSpec, event: WorkerEvent, policy: RetryPolicy, cancel: threading.Event | None = None
 ) -> bool:
-    if not spec.callback_url:
+    if not spec.callback_url or not spec.callback_token:
         return False
     payload = event_to_json(event)
     return post_event(spec.callback_url, spec.job_id, spec.callback_token, payload, policy, cancel)
@@ -394,9 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     job_dir = args.job_dir.resolve()
+    token = take_callback_token()  # first: the script must never inherit it
     spec: JobSpec | None = None
     try:
         spec = load_spec(job_dir)
+        spec.callback_token = spec.callback_token or token
         status = run_job(spec, args.callback_retry, args.grace)
     except Exception as exc:  # report what we can: the server would otherwise wait forever
         log.exception("job in %s failed to run", job_dir)

@@ -53,12 +53,18 @@ ENV_RESERVED = frozenset(
 ENV_PREFIXES = ("UWS_", "LD_", "BASH", "PYTHON", "SLURM_", "SBATCH_", "SRUN_", "DYLD_")
 PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"})
 
-# sbatch options the Slurm manager sets itself: an operator overriding them would break
-# status tracking or send the job's output outside its directory.
+# sbatch options the Slurm manager sets itself (name, directory, output files, time
+# limit, environment), or that would stop it from tracking the job: no submission at all
+# (--test-only, --help...), a blocking sbatch (--wait), several jobs (--array), a job held
+# forever (--hold), on another cluster squeue does not ask (--clusters), or an
+# environment the service did not choose (--export-file, --get-user-env).
 MANAGED_SBATCH_OPTIONS = frozenset(
     """--wrap --output -o --error -e --chdir -D --parsable --job-name -J --export --input -i
-    --time -t --wait -W --array -a --uid --gid --get-user-env""".split()
+    --time -t --wait -W --array -a --uid --gid --get-user-env --export-file --hold -H
+    --clusters -M --test-only --help -h --usage --version -V""".split()
 )
+# sbatch's short options that take no value: in "-vW" both are options (-W is --wait).
+_SBATCH_SHORT_FLAGS = frozenset("HhkOQsVvW")
 
 
 def is_safe_name(name: object) -> bool:
@@ -321,11 +327,32 @@ def _check_sbatch(options: list[str]) -> list[Problem]:
         if any(c in option for c in "\n\r\x00"):
             problems.append((where, "must be one line"))
             continue
-        # "--output=x", "--output x", "-o x" and "-ox" all name the same option.
-        flag = option[:2] if not option.startswith("--") else option.split("=", 1)[0].split()[0]
-        if flag in MANAGED_SBATCH_OPTIONS:
-            problems.append((where, f"{flag} is set by the service itself"))
+        flags, value = _sbatch_flags(option)
+        for flag in flags:
+            if flag in MANAGED_SBATCH_OPTIONS:
+                problems.append((where, f"{flag} is set by the service itself or breaks tracking"))
+        if value.startswith("-"):
+            problems.append((where, "a separate value must not start with '-': write --opt=-v"))
     return problems
+
+
+def _sbatch_flags(option: str) -> tuple[list[str], str]:
+    """The options one line sets, and its separate value (``--mem 8G``), as the Slurm
+    manager passes it (``managers.slurm_cli.option_argv``).
+
+    "--output=x", "--output x", "-o x" and "-ox" all name the same option; "-vWa1" is a
+    bundle of -v, -W and -a (with value 1).
+    """
+    head, _, rest = option.strip().partition(" ")
+    rest = rest.strip()
+    if head.startswith("--"):
+        return [head.split("=", 1)[0]], "" if "=" in head else rest
+    flags = []
+    for char in head[1:]:
+        flags.append("-" + char)
+        if char not in _SBATCH_SHORT_FLAGS:
+            break  # what follows is this option's value
+    return flags, rest if len(head) == 2 else ""
 
 
 def _check_int(field: str, value: object, optional: bool) -> list[Problem]:
