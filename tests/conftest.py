@@ -33,6 +33,13 @@ REQUIRE_SERVICES = os.environ.get("UWS_REQUIRE_SERVICES") == "1"
 PG_URL = os.environ.get("UWS_TEST_DATABASE_URL", "")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API leaves greenlets behind, and a
+    greenlet freed by the collector in another thread (a server's worker) has crashed
+    this CPython (3.12.1) in the middle of later tests."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_browser.py"))
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip when a real service is missing, but fail when the run requires services."""
     if condition:

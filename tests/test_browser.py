@@ -7,6 +7,7 @@ also keeps a screenshot of the page it exercises under ``docs/screenshots/``.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import tempfile
@@ -51,6 +52,9 @@ def browser() -> Iterator[Browser]:
         b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
         yield b
         b.close()
+    # Playwright's sync API runs on greenlets; free them here, in the thread that made
+    # them, rather than whenever the collector happens to run in a server thread.
+    gc.collect()
 
 
 @pytest.fixture

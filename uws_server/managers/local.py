@@ -434,7 +434,10 @@ class LocalManager(Manager):
             write_status(spec.job_dir, status)
             event = status_to_event(status, str(run.pid))
         except Exception as exc:  # the job must end somewhere, never hang in EXECUTING
-            log.exception("job %s: cannot finish", spec.job_id)
+            if not Path(spec.job_dir).exists():  # deleted while it ran: nothing to collect
+                log.info("job %s: its directory was removed while it ran", spec.job_id)
+            else:
+                log.exception("job %s: cannot finish", spec.job_id)
             event = WorkerEvent(Phase.ERROR, error=f"cannot collect the job's results: {exc}")
         self._emit_now(spec.job_id, event)
 
