@@ -111,7 +111,21 @@ def produce(workdir: Path, scale: float, n_jobs: int) -> dict[str, Path]:
 def install(products: dict[str, Path], scale: float) -> None:
     """Copy the products into ``scripts/cta/models`` and write ``MANIFEST.json``."""
     MODELS_DIR.mkdir(exist_ok=True)
-    manifest = {"scale": scale, "samples": SAMPLES, "files": {}}
+    import toy_instrument
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=SCRIPT_DIR, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    manifest = {
+        "scale": scale,
+        "instrument": toy_instrument.INSTRUMENT_VERSION,
+        "code_commit": commit or None,
+        "samples": SAMPLES,
+        "files": {},
+    }
     for entity, path in products.items():
         target = MODELS_DIR / path.name
         shutil.copy2(path, target)

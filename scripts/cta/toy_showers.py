@@ -161,7 +161,7 @@ class ToyCameraSimulator:
             if k == 0:
                 parts.append((axis, core, fractions[k], shower.x_max))
                 continue
-            tilt = abs(self.rng.normal(0.0, np.deg2rad(0.6)))
+            tilt = abs(self.rng.normal(0.0, np.deg2rad(0.4)))
             sub_axis = _tilt(axis, tilt, self.rng.uniform(0, 2 * np.pi))
             sub_core = core + np.append(self.rng.normal(0.0, 40.0, 2), 0.0)
             sub_xmax = shower.x_max + self.rng.normal(0.0, 80.0)
@@ -179,7 +179,7 @@ class ToyCameraSimulator:
         result: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in self.tel_ids}
         is_gamma = shower.primary_id == GAMMA_ID
         fluct = self.rng.lognormal(0.0, 0.12 if is_gamma else 0.4)
-        lateral_sigma = 22.0 if is_gamma else 55.0
+        lateral_sigma = 22.0 if is_gamma else 32.0
         long_sigma = 90.0 if is_gamma else 120.0
         x_ground = ground_slant_depth(shower.alt)
         psf = ti.FOCAL_LENGTH.to_value("m") * np.deg2rad(PSF_SIGMA_DEG)
