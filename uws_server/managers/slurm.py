@@ -50,13 +50,13 @@ from uws_server.managers.slurm_cli import (
     SlurmError,
     SlurmJob,
     batch_script,
+    ending_message,
     job_name,
     option_argv,
     time_limit,
 )
 from uws_server.models import Job, Phase, WorkerEvent
 from workers.jobdir import _base_environment, read_private
-from workers.procs import signal_name
 from workers.runner import (
     TOKEN_ENV,
     UWS_DIR,
@@ -132,8 +132,8 @@ class SlurmManager(Manager):
         """Stop polling; Slurm jobs keep running (a new server re-adopts them)."""
         self._stop.set()
         self._kick.set()
-        if self._poller is not None:
-            self._poller.join()
+        if self._poller is not None:  # a poll stuck on a slow controller is not waited for
+            self._poller.join(timeout=5)
             self._poller = None
 
     # --- Manager interface -----------------------------------------------------------
@@ -171,7 +171,7 @@ class SlurmManager(Manager):
         slurm_id = (
             tracked.slurm_id
             if tracked is not None
-            else job.external_id or self._read_record(self._job_dir(job.job_id), job.job_id)
+            else job.external_id or self._read_record(self._job_dir(job.job_id))
         )
         self._cancel(slurm_id, job.job_id)
 
@@ -190,7 +190,7 @@ class SlurmManager(Manager):
             if spec is None:
                 self._report(job.job_id, WorkerEvent(Phase.ERROR, error="job lost on restart"))
                 continue
-            slurm_id = job.external_id or self._read_record(Path(spec.job_dir), job.job_id)
+            slurm_id = job.external_id or self._read_record(Path(spec.job_dir))
             if slurm_id:
                 with self._lock:
                     self._jobs[job.job_id] = _Tracked(spec, slurm_id, job.phase)
@@ -309,7 +309,7 @@ class SlurmManager(Manager):
             log.exception("job %s: cannot record Slurm id %s", job_id, slurm_id)
 
     @staticmethod
-    def _read_record(job_dir: Path, job_id: str) -> str | None:
+    def _read_record(job_dir: Path) -> str | None:
         """The recorded Slurm id; the job could rewrite the file, so the poller still
         checks that Slurm's job of that id carries this job's name."""
         raw = read_private(job_dir / RECORD_FILE, 4096)
@@ -450,46 +450,12 @@ class SlurmManager(Manager):
             log.warning("cannot write the status file in %s", job_dir)
 
     def _message(self, t: _Tracked, slurm: SlurmJob | None) -> str:
-        """Why the job ended, in Slurm's terms, when the runner could not say it."""
-        sid = t.slurm_id
-        if slurm is None:
-            return (
-                f"Slurm no longer knows job {sid} and its runner left no status file: "
-                "the job's outcome is lost (Slurm forgets finished jobs after MinJobAge)"
-            )
-        if not slurm.state:
-            return f"Slurm job {sid} is not this job's (it is named {slurm.name!r})"
-        where = f"Slurm job {sid} {slurm.state}" + (f", {slurm.reason}" if slurm.reason else "")
-        duration = t.spec.execution_duration
-        if slurm.state == "TIMEOUT" and time_limit(duration):
-            return (
-                f"execution duration of {duration} s exceeded: Slurm's time limit of "
-                f"{time_limit(duration)} min was reached ({where})"
-            )
-        if slurm.state == "TIMEOUT":
-            return f"Slurm's time limit for the job was reached ({where})"
-        if slurm.state in ABORTED_STATES:
-            return f"cancelled in Slurm, not through the service ({where})"
-        if slurm.state == "NODE_FAIL":
-            return f"the node running the job failed ({where})"
-        if slurm.state == "OUT_OF_MEMORY":
-            return f"the job ran out of memory ({where})"
-        if slurm.signal:
-            name = signal_name(slurm.signal)
-            return f"the job's runner was killed by signal {slurm.signal} ({name}) ({where})"
-        if slurm.exit_code:
-            tail = self._stderr_tail(Path(t.spec.job_dir))
-            return (
-                f"the job's runner exited with code {slurm.exit_code} without a status file "
-                f"({where})" + (f": {tail}" if tail else "")
-            )
-        return f"the job's runner ended without a status file ({where})"
-
-    @staticmethod
-    def _stderr_tail(job_dir: Path) -> str:
-        raw = read_private(job_dir / SLURM_STDERR, 1 << 20) or b""
-        lines = [ln.strip() for ln in raw[-4096:].decode("utf-8", "replace").splitlines()]
-        return next((ln for ln in reversed(lines) if ln), "")[:300]
+        tail = ""
+        if slurm is not None and slurm.exit_code:  # the runner's own error, if any
+            raw = read_private(Path(t.spec.job_dir) / SLURM_STDERR, 1 << 20) or b""
+            lines = [ln.strip() for ln in raw[-4096:].decode("utf-8", "replace").splitlines()]
+            tail = next((ln for ln in reversed(lines) if ln), "")[:300]
+        return ending_message(t.slurm_id, slurm, t.spec.execution_duration, t.aborting, tail)
 
     # --- reporting -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from uws_server.models import Phase
+from workers.procs import signal_name
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,52 @@ class SlurmCLI:
             if job is not None and job.slurm_id in wanted:
                 found[job.slurm_id] = job  # the last line wins (a requeued job)
         return found
+
+
+def ending_message(
+    slurm_id: str, slurm: SlurmJob | None, duration: int, aborting: bool, stderr_tail: str = ""
+) -> str:
+    """Why a job ended, in Slurm's terms, for when its runner could not say it.
+
+    ``slurm`` is None when Slurm forgot the job; a state of "" means the id belongs to a
+    job with another name (``slurm.name``). ``duration`` is the executionDuration.
+    """
+    if slurm is None:
+        return (
+            f"Slurm no longer knows job {slurm_id} and its runner left no status file: "
+            "the job's outcome is lost (Slurm forgets finished jobs after MinJobAge)"
+        )
+    if not slurm.state:
+        return f"Slurm job {slurm_id} is not this job's (it is named {slurm.name!r})"
+    where = f"Slurm job {slurm_id} {slurm.state}" + (f", {slurm.reason}" if slurm.reason else "")
+    limit = time_limit(duration)
+    if slurm.state == "TIMEOUT":
+        if limit is None:
+            return f"Slurm's time limit for the job was reached ({where})"
+        return (
+            f"execution duration of {duration} s exceeded: Slurm's time limit of {limit} min "
+            f"was reached ({where})"
+        )
+    if slurm.state in ABORTED_STATES:
+        how = (
+            "aborted through the service"
+            if aborting
+            else "cancelled in Slurm, not through the service"
+        )
+        return f"{how} ({where})"
+    if slurm.state == "NODE_FAIL":
+        return f"the node running the job failed ({where})"
+    if slurm.state == "OUT_OF_MEMORY":
+        return f"the job ran out of memory ({where})"
+    if slurm.signal:
+        name = signal_name(slurm.signal)
+        return f"the job's runner was killed by signal {slurm.signal} ({name}) ({where})"
+    if slurm.exit_code:
+        return (
+            f"the job's runner exited with code {slurm.exit_code} without a status file "
+            f"({where})" + (f": {stderr_tail}" if stderr_tail else "")
+        )
+    return f"the job's runner ended without a status file ({where})"
 
 
 def batch_script(python: str, worker_dir: str) -> str:
