@@ -77,7 +77,7 @@ def test_restart_while_jobs_run_on_slurm_and_on_the_local_pool(tmp_path: Path) -
         # on Slurm: one that ends while the server is down, one that outlives the
         # restart, and one still PENDING in Slurm (--begin) across the restart
         short = s_client.create("sleep_job", {"seconds": "1", "PHASE": "RUN"})
-        long = s_client.create("sleep_job", {"seconds": "8", "PHASE": "RUN"})
+        long = s_client.create("sleep_job", {"seconds": "12", "PHASE": "RUN"})
         pending = s_client.create("pending_job", {"text": "begun late", "PHASE": "RUN"})
         # on the local pool: one running, one waiting for the only slot
         running = l_client.create("sleep_job", {"seconds": "3", "PHASE": "RUN"})
