@@ -36,8 +36,22 @@ CHAIN_JOBS = ("simulation", "calibration", "reconstruction", "irf_production", "
 SOURCE = SkyCoord(329.717, -30.226, unit="deg")  # simulation defaults
 OBS_ID = 42
 N_SHOWERS = 4000
+EVENT_KEYS = (
+    "HDUCLASS HDUDOC HDUVERS HDUCLAS1 OBS_ID TSTART TSTOP ONTIME LIVETIME DEADC RA_PNT DEC_PNT "
+    "ALT_PNT AZ_PNT MJDREFI MJDREFF TIMESYS TIMEUNIT EQUINOX RADECSYS OBJECT TELESCOP GEOLON "
+    "GEOLAT ALTITUDE"
+).split()
+DL1_COLUMNS = (
+    "hillas_intensity hillas_length hillas_width hillas_psi leakage_intensity_width_2 "
+    "morphology_n_pixels timing_slope image"
+).split()
+SIM_PARAMS = dict(particle="mixed", n_showers=N_SHOWERS, proton_fraction=0.7, obs_id=OBS_ID)
+SIM_PARAMS.update(obs_duration=600, seed=11)
+MODEL_FILES = ("energy_regressor.pkl", "particle_classifier.pkl", "cuts.fits", "irf.fits.gz")
 
 sys.path.insert(0, str(CTA))
+# job subprocesses on 2 shared cores: generous bound, far above the ~2.5 min on idle cores
+pytestmark = pytest.mark.timeout(900)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -120,17 +134,7 @@ def chain(tmp_path_factory) -> Chain:
     base = tmp_path_factory.mktemp("cta_chain")
     c = Chain(base=base, store=base / "store")
     steps = [
-        (
-            "simulation",
-            {
-                "particle": "mixed",
-                "n_showers": N_SHOWERS,
-                "proton_fraction": 0.7,
-                "obs_id": OBS_ID,
-                "obs_duration": 600,
-                "seed": 11,
-            },
-        ),
+        ("simulation", SIM_PARAMS),
         ("calibration", {"dl0": "../simulation/events.dl0.h5", "write_images": "true"}),
         ("reconstruction", {"dl1": "../calibration/events.dl1.h5"}),
         ("analysis", {"dl2": "../reconstruction/events.dl2.h5", "object_name": "PKS 2155-304"}),
@@ -240,16 +244,7 @@ def test_calibration_writes_dl1_parameters(chain):
         path, dl1_parameters=True, dl1_images=True, true_images=True, simulated=True
     ) as loader:
         tel = loader.read_telescope_events()
-    for col in (
-        "hillas_intensity",
-        "hillas_length",
-        "hillas_width",
-        "hillas_psi",
-        "leakage_intensity_width_2",
-        "morphology_n_pixels",
-        "timing_slope",
-        "image",
-    ):
+    for col in DL1_COLUMNS:
         assert col in tel.colnames, col
     intensity = np.asarray(tel["hillas_intensity"])
     true_sum = np.asarray(tel["true_image_sum"], dtype=float)
@@ -369,33 +364,7 @@ def test_dl3_headers_and_cuts(chain):
             "BACKGROUND",
         ]
         h = hdul["EVENTS"].header
-        for key in (
-            "HDUCLASS",
-            "HDUDOC",
-            "HDUVERS",
-            "HDUCLAS1",
-            "OBS_ID",
-            "TSTART",
-            "TSTOP",
-            "ONTIME",
-            "LIVETIME",
-            "DEADC",
-            "RA_PNT",
-            "DEC_PNT",
-            "ALT_PNT",
-            "AZ_PNT",
-            "MJDREFI",
-            "MJDREFF",
-            "TIMESYS",
-            "TIMEUNIT",
-            "EQUINOX",
-            "RADECSYS",
-            "OBJECT",
-            "TELESCOP",
-            "GEOLON",
-            "GEOLAT",
-            "ALTITUDE",
-        ):
+        for key in EVENT_KEYS:
             assert key in h, key
         assert (h["HDUCLASS"], h["HDUCLAS1"], h["OBJECT"]) == ("GADF", "EVENTS", "PKS 2155-304")
         assert h["TSTOP"] - h["TSTART"] == pytest.approx(600, abs=1e-3)
@@ -506,19 +475,11 @@ def test_irf_production_tiny(tmp_path):
     before = {p.name: sha256(p) for p in MODELS.iterdir() if p.is_file()}
     store = tmp_path / "store"
     dl2 = {}
+    proton = dict(particle="proton", n_showers=5000, seed=22, energy_min=0.1, energy_max=100)
+    proton["spectral_index"] = -1.5
     for name, params in (
-        ("gamma", {"particle": "gamma", "n_showers": 1500, "seed": 21}),
-        (
-            "proton",
-            {
-                "particle": "proton",
-                "n_showers": 5000,
-                "seed": 22,
-                "energy_min": 0.1,
-                "energy_max": 100,
-                "spectral_index": -1.5,
-            },
-        ),
+        ("gamma", dict(particle="gamma", n_showers=1500, seed=21)),
+        ("proton", proton),
     ):
         run_job("simulation", params, tmp_path / f"{name}_sim", store)
         run_job(
@@ -552,21 +513,12 @@ def test_irf_production_tiny(tmp_path):
     summary = json.loads((job / "irf_summary.json").read_text())
     assert summary["pointing"]["zenith"] < 10
     assert 0.02 < summary["psf68_1tev_deg"] < 0.5
-    for name in (
-        "energy_regressor.pkl",
-        "particle_classifier.pkl",
-        "cuts.fits",
-        "benchmarks.fits.gz",
-    ):
+    for name in MODEL_FILES + ("benchmarks.fits.gz",):
         assert (job / name).stat().st_size > 0
     names = [
         a["activity_name"] for a in json.loads((job / ".uws/ctapipe_provenance.json").read_text())
     ]
-    assert names[:3] == [
-        "ctapipe-train-energy-regressor",
-        "ctapipe-apply-models",
-        "ctapipe-apply-models",
-    ]
+    assert names[:2] == ["ctapipe-train-energy-regressor", "ctapipe-apply-models"]
     assert "ctapipe-compute-irf" in names
     assert {p.name: sha256(p) for p in MODELS.iterdir() if p.is_file()} == before
 
@@ -579,9 +531,4 @@ def test_committed_models_match_manifest():
         assert sha256(path) == entry["sha256"], name
         total += path.stat().st_size
     assert total < 5e6
-    assert set(manifest["files"]) >= {
-        "energy_regressor.pkl",
-        "particle_classifier.pkl",
-        "cuts.fits",
-        "irf.fits.gz",
-    }
+    assert set(manifest["files"]) >= set(MODEL_FILES)
