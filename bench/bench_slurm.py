@@ -128,9 +128,16 @@ def service(workdir: Path, manager: str, slots: int, sleep: float = 0) -> Iterat
             # Runners whose job the poll already settled from its status file may still
             # be retrying their final callback: end them, or they hold Slurm slots (and
             # skew the next round) for the whole retry time.
-            names = [f"uws-{d.name}" for d in (workdir / "var" / "jobs").iterdir()]
-            for k in range(0, len(names), 100):
-                subprocess.run(["scancel", "--name=" + ",".join(names[k : k + 100])], check=False)
+            # (scancel --name takes one name; squeue -n takes a list.)
+            names = ",".join(f"uws-{d.name}" for d in (workdir / "var" / "jobs").iterdir())
+            listed = subprocess.run(
+                ["squeue", "-h", "-t", "PENDING,RUNNING", "-n", names, "-o", "%i"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            if listed:
+                subprocess.run(["scancel", *listed], check=False)
 
 
 class Http:

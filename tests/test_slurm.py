@@ -94,8 +94,15 @@ def slurm_live(tmp_path: Path) -> Iterator[LiveServer]:
 def kill_leftovers(jobs_dir: Path) -> None:
     """Cancel whatever a test left running in Slurm under these jobs' names."""
     names = [f"uws-{d.name}" for d in jobs_dir.iterdir()] if jobs_dir.is_dir() else []
-    for k in range(0, len(names), 100):
-        subprocess.run(["scancel", "--name=" + ",".join(names[k : k + 100])], check=False)
+    if names:  # scancel --name takes a single name; squeue -n takes a list
+        listed = subprocess.run(
+            ["squeue", "-h", "-t", "PENDING,RUNNING", "-n", ",".join(names), "-o", "%i"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        if listed:
+            subprocess.run(["scancel", *listed], check=False)
     for pid in processes_in_tree(jobs_dir):
         try:
             os.kill(pid, 9)
