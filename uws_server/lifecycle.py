@@ -152,6 +152,8 @@ class Lifecycle:
             if job is None:
                 return False
             if event.phase == job.phase:
+                if event.external_id and event.external_id != job.external_id:
+                    self.store.update_job(job_id, external_id=event.external_id)
                 return True
             if not can_transition(job.phase, event.phase):
                 log.info("ignored %s -> %s for %s", job.phase.value, event.phase.value, job_id)

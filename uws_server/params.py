@@ -101,7 +101,10 @@ def validate_parameters(
                 f"unknown parameter '{_short(raw_name)}' for job definition '{defn.name}'"
             )
         p = defn.parameter(name)
-        out[name] = check_value(p, value) if p is not None else value.strip()
+        if p is None or defn.used_entity(name) is not None:
+            out[name] = value.strip()  # a used entity: an id or URL, resolved when staged
+        else:
+            out[name] = check_value(p, value)
     for raw_name in upload_names:
         name = resolve_name(defn, raw_name)
         if name is None:

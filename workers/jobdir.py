@@ -173,7 +173,7 @@ def is_exportable(name: str) -> bool:
     )
 
 
-def _base_environment(source: dict[str, str]) -> dict[str, str]:
+def base_environment(source: dict[str, str]) -> dict[str, str]:
     return {
         k: v
         for k, v in source.items()
@@ -194,7 +194,7 @@ def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -
     entities win over parameters of the same name so that the file the script writes is
     the one :func:`collect_results` looks for; ``UWS_*`` variables win over everything.
     """
-    env = _base_environment(dict(os.environ) if base_env is None else base_env)
+    env = base_environment(dict(os.environ) if base_env is None else base_env)
     python = spec.python or sys.executable
     if python:
         bin_dir = os.path.dirname(os.path.abspath(python))

@@ -57,7 +57,7 @@ from uws_server.managers.slurm_cli import (
     time_limit,
 )
 from uws_server.models import Job, Phase, WorkerEvent
-from workers.jobdir import _base_environment, read_private
+from workers.jobdir import base_environment, read_private
 from workers.runner import (
     TOKEN_ENV,
     UWS_DIR,
@@ -270,7 +270,7 @@ class SlurmManager(Manager):
     def sbatch_environment(self, spec: JobSpec) -> dict[str, str]:
         """What sbatch exports to the job: the server's whitelisted variables (never its
         secrets), the import path of ``workers``, and the job's callback token."""
-        env = _base_environment(dict(os.environ))
+        env = base_environment(dict(os.environ))
         path = os.environ.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{PROJECT_ROOT}{os.pathsep}{path}" if path else str(PROJECT_ROOT)
         if spec.callback_token:
