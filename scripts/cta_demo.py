@@ -126,11 +126,13 @@ def run_chain(
     seed: int = 11,
     timeout: float = 900,
     show: Callable[[str], None] = print,
+    only: tuple[str, ...] = (),
+    duration: int = 1800,
 ) -> dict[str, str]:
-    """Run every stage in order; returns {job definition: job URL}."""
+    """Run the stages in order (``only``: just those job definitions); {definition: URL}."""
     jobs: dict[str, str] = {}
     results: dict[str, dict[str, str]] = {}
-    plan = stages(n_showers, obs_id, seed)
+    plan = [st for st in stages(n_showers, obs_id, seed, duration) if not only or st[1] in only]
     for i, (label, jobname, params_of) in enumerate(plan, 1):
         url = client.create(jobname, params_of(results))
         jobs[jobname] = url

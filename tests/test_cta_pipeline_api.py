@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, need
 from uws_server.config import PROJECT_ROOT
 
 TRUE_INDEX = 2.0  # the simulation job's default spectral index (E^-2)
@@ -83,3 +83,43 @@ def test_provsap_from_the_spectrum_reaches_dl0(pipeline) -> None:  # type: ignor
         assert f"/results/{name}" in entities, name
     svg = demo.provenance_svg(client, jobs["gammapy_spectra"])
     assert svg.lstrip().startswith(b"<?xml") or b"<svg" in svg[:500]
+
+
+def test_the_chain_runs_on_slurm(tmp_path: Path) -> None:
+    """One CI-size pass of DL0 → DL3 → maps with every job on the Slurm cluster."""
+    from tests.test_slurm import slurm_ready
+
+    need(slurm_ready(), "Slurm is not running (bash scripts/slurm_start.sh)")
+    live = LiveServer(
+        make_settings(
+            tmp_path,
+            manager="slurm",
+            slurm_poll_interval=0.5,
+            job_definitions_dir=PROJECT_ROOT / "job_definitions",
+        )
+    )
+    try:
+        user = live.add_user("scientist")
+        demo = load_demo()
+        client = demo.Client(live.base, user.token)
+        stages = ("simulation", "calibration", "reconstruction", "analysis", "gammapy_maps")
+        jobs = demo.run_chain(
+            client,
+            n_showers=4000,
+            obs_id=4343,
+            seed=11,
+            only=stages,
+            duration=600,
+            show=lambda _: None,
+        )
+        for stage in stages:
+            job = client.job(jobs[stage])
+            assert job.findtext("uws:phase", namespaces=demo.NS) == "COMPLETED"
+            # it really ran on Slurm: the manager's id is a Slurm job id, not a local pid
+            ext = live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).external_id
+            assert ext and ext.isdigit(), (stage, ext)
+            assert live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).manager == "slurm"
+        count_map = client.session.get(jobs["gammapy_maps"] + "/results/count_map").content
+        assert count_map[:6] == b"SIMPLE"
+    finally:
+        live.stop()
