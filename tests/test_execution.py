@@ -186,3 +186,38 @@ def test_reaper_destroys_expired_jobs_and_their_files(live: LiveServer, alice: C
     assert not job_dir.exists()
     assert not (live.settings.provenance_dir / doomed_id).exists()
     assert alice.get(keep).status_code == 200
+
+
+def test_external_inputs_come_only_from_allowed_hosts(tmp_path: Path) -> None:
+    """An allowed host's file is fetched into the job directory, within the size limit."""
+    import functools
+    import http.server
+    import threading as th
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "small.txt").write_text("from the web\n")
+    (site / "big.txt").write_text("x" * 5000)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    th.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    live = LiveServer(
+        make_settings(tmp_path / "srv", allowed_fetch_hosts=["127.0.0.1"], max_fetch_bytes=1000)
+    )
+    try:
+        c = live.add_user("carol")
+        job = c.create("copy_job", {"input": f"{base}/small.txt", "text": "end", "PHASE": "RUN"})
+        assert c.wait_final(job) == "COMPLETED"
+        assert c.get(job + "/results/output").text == "from the web\nend\n"
+        r = c.post("/rest/copy_job", data={"input": f"{base}/big.txt"})
+        assert r.status_code == 413 and "exceeds 1000 bytes" in r.text
+        r = c.post("/rest/copy_job", data={"input": f"{base}/missing.txt"})
+        assert r.status_code == 400 and "404" in r.text
+        r = c.post("/rest/copy_job", data={"input": "http://localhost:1/x"})
+        assert r.status_code == 400 and "allowed_fetch_hosts" in r.text
+        r = c.post("/rest/copy_job", data={"input": "file:///etc/passwd"})
+        assert r.status_code == 400
+    finally:
+        live.stop()
+        httpd.shutdown()
