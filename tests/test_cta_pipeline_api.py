@@ -54,7 +54,7 @@ def wait_provenance(client, url: str, timeout: float = 60) -> None:  # type: ign
 def test_products_and_loose_science(pipeline) -> None:  # type: ignore[no-untyped-def]
     live, user, demo, client, jobs = pipeline
     fit = json.loads(client.session.get(jobs["gammapy_spectra"] + "/results/fit_result").text)
-    assert abs(fit["index"] - TRUE_INDEX) < 0.3 + 2 * fit["index_err"], fit
+    assert abs(fit["index"] - TRUE_INDEX) < 0.3, fit  # the loose check
     count_map = client.session.get(jobs["gammapy_maps"] + "/results/count_map").content
     assert count_map[:6] == b"SIMPLE"
     curve = client.session.get(jobs["gammapy_lightcurve"] + "/results/lightcurve").text
