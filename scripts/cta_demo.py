@@ -82,7 +82,7 @@ class Client:
 
 
 def stages(
-    n_showers: int, obs_id: int, seed: int, duration: int = 1800
+    n_showers: int, obs_id: int, seed: int, duration: int = 1800, protons: float = 0.7
 ) -> list[tuple[str, str, Callable[[dict], dict]]]:
     """(stage name, job definition, parameters from earlier results) for the whole chain."""
     return [
@@ -92,7 +92,7 @@ def stages(
             lambda r: {
                 "particle": "mixed",
                 "n_showers": str(n_showers),
-                "proton_fraction": "0.7",
+                "proton_fraction": str(protons),
                 "obs_id": str(obs_id),
                 "obs_duration": str(duration),
                 "seed": str(seed),
@@ -128,11 +128,14 @@ def run_chain(
     show: Callable[[str], None] = print,
     only: tuple[str, ...] = (),
     duration: int = 1800,
+    protons: float = 0.7,
 ) -> dict[str, str]:
     """Run the stages in order (``only``: just those job definitions); {definition: URL}."""
     jobs: dict[str, str] = {}
     results: dict[str, dict[str, str]] = {}
-    plan = [st for st in stages(n_showers, obs_id, seed, duration) if not only or st[1] in only]
+    plan = [
+        st for st in stages(n_showers, obs_id, seed, duration, protons) if not only or st[1] in only
+    ]
     for i, (label, jobname, params_of) in enumerate(plan, 1):
         url = client.create(jobname, params_of(results))
         jobs[jobname] = url
