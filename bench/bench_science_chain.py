@@ -21,21 +21,12 @@ import argparse
 import importlib.util
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-
-
-def log(msg: str) -> None:
-    print(f"[science {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from harness import ROOT, add_user, log, service_env, start_service
 
 
 def load_demo():  # type: ignore[no-untyped-def]
@@ -44,12 +35,6 @@ def load_demo():  # type: ignore[no-untyped-def]
     sys.modules["cta_demo"] = module
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chain_truth(n_showers: int, protons: float, duration: float) -> dict[str, float]:
@@ -130,40 +115,10 @@ def main() -> None:
     args = ap.parse_args()
     demo = load_demo()
     work = Path(tempfile.mkdtemp(prefix="uws-science-"))
-    env = dict(os.environ)
-    env.update(
-        {
-            "UWS_VAR_DIR": str(work / "var"),
-            "UWS_JOBS_DIR": str(work / "var" / "jobs"),
-            "UWS_PROVENANCE_DIR": str(work / "prov"),
-            "UWS_DL3_STORE": str(work / "dl3"),
-            "UWS_PORT": str(free_port()),
-            "UWS_LOCAL_SLOTS": "2",
-        }
-    )
-    env.pop("UWS_DATABASE_URL", None)
-    token = subprocess.run(
-        [PY, "-m", "uws_server", "user", "add", "bench"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    server = subprocess.Popen(
-        [PY, "-m", "uws_server", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "server.log", "w"),
-    )
+    env = service_env(work, local_slots="2")
+    token = add_user(env)
+    server = start_service(env, work / "server.log")
     base = f"http://127.0.0.1:{env['UWS_PORT']}"
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", int(env["UWS_PORT"])), 1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
     client = demo.Client(base, token)
     result: dict = {"showers": args.showers, "protons": args.protons}
     try:

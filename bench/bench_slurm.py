@@ -38,18 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
+from harness import free_port, log  # noqa: E402
+
 SCRIPT = 'echo "$UWS_JOB_ID" > $output\n'  # the trivial job, for both sides
 FINAL = ("COMPLETED", "ERROR", "ABORTED")
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def script(sleep: float) -> str:

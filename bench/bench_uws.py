@@ -32,30 +32,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
+from harness import PY, ROOT, add_user, free_port, log, service_env, start_service, wait_port
+
 sys.path.insert(0, str(ROOT))
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def wrk(
@@ -100,45 +79,19 @@ class Http:
 
 @contextmanager
 def servers(workdir: Path, jdl: Path) -> Iterator[tuple[int, int, str, dict[str, str]]]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "UWS_VAR_DIR": str(workdir / "var"),
-            "UWS_JOBS_DIR": str(workdir / "var" / "jobs"),
-            "UWS_PROVENANCE_DIR": str(workdir / "prov"),
-            "UWS_JOB_DEFINITIONS_DIR": str(jdl),
-            "UWS_THREADS": "600",
-            "UWS_RESERVED_THREADS": "32",
-            "UWS_MAX_WAIT": "120",
-            "UWS_LOCAL_SLOTS": "2",
-            "UWS_DEFAULT_DESTRUCTION": str(30 * 86400),
-        }
-    )
-    env.pop("UWS_DATABASE_URL", None)
-    token = subprocess.run(
-        [PY, "-m", "uws_server", "user", "add", "bench"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    port, bare_port = free_port(), free_port()
-    env["UWS_PORT"] = str(port)
-    srv = subprocess.Popen(
-        [PY, "-m", "uws_server", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "server.log", "w"),
-    )
+    env = service_env(
+        workdir, job_definitions_dir=str(jdl), threads="600", reserved_threads="32",
+        max_wait="120", local_slots="2", default_destruction=str(30 * 86400),
+    )  # fmt: skip
+    token = add_user(env)
+    port, bare_port = int(env["UWS_PORT"]), free_port()
+    srv = start_service(env, workdir / "server.log")
     bare = subprocess.Popen(
         [PY, str(ROOT / "bench" / "bare_app.py"), "--port", str(bare_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_port(port)
         wait_port(bare_port)
         yield port, bare_port, token, env
     finally:
