@@ -8,7 +8,6 @@ applies owner isolation: nobody sees another user's job through provenance.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -48,6 +47,7 @@ from uws_server.provenance import (
     write_all,
 )
 from uws_server.storage import EntityRow, Store
+from workers.results import hash_file
 
 log = logging.getLogger("uws_server.provenance")
 
@@ -66,14 +66,6 @@ _PACKAGE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def snapshot_definition(job_dir: Path, defn: JobDefinition) -> None:
     (job_dir / ".uws").mkdir(parents=True, exist_ok=True)
     (job_dir / DEFINITION_SNAPSHOT).write_text(json.dumps(to_json(defn, include_operator=False)))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ProvenanceService:
@@ -230,7 +222,10 @@ class ProvenanceService:
             if not any(within(path, r) for r in roots) or not path.is_file():
                 log.warning("job %s reported an input outside its reach: %s", job.job_id, path)
                 continue
-            digest = _sha256(path)
+            hashed = hash_file(str(path))
+            if hashed is None:
+                continue
+            digest = hashed[1]
             row = self._entity_by_sha(digest)
             if row is None:
                 row = EntityRow(

@@ -50,7 +50,7 @@ def _resolve_inside(root: str, rel: str) -> tuple[str | None, str | None]:
     return inner, None
 
 
-def _hash_file(full: str) -> tuple[int, str] | None:
+def hash_file(full: str) -> tuple[int, str] | None:
     """(size, sha256) of a regular file, not following a last-moment symlink swap."""
     try:
         fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -99,7 +99,7 @@ def collect_results(
                 if not (is_pattern and why == _PRIVATE):
                     problems.append(f"result {entity.name}: {rel} refused: {why}")
                 continue
-            info = _hash_file(os.path.join(root, inner))
+            info = hash_file(os.path.join(root, inner))
             if info is not None:
                 found.append((inner, *info))
             elif os.path.lexists(os.path.join(root, inner)) and not is_pattern:
