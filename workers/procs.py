@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,28 @@ def open_log(path: os.PathLike[str] | str) -> int:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     return os.open(path, flags, 0o644)
+
+
+def spawn_in_session(
+    argv: list[str],
+    cwd: os.PathLike[str] | str,
+    env: dict[str, str],
+    stdout_path: os.PathLike[str] | str,
+    stderr_path: os.PathLike[str] | str,
+) -> subprocess.Popen[bytes]:
+    """Start a job's process in a new session (its own process group, killable whole),
+    output to fresh log files, no standard input. Used by the local pool and the runner."""
+    out, err = open_log(stdout_path), None
+    try:
+        err = open_log(stderr_path)
+        return subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            start_new_session=True,
+        )  # fmt: skip
+    finally:
+        for fd in (out, err):
+            if fd is not None:
+                os.close(fd)
 
 
 def signal_name(signum: int) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.procs import kill_group, open_log
+from workers.procs import kill_group, spawn_in_session
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -104,22 +103,7 @@ def run_script(
     ``on_start(pid)`` is called once the process exists (to report EXECUTING).
     """
     with _SignalTrap() as trap:
-        out, err = open_log(stdout_path), None
-        try:
-            err = open_log(stderr_path)
-            proc = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
-        finally:
-            for fd in (out, err):
-                if fd is not None:
-                    os.close(fd)
+        proc = spawn_in_session(list(argv), cwd, env, stdout_path, stderr_path)
         start = datetime.now(UTC).replace(tzinfo=None)
         started = time.monotonic()
         pid = proc.pid

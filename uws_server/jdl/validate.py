@@ -67,6 +67,13 @@ MANAGED_SBATCH_OPTIONS = frozenset(
 _SBATCH_SHORT_FLAGS = frozenset("HhkOQsVvW")
 
 
+# The definition's own text fields (the web editor shows the same ones).
+TEXT_FIELDS = (
+    "name", "description", "doculink", "type", "subtype", "version",
+    "contact_name", "contact_email", "script",
+)  # fmt: skip
+
+
 def is_safe_name(name: object) -> bool:
     """True for a name usable as a file name stem, URL segment and XML ID."""
     return isinstance(name, str) and NAME_RE.match(name) is not None
@@ -373,17 +380,7 @@ def validate(defn: JobDefinition) -> list[Problem]:
     problems: list[Problem] = []
     if not is_safe_name(defn.name):
         problems.append(("name", _name_reason(defn.name)))
-    for attr in (
-        "name",
-        "description",
-        "doculink",
-        "type",
-        "subtype",
-        "version",
-        "contact_name",
-        "contact_email",
-        "script",
-    ):
+    for attr in TEXT_FIELDS:
         value = getattr(defn, attr)
         if not isinstance(value, str):
             problems.append((attr, "must be a string"))

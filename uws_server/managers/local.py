@@ -38,7 +38,7 @@ from typing import Any
 
 from uws_server.managers.base import JobSink, JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent
-from workers.procs import ProcessIdentity, kill_group, open_log, start_ticks
+from workers.procs import ProcessIdentity, kill_group, spawn_in_session, start_ticks
 from workers.runner import (
     EXIT_STATUS_FILE,
     STDERR_FILE,
@@ -217,22 +217,10 @@ class LocalManager(Manager):
         try:
             prepare_job_dir(spec)
             env = prepare_environment(spec)
-            out, err = open_log(job_dir / STDOUT_FILE), None
-            try:
-                err = open_log(job_dir / STDERR_FILE)
-                proc = subprocess.Popen(
-                    ["bash", "-c", WRAPPER, "uws-job"],
-                    cwd=job_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            finally:
-                for fd in (out, err):
-                    if fd is not None:
-                        os.close(fd)
+            proc = spawn_in_session(
+                ["bash", "-c", WRAPPER, "uws-job"], job_dir, env,
+                job_dir / STDOUT_FILE, job_dir / STDERR_FILE,
+            )  # fmt: skip
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             log.exception("job %s: cannot start", spec.job_id)
             self._emit(spec.job_id, WorkerEvent(Phase.ERROR, error=f"cannot start the job: {exc}"))

@@ -16,20 +16,10 @@ from typing import Any
 
 from uws_server.errors import DefinitionError
 from uws_server.jdl.json_form import from_json, to_json
-from uws_server.jdl.validate import validate
+from uws_server.jdl.validate import TEXT_FIELDS, validate
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
 
-TOP_TEXT = (
-    "name",
-    "description",
-    "doculink",
-    "type",
-    "subtype",
-    "version",
-    "contact_name",
-    "contact_email",
-    "script",
-)
+TOP_TEXT = TEXT_FIELDS
 PARAMETER_KEYS = tuple(f.name for f in dc_fields(ParameterDef))
 ENTITY_KEYS = tuple(f.name for f in dc_fields(EntityDef))
 GROUPS = {"parameters": PARAMETER_KEYS, "used": ENTITY_KEYS, "generated": ENTITY_KEYS}
