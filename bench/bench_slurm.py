@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from harness import free_port, log  # noqa: E402
+from harness import cpu_seconds, free_port, log  # noqa: E402
 
 SCRIPT = 'echo "$UWS_JOB_ID" > $output\n'  # the trivial job, for both sides
 FINAL = ("COMPLETED", "ERROR", "ABORTED")
@@ -244,16 +244,26 @@ def bare_fork_exec(workdir: Path, count: int, slots: int, sleep: float = 0) -> f
     return elapsed
 
 
-def rounds(n: int, measures: dict[str, Callable[[Path], float]]) -> dict[str, list[float]]:
-    """Run each measure ``n`` times, alternating, each in a fresh directory."""
+def rounds(
+    n: int, measures: dict[str, Callable[[Path], float]]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run each measure ``n`` times, alternating, each in a fresh directory.
+
+    Returns the wall times and the machine-wide CPU seconds each run used (service,
+    runners, Slurm daemons, clients: everything, set-up and tear-down included).
+    """
     times: dict[str, list[float]] = {name: [] for name in measures}
+    cpu: dict[str, list[float]] = {name: [] for name in measures}
     for r in range(n):
         for name, measure in measures.items():
             with tempfile.TemporaryDirectory(prefix="uws-bench-") as tmp:
+                before = cpu_seconds()
                 seconds = measure(Path(tmp))
+                used = cpu_seconds() - before
             times[name].append(seconds)
-            log(f"round {r + 1}: {name}: {seconds:.2f} s")
-    return times
+            cpu[name].append(used)
+            log(f"round {r + 1}: {name}: {seconds:.2f} s, {used:.1f} CPU-s machine-wide")
+    return times, cpu
 
 
 def main() -> None:
@@ -284,7 +294,7 @@ def main() -> None:
     if not args.skip_local:
         measures["local service"] = service_run("local")
         measures["local bare"] = lambda w: bare_fork_exec(w, n, args.slots, sleep)
-    times = rounds(args.rounds, measures)
+    times, cpu = rounds(args.rounds, measures)
     med = {name: statistics.median(values) for name, values in times.items()}
 
     kind_of_job = f"jobs sleeping {sleep:g} s" if sleep else "trivial jobs"
@@ -306,6 +316,8 @@ def main() -> None:
         print(f"{row} <= 1.25x ({verdict}) |")
     rounds_text = "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in times.items())
     print(f"\nEvery round (s): {rounds_text}.")
+    cpu_text = "; ".join(f"{k} {statistics.median(vs):.1f}" for k, vs in cpu.items())
+    print(f"\nMachine-wide CPU seconds per run (median): {cpu_text}.")
 
 
 if __name__ == "__main__":

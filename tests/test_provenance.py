@@ -390,6 +390,36 @@ def test_write_all_keeps_text_formats_when_graphviz_fails(
     assert not (tmp_path / "provenance.svg").exists()
 
 
+def test_background_worker_renders_at_lower_priority_and_survives_a_kill(
+    job: JobProvenance, doc: ProvDocument, tmp_path: Path
+) -> None:
+    """The service renders in a separate, niced process; a dead one is replaced."""
+    import os
+    import signal
+
+    from uws_server.provenance import background
+
+    background.shutdown()
+    try:
+        paths = background.render_in_background(job, "https://uws.example.org", tmp_path / "a")
+        assert set(paths) == set(FILENAMES)
+        # the same records as in-process (the order may differ: another hash seed)
+        back = ProvDocument.deserialize(content=paths["json"].read_text(), format="json")
+        assert canon(back) == canon(to_w3c(doc))
+        pool = background._pool
+        assert pool is not None
+        (pid,) = list(pool._processes)  # type: ignore[attr-defined]
+        assert pid != os.getpid()
+        expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + background.NICE)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == expected
+        os.kill(pid, signal.SIGKILL)
+        again = background.render_in_background(job, "https://uws.example.org", tmp_path / "b")
+        assert set(again) == set(FILENAMES)
+        assert background._pool is not None and background._pool is not pool
+    finally:
+        background.shutdown()
+
+
 # --- the graph ---------------------------------------------------------------------------
 
 

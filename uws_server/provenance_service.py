@@ -39,13 +39,12 @@ from uws_server.provenance import (
     ParameterRecord,
     SearchQuery,
     UsageRecord,
-    build_document,
     build_graph_document,
     provsap_steps,
     serialize,
     traverse,
-    write_all,
 )
+from uws_server.provenance.background import render_in_background
 from uws_server.storage import EntityRow, Store
 from workers.results import hash_file
 
@@ -269,7 +268,7 @@ class ProvenanceService:
         record = self.job(job_id)
         assert record is not None
         outdir = self.settings.provenance_dir / job_id
-        written = write_all(build_document(record, base_url=self.base_url()), outdir)
+        written = render_in_background(record, self.base_url(), outdir)
         rows = [
             EntityRow(
                 entity_id=new_entity_id(),
