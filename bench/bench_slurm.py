@@ -66,8 +66,10 @@ def write_definition(jdl: Path, sleep: float) -> None:
 
 
 @contextmanager
-def service(workdir: Path, manager: str, slots: int, sleep: float = 0) -> Iterator[tuple[int, str]]:
-    """The real service in its own process; yields (port, token)."""
+def service(
+    workdir: Path, manager: str, slots: int, sleep: float = 0
+) -> Iterator[tuple[int, str, int]]:
+    """The real service in its own process; yields (port, token, pid)."""
     jdl = workdir / "jdl"
     write_definition(jdl, sleep)
     env = {k: v for k, v in os.environ.items() if not k.startswith("UWS_")}
@@ -107,7 +109,7 @@ def service(workdir: Path, manager: str, slots: int, sleep: float = 0) -> Iterat
                 if time.monotonic() > deadline or srv.poll() is not None:
                     raise RuntimeError(f"the service did not start: see {logfile.name}") from None
                 time.sleep(0.1)
-        yield port, token
+        yield port, token, srv.pid
     finally:
         srv.terminate()  # waits for the final hooks (provenance) still queued
         try:
@@ -149,6 +151,13 @@ class Http:
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.getheader("Location") or "", resp.read().decode()
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def through_service(port: int, token: str, count: int, threads: int) -> float:
@@ -280,8 +289,11 @@ def main() -> None:
 
     def service_run(manager: str) -> Callable[[Path], float]:
         def measure(workdir: Path) -> float:
-            with service(workdir, manager, args.slots, sleep) as (port, token):
-                return through_service(port, token, n, threads)
+            with service(workdir, manager, args.slots, sleep) as (port, token, pid):
+                before = process_cpu(pid)
+                seconds = through_service(port, token, n, threads)
+                log(f"service process: {process_cpu(pid) - before:.1f} CPU-s during the run")
+                return seconds
 
         return measure
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -561,3 +562,52 @@ def test_cli_missing_result_is_an_error(tmp_path: Path) -> None:
     assert status is not None and status.phase is Phase.ERROR
     assert status.error == "result output: output.txt was not produced"
     assert (spec.job_dir / "stdout.log").read_text() == "nothing\n"
+
+
+def test_post_event_refuses_a_url_that_is_not_http_and_retries_garbage() -> None:
+    assert post_event("ftp://example.org", "j1", "t", {"phase": "COMPLETED"}) is False
+    assert post_event("http://", "j1", "t", {"phase": "COMPLETED"}) is False
+    # A server that answers something that is not HTTP: retried like a dropped
+    # connection until the budget is spent, never taken as delivered.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while not data.endswith(b"}") and (chunk := conn.recv(65536)):
+                    data += chunk
+                accepted.append(data)
+                conn.sendall(b"SSH-2.0-OpenSSH\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/base"
+        policy = RetryPolicy(total=1.0, first_delay=0.2)
+        assert post_event(url, "j1", "tok", {"phase": "COMPLETED"}, policy) is False
+        assert len(accepted) >= 2
+        request = accepted[0]
+        assert request.startswith(b"POST /base/callback/j1 HTTP/1.1\r\n")
+        assert b"\r\nAuthorization: Bearer tok\r\n" in request
+        assert request.endswith(b'{"phase": "COMPLETED"}')
+    finally:
+        listener.close()
+
+
+def test_cli_arguments() -> None:
+    args = runner.parse_arguments(["/j", "--grace", "3", "--callback-retry=7.5"])
+    assert (args.job_dir, args.grace, args.callback_retry) == (Path("/j"), 3.0, 7.5)
+    for bad in ([], ["/a", "/b"], ["/j", "--grace"], ["/j", "--grace=x"], ["/j", "--other"]):
+        with pytest.raises(SystemExit) as exc:
+            runner.parse_arguments(bad)
+        assert exc.value.code == 2, bad
+    proc = subprocess.run(
+        [sys.executable, "-m", "workers.runner", "--help"], cwd=ROOT, capture_output=True
+    )
+    assert proc.returncode == 0 and b"JOB_DIR" in proc.stdout and b"--grace" in proc.stdout

@@ -5,24 +5,25 @@ with exponential backoff for a bounded time, then given up (the status file in t
 directory still holds the final state, so the server can pick it up later). Client
 errors other than "try again later" are not retried: a 401 or a 409 will not get better.
 
-The client is the standard library's ``http.client``, not ``requests``: a runner is a
-short-lived process started for every job, and importing ``requests`` (urllib3,
-charset_normalizer, idna, importlib.metadata...) cost about 100 ms of CPU per job, four
-times everything else the runner does for a trivial job (measured in
-docs/benchmarks.md). Two small JSON POSTs need none of what it adds; and a worker node
-then needs nothing but Python and this package.
+The client is a few lines over a plain socket, not ``requests`` nor ``http.client``: a
+runner is a short-lived process started for every job, and on the benchmark machine
+importing ``requests`` (urllib3, charset_normalizer, idna, importlib.metadata...) cost
+100 ms of CPU per job, ``http.client`` (email, ssl) 23 ms, more than everything else
+the runner does for a trivial job (docs/benchmarks.md). Two small JSON POSTs to our own
+server need only a status line back. ``ssl`` is imported for https URLs only, and a
+worker node needs nothing but Python and this package.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
+import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -42,34 +43,61 @@ class RetryPolicy:
     read_timeout: float = 30.0
 
 
+_URL = re.compile(  # http(s)://host[:port][/path]: what a callback URL may be
+    r"(?P<scheme>https?)://"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)"  # a name, an IPv4 or a [IPv6] address
+    r"(?::(?P<port>\d{1,5}))?"
+    r"(?P<path>[/?][^#]*)?"
+)
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # needs no quoting in a path segment
+
+
 def callback_endpoint(base_url: str, job_id: str) -> str:
     """``<base>/callback/<job_id>``; the job id is quoted so it stays one path segment."""
-    return f"{base_url.rstrip('/')}/callback/{quote(job_id, safe='')}"
+    if not _SEGMENT.fullmatch(job_id):
+        from urllib.parse import quote  # rare: the service's ids never need it
+
+        job_id = quote(job_id, safe="")
+    return f"{base_url.rstrip('/')}/callback/{job_id}"
 
 
-def _post_once(
-    url: str, body: bytes, headers: dict[str, str], policy: RetryPolicy
-) -> tuple[int, str]:
-    """One POST; (status, start of the body). ``OSError`` when the server is unreachable.
+def _post_once(url: str, body: bytes, headers: dict[str, str], policy: RetryPolicy) -> int:
+    """One HTTP/1.1 POST (``Connection: close``); the response's status code.
 
-    The connect timeout bounds the connection; the read timeout then bounds each read.
+    ``OSError`` when the server cannot be reached or answers something that is not HTTP.
+    The connect timeout bounds the connection, the read timeout each read after it.
     """
-    parts = urlsplit(url)
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = conn_class(parts.hostname, parts.port, timeout=policy.connect_timeout)
+    parts = _URL.fullmatch(url)
+    assert parts is not None  # checked by post_event
+    host, https = parts["host"], parts["scheme"] == "https"
+    port = int(parts["port"] or (443 if https else 80))
+    address = host.strip("[]")
+    # bytes when ASCII: a str host makes getaddrinfo import the idna codec (2 ms a job)
+    name: str | bytes = address.encode("ascii") if address.isascii() else address
+    sock = socket.create_connection((name, port), timeout=policy.connect_timeout)
     try:
-        conn.connect()
-        conn.sock.settimeout(policy.read_timeout)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request("POST", target, body=body, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read(4096).decode("utf-8", "replace")
-    except http.client.HTTPException as exc:  # a garbled answer: like a dropped connection
-        raise OSError(f"bad HTTP answer: {exc!r}") from exc
+        if https:
+            import ssl
+
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=address)
+        sock.settimeout(policy.read_timeout)
+        head = [f"POST {parts['path'] or '/'} HTTP/1.1", f"Host: {host}:{port}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        sock.sendall("\r\n".join(head).encode("latin-1") + body)
+        answer = b""
+        while b"\r\n" not in answer and len(answer) < 8192:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
     finally:
-        conn.close()
+        sock.close()
+    status = re.match(rb"HTTP/1\.[01] (\d{3})[ \r]", answer)
+    if status is None:
+        raise OSError(f"not an HTTP answer: {answer[:40]!r}")
+    return int(status.group(1))
 
 
 def post_event(
@@ -88,9 +116,8 @@ def post_event(
     """
     policy = policy or RetryPolicy()
     url = callback_endpoint(base_url, job_id)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        log.error("callback URL %r is not http(s)://host/...: event not sent", url)
+    if _URL.fullmatch(url) is None:
+        log.error("callback URL %r is not http(s)://host[:port]/...: event not sent", url)
         return False
     body = json.dumps(payload).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -100,14 +127,14 @@ def post_event(
     while True:
         attempt += 1
         try:
-            status, text = _post_once(url, body, headers, policy)
+            status = _post_once(url, body, headers, policy)
         except OSError as exc:
             log.warning("callback %s attempt %d failed: %s", url, attempt, exc)
         else:
             if 200 <= status < 300:
                 return True
             if status not in _RETRY_STATUSES:
-                log.error("callback %s refused (%d): %s", url, status, text[:200])
+                log.error("callback %s refused with HTTP %d", url, status)
                 return False
             log.warning("callback %s attempt %d: HTTP %d", url, attempt, status)
         remaining = deadline - time.monotonic()

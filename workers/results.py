@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mimetypes
 import os
-import platform
 import re
 import socket
 import stat
+import sys
 from pathlib import Path
 
 from uws_server.jobdef import EntityDef
@@ -48,6 +47,17 @@ def _resolve_inside(root: str, rel: str) -> tuple[str | None, str | None]:
     if inner == SPEC_FILE or first == UWS_DIR:
         return None, _PRIVATE
     return inner, None
+
+
+def guess_content_type(path: str) -> str:
+    """From the file name, for results the definition gives no content type for.
+
+    ``mimetypes`` is imported here, not at the top: it costs a runner several
+    milliseconds of start-up, and most definitions declare their content types.
+    """
+    import mimetypes
+
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
 def hash_file(full: str) -> tuple[int, str] | None:
@@ -111,9 +121,7 @@ def collect_results(
         ):
             problems.append(f"result {entity.name}: {pattern} was not produced")
         for index, (inner, size, sha) in enumerate(found, start=1):
-            content_type = entity.content_type or (
-                mimetypes.guess_type(inner)[0] or "application/octet-stream"
-            )
+            content_type = entity.content_type or guess_content_type(inner)
             results.append(
                 Result(
                     name=entity.name if len(found) == 1 else f"{entity.name}_{index}",
@@ -149,6 +157,6 @@ def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) ->
                 if isinstance(value, str | int | float | bool):
                     context[str(key)[:200]] = str(value)[:1000]
     context["host"] = socket.gethostname()
-    context["python"] = platform.python_version()
+    context["python"] = sys.version.split()[0]  # what platform.python_version() says
     context.update(extra or {})
     return context
