@@ -68,7 +68,8 @@ def build_service(settings: Settings) -> UWSService:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     settings.provenance_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    # Checkpoints run in the background (start_background), never inside a request.
+    engine = make_engine(settings.effective_database_url, background_checkpoints=True)
     create_schema(engine)
     registry = JobDefinitionRegistry(settings.job_definitions_dir)
     registry.load_all()
@@ -113,7 +114,9 @@ def build_app(service: UWSService) -> bottle.Bottle:
 
 
 def start_background(service: UWSService) -> None:
-    """Recover jobs left by a previous process, then start the manager and the reaper."""
+    """Recover jobs left by a previous process, then start the manager, the reaper and
+    the WAL checkpointer."""
+    service.checkpointer.start()
     manager = service.lifecycle.manager
     assert manager is not None
     manager.start()
@@ -127,3 +130,4 @@ def stop_background(service: UWSService) -> None:
     if service.lifecycle.manager is not None:
         service.lifecycle.manager.stop()
     service.lifecycle.stop()
+    service.checkpointer.stop()

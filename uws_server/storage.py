@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
@@ -22,13 +23,20 @@ J = db.jobs
 E = db.entities
 
 # Hot statements (insert a job, read a job and its results) are compiled once per
-# dialect and run on the pooled DBAPI connection: SQLAlchemy's per-call execution
-# machinery cost four times the query itself on GET job. Everything else uses Core.
+# dialect and run on the DBAPI connection: SQLAlchemy's per-call execution machinery
+# cost four times the query itself on GET job. Everything else uses Core.
+#
+# They are also shaped to make as few driver calls as possible: sqlite3 releases the
+# GIL in every call that steps a statement, and under concurrent requests each release
+# hands the GIL to another thread and waits to get it back. Measured over HTTP (wrk, 8
+# connections), each release cost ~50 µs of throughput against ~5 µs of work: a job is
+# therefore read with one statement (job LEFT JOIN results) and inserted in autocommit
+# mode (one call, not BEGIN + INSERT + COMMIT).
 _INSERT_JOB = insert(J)
-_SELECT_JOB = select(J).where(J.c.job_id == bindparam("jid"))
-_SELECT_RESULTS = (
-    select(E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256)
-    .where(E.c.job_id == bindparam("jid"), E.c.kind != "upload")
+_SELECT_JOB = (
+    select(J, E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256)
+    .select_from(J.outerjoin(E, and_(E.c.job_id == J.c.job_id, E.c.kind != "upload")))
+    .where(J.c.job_id == bindparam("jid"))
     .order_by(E.c.created, E.c.name)
 )
 _JOB_COLUMNS = [c.name for c in J.columns]
@@ -126,8 +134,8 @@ class Store:
         self._write_lock = threading.Lock()
         self._insert_job = _Compiled(engine, _INSERT_JOB)
         self._select_job = _Compiled(engine, _SELECT_JOB)
-        self._select_results = _Compiled(engine, _SELECT_RESULTS)
         self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
+        self._autocommit: Any = None  # SQLite: the job insert's own connection (lazy)
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -162,48 +170,70 @@ class Store:
                 "context": None,
                 "version": 0,
             }
-            lock = self._write_lock if self._sqlite else contextlib.nullcontext()
-            with lock:
-                conn = self.engine.raw_connection()
-                try:
-                    cur = conn.cursor()
-                    cur.execute(self._insert_job.sql, self._insert_job.params(values))
-                    cur.close()
-                    conn.commit()
-                    return job
-                except self._integrity_error:
-                    conn.rollback()
-                    job.job_id = new_id()
-                finally:
-                    conn.close()
+            params = self._insert_job.params(values)
+            if self._sqlite:
+                with self._write_lock:
+                    try:
+                        self._autocommit_connection().execute(self._insert_job.sql, params)
+                        return job
+                    except self._integrity_error:
+                        job.job_id = new_id()
+                continue
+            conn = self.engine.raw_connection()
+            try:
+                cur = conn.cursor()
+                cur.execute(self._insert_job.sql, params)
+                cur.close()
+                conn.commit()
+                return job
+            except self._integrity_error:
+                conn.rollback()
+                job.job_id = new_id()
+            finally:
+                conn.close()
         raise RuntimeError("could not draw a unique job id")
 
+    def _autocommit_connection(self) -> Any:
+        """SQLite's connection for single-statement writes, each its own transaction.
+
+        Taken out of the pool (same pragmas) and switched to autocommit, so that an
+        INSERT is one driver call instead of three. Used under the write lock only.
+        """
+        if self._autocommit is None:
+            fairy = self.engine.raw_connection()
+            fairy.detach()  # ours for good: the pool neither resets nor reuses it
+            conn = fairy.dbapi_connection
+            conn.isolation_level = None  # type: ignore[union-attr]
+            self._autocommit = conn
+        return self._autocommit
+
     def get_job(self, job_id: str) -> Job | None:
+        """The job and its results, in one statement (one row per result, or one)."""
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
             cur.execute(self._select_job.sql, self._select_job.params({"jid": job_id}))
-            row = cur.fetchone()
-            if row is None:
-                cur.close()
-                return None
-            cur.execute(self._select_results.sql, self._select_results.params({"jid": job_id}))
-            results = [
-                Result(
-                    name=name,
-                    path=path or "",
-                    content_type=ctype or "application/octet-stream",
-                    size=size,
-                    sha256=sha,
-                    entity_id=eid,
-                )
-                for eid, name, path, ctype, size, sha in cur.fetchall()
-            ]
+            rows = cur.fetchall()
             cur.close()
             conn.commit()  # end the read transaction (PostgreSQL opens one)
         finally:
             conn.close()
-        return _job_from_row(row, results)
+        if not rows:
+            return None
+        n = len(_JOB_COLUMNS)
+        results = [
+            Result(
+                name=name,
+                path=path or "",
+                content_type=ctype or "application/octet-stream",
+                size=size,
+                sha256=sha,
+                entity_id=eid,
+            )
+            for eid, name, path, ctype, size, sha in (row[n:] for row in rows)
+            if eid is not None
+        ]
+        return _job_from_row(rows[0][:n], results)
 
     def list_jobs(
         self,
