@@ -611,3 +611,19 @@ def test_cli_arguments() -> None:
         [sys.executable, "-m", "workers.runner", "--help"], cwd=ROOT, capture_output=True
     )
     assert proc.returncode == 0 and b"JOB_DIR" in proc.stdout and b"--grace" in proc.stdout
+
+
+def test_runner_needs_only_the_standard_library() -> None:
+    """A worker node needs Python and this repository, no site-packages (``-S``), and a
+    runner's start-up stays cheap: none of the heavy modules it once imported."""
+    code = (
+        "import sys, workers.runner\n"
+        "heavy = {'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd="/", env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
