@@ -399,25 +399,27 @@ def test_background_worker_renders_at_lower_priority_and_survives_a_kill(
 
     from uws_server.provenance import background
 
-    background.shutdown()
+    worker = background.Worker()
     try:
-        paths = background.render_in_background(job, "https://uws.example.org", tmp_path / "a")
+        paths = worker.render(job, "https://uws.example.org", tmp_path / "a")
         assert set(paths) == set(FILENAMES)
         # the same records as in-process (the order may differ: another hash seed)
         back = ProvDocument.deserialize(content=paths["json"].read_text(), format="json")
         assert canon(back) == canon(to_w3c(doc))
-        pool = background._pool
-        assert pool is not None
-        (pid,) = list(pool._processes)  # type: ignore[attr-defined]
-        assert pid != os.getpid()
+        pid = worker.pid()
+        assert pid is not None and pid != os.getpid()
         expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + background.NICE)
         assert os.getpriority(os.PRIO_PROCESS, pid) == expected
         os.kill(pid, signal.SIGKILL)
-        again = background.render_in_background(job, "https://uws.example.org", tmp_path / "b")
+        again = worker.render(job, "https://uws.example.org", tmp_path / "b")
         assert set(again) == set(FILENAMES)
-        assert background._pool is not None and background._pool is not pool
+        assert worker.pid() not in (None, pid)
+        # a rendering error is the caller's, as if rendered in-process
+        with pytest.raises(RuntimeError, match="provenance rendering failed"):
+            worker.render(job, "https://uws.example.org", tmp_path / "b" / "provenance.json")
     finally:
-        background.shutdown()
+        worker.stop()
+    assert worker.pid() is None
 
 
 # --- the graph ---------------------------------------------------------------------------
