@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from uws_server import storage
 from uws_server.db import WalCheckpointer, create_schema, make_engine
 from uws_server.models import Job, Phase, User
 from uws_server.service import new_job_id
@@ -194,3 +195,36 @@ def test_wal_checkpoints_in_the_background(tmp_path: Path) -> None:
         checkpointer.stop()
     assert all(store.get_job(i) is not None for i in ids)
     engine.dispose()
+
+
+def test_job_reads_cached_and_dropped_by_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached read never hides a write made through the store; a write from outside
+    (another engine) shows within JOB_CACHE_SECONDS."""
+    url = f"sqlite:///{tmp_path / 'k.sqlite'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    store = Store(engine)
+    j = store.insert_job(job(0), new_job_id)
+    first = store.get_job(j.job_id)
+    assert store.get_job(j.job_id) is first  # one read, shared
+    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
+    assert store.get_job(j.job_id).phase == Phase.QUEUED
+    row = EntityRow(
+        "ent_k", j.job_id, "out", "/x/o", None, "text/plain", 1, "ab", "alice", "out", "result", T0
+    )
+    store.replace_results(j.job_id, [row])
+    assert [r.name for r in store.get_job(j.job_id).results] == ["out"]
+    store.delete_job(j.job_id)
+    assert store.get_job(j.job_id) is None
+
+    monkeypatch.setattr(storage, "JOB_CACHE_SECONDS", 0.2)
+    k = store.insert_job(job(1), new_job_id)
+    assert store.get_job(k.job_id).phase == Phase.PENDING
+    outside = Store(make_engine(url))
+    assert outside.update_if_phase(k.job_id, [Phase.PENDING], phase=Phase.ABORTED)
+    time.sleep(0.25)
+    assert store.get_job(k.job_id).phase == Phase.ABORTED
+    engine.dispose()
+    outside.engine.dispose()
