@@ -7,8 +7,9 @@ is measured, and prints a Markdown table for docs/benchmarks.md:
 
 - job creation (POST → 303) and GET job XML rates, each against the bare endpoint;
 - ``GET /rest/<job>?LAST=100`` latency with 100,000 jobs stored;
-- 500 blocking ``WAIT`` clients: wake-up latency after a phase change, and the GET rate
-  of a separate client while they block, against the same without waiters;
+- 500 blocking ``WAIT`` clients: wake-up latency after a phase change (from the moment
+  the POST of the change is sent), and the GET rate of a separate client while they
+  block, against the same without waiters;
 - a trivial job (POST PHASE=RUN, then WAIT to COMPLETED) against bare fork+exec.
 """
 
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -139,15 +140,28 @@ def bulk_jobs(env: dict[str, str], count: int) -> None:
     engine.dispose()
 
 
-def wait_clients(port: int, token: str, path: str, n: int, trigger) -> list[float]:  # type: ignore[no-untyped-def]
-    """Open n WAIT requests, call trigger() once they block; returns each wake-up delay (s).
+def wait_clients(
+    port: int, token: str, path: str, n: int, before: Callable[[], object]
+) -> tuple[list[float], float]:
+    """Open n WAIT requests on ``path``, call ``before()`` once they block, then POST
+    PHASE=RUN to the job; returns each waiter's wake-up delay and the POST's own
+    response time (s), both from the moment the POST is sent.
 
-    Plain non-blocking sockets and one selector: each response is timestamped the moment
-    its first bytes arrive, so the client's own parsing does not count as server delay.
+    Plain non-blocking sockets and one selector, the POST's socket among them: each
+    response is timestamped the moment its first bytes arrive, so that neither the
+    client's own parsing nor its waiting for the POST's answer counts as server delay
+    (with a blocking POST, every waiter that answered before the POST did was stamped
+    when the POST returned).
     """
+    auth = f"Authorization: Bearer {token}\r\n"
     req = (
-        f"GET {path}?WAIT=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        f"GET {path}?WAIT=100 HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    ).encode()
+    body = "PHASE=RUN"
+    post = (
+        f"POST {path}/phase HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
     ).encode()
     sel = selectors.DefaultSelector()
     socks = []
@@ -158,21 +172,31 @@ def wait_clients(port: int, token: str, path: str, n: int, trigger) -> list[floa
         sel.register(s, selectors.EVENT_READ)
         socks.append(s)
     time.sleep(2.0)  # every request is now blocked in the server
-    t0 = trigger()
+    before()
+    poster = socket.create_connection(("127.0.0.1", port))
+    t0 = time.perf_counter()
+    poster.sendall(post)
+    poster.setblocking(False)
+    sel.register(poster, selectors.EVENT_READ)
     arrived: dict[int, float] = {}
+    posted: float | None = None
     deadline = time.monotonic() + 60
-    while len(arrived) < n and time.monotonic() < deadline:
+    while (len(arrived) < n or posted is None) and time.monotonic() < deadline:
         for key, _ in sel.select(timeout=1):
             now = time.perf_counter()
             data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-            if key.fd not in arrived:
+            if key.fileobj is poster:
+                assert data.startswith(b"HTTP/1.1 303"), data[:80]
+                posted = now
+            elif key.fd not in arrived:
                 assert data.startswith(b"HTTP/1.1 200"), data[:80]
                 arrived[key.fd] = now
             sel.unregister(key.fileobj)
-    for s in socks:
+    for s in [*socks, poster]:
         s.close()
     assert len(arrived) == n, f"only {len(arrived)} of {n} waiters answered"
-    return [t - t0 for t in arrived.values()]
+    assert posted is not None, "the phase change was not answered"
+    return [t - t0 for t in arrived.values()], posted - t0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -214,16 +238,12 @@ def main() -> None:
             res["get_no_waiters"] = wrk(f"{base}/{other}", 3, token)
             rate_during: list[float] = []
 
-            def trigger() -> float:
+            def before() -> None:
                 rate_during.append(wrk(f"{base}/{other}", 3, token))
-                poster = Http(port, token)
-                t0 = time.perf_counter()
-                status, _, _ = poster.request("POST", f"/{pending}/phase", "PHASE=RUN")
-                assert status == 303
-                return t0
 
-            wake = wait_clients(port, token, f"/{pending}", args.waiters, trigger)
+            wake, post_s = wait_clients(port, token, f"/{pending}", args.waiters, before)
             res["get_with_waiters"] = rate_during[0]
+            res["wake_post_ms"] = post_s * 1000
             res["wake_p50_ms"] = pct(wake, 50) * 1000
             res["wake_p99_ms"] = pct(wake, 99) * 1000
             res["wake_max_ms"] = max(wake) * 1000
@@ -299,7 +319,7 @@ def main() -> None:
                 f"{args.waiters} WAIT clients: wake-up after phase change",
                 f"p50 {r['wake_p50_ms']:.0f} ms",
                 f"p99 {r['wake_p99_ms']:.0f} ms",
-                "goal p99 ≤ 100 ms",
+                f"goal p99 ≤ 100 ms (the POST's own answer: {r['wake_post_ms']:.0f} ms)",
             )
         )
         rows.append(

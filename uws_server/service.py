@@ -137,7 +137,8 @@ class UWSService:
         self.settings = settings
         self.store = store
         self.registry = registry
-        self.notifier = PhaseNotifier(settings.max_waiters)
+        # A woken WAIT answers from one read made before the waiters wake.
+        self.notifier = PhaseNotifier(settings.max_waiters, store.get_job)
         self.auth = Authenticator(store, settings.allow_anonymous)
         self.stager = InputStager(
             store, settings.allowed_fetch_hosts, settings.max_fetch_bytes, settings.max_upload_bytes
