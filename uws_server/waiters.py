@@ -3,21 +3,20 @@
 Each waiting request registers a ticket under its job id; every change the service
 makes to a job wakes the tickets registered for it, handing them one shared
 :class:`Wake`. The notifier reads the job once, before it wakes anyone, and every
-waiter answers from that read: 500 waiters of one job cost one database read. Reading
-before waking matters: read by the first woken waiter, the read's sqlite3 calls each
-gave up the GIL to 500 runnable threads, and the other 499 queued behind it (a WAIT
-benchmark run had every waiter answer only after the phase change's whole request).
+waiter answers from that read: 500 waiters of one job cost one database read, made
+while no woken thread competes for the GIL that each sqlite3 call gives up, and no
+waiter queues on a lock behind it.
 
 A bound on how many requests may block at once keeps waiters from ever taking every
 server thread: past the bound, WAIT answers at once (the standard allows the server to
 return early).
 
-A phase change wakes hundreds of threads at once, all needing the GIL, so the wake-up
-path takes as few contended locks as it can (each one a convoy: 500 threads handing a
-lock and the GIL to one another in turn). A ticket is one plain lock that the notifier
-releases (no Condition to re-acquire on waking), the shared read is checked before its
-lock is taken, and the bound is a deque of free slots whose pop and append are atomic,
-so that leaving takes no lock at all. Measured with 500 waiters (bench/bench_uws.py).
+A phase change wakes hundreds of threads, all needing the GIL. They are woken a few at
+a time, each passing its turn on as it leaves (see :meth:`PhaseNotifier.notify`), and
+the path takes no contended lock: a ticket is one plain lock that the notifier
+releases (no Condition to re-acquire on waking), the shared value is read without a
+lock once set, and the bound is a deque of free slots whose pop and append are atomic.
+Measured with 500 waiters (bench/bench_uws.py).
 """
 
 from __future__ import annotations
@@ -26,29 +25,43 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger("uws_server")
 
+# How many woken waiters of one notification run at once (see PhaseNotifier.notify).
+RELAY_WIDTH = 4
+
 
 class Wake:
-    """One notification: what the woken waiters of a job share."""
+    """One notification: what the woken waiters of a job share, and the relay of
+    tickets not woken yet (see :meth:`PhaseNotifier.notify`)."""
 
-    __slots__ = ("_lock", "_value", "_done")
+    __slots__ = ("_lock", "_value", "_done", "_pending")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._value: Any = None
         self._done = False
+        self._pending: deque[Ticket] = deque()
 
-    @classmethod
-    def ready(cls, value: Any) -> Wake:
-        """A notification whose shared value is already known."""
-        wake = cls()
-        wake._value = value
-        wake._done = True
-        return wake
+    def relay(self) -> None:
+        """Wake the next ticket of this notification, if any is left."""
+        try:
+            ticket = self._pending.popleft()  # atomic: each ticket is woken once
+        except IndexError:
+            return
+        ticket.set(self)
+
+    def fill(self, value: Any) -> None:
+        """Set the shared value before any waiter is woken."""
+        self._value = value
+        self._done = True
+
+    def pend(self, tickets: Iterable[Ticket]) -> None:
+        """Queue tickets to be woken by :meth:`relay`."""
+        self._pending.extend(tickets)
 
     def shared(self, compute: Callable[[], Any]) -> Any:
         """``compute()`` once for every waiter woken by this notification."""
@@ -65,12 +78,13 @@ class Ticket:
     """A registered waiter: a lock held until the notifier releases it, and the
     notification that released it (if any)."""
 
-    __slots__ = ("_gate", "wake")
+    __slots__ = ("_gate", "wake", "relay")
 
     def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
         self.wake: Wake | None = None
+        self.relay: Wake | None = None  # the notification this ticket passes a turn on
 
     def set(self, wake: Wake) -> None:
         """Wake the waiter (once: the notifier unregisters a ticket before setting it)."""
@@ -99,21 +113,30 @@ class PhaseNotifier:
         self.max_waiters = max_waiters
 
     def notify(self, job_id: str) -> None:
+        """Wake the job's waiters, RELAY_WIDTH at a time.
+
+        Each waiter, as it leaves, wakes the next one (:meth:`Wake.relay`), so that a
+        few threads answer at a time instead of hundreds fighting over the GIL at once:
+        500 waiters under load answered by p99 117-142 ms instead of 160-246 ms, and
+        the request that made the change answered in ~30 ms instead of ~200 ms. Every
+        ticket handed a turn passes one on when it leaves, even one that timed out
+        meanwhile, so the relay cannot stall.
+        """
         with self._lock:
             tickets = self._tickets.pop(job_id, None)
-        if tickets:
-            wake = self._wake(job_id)
-            for t in tickets:
-                t.set(wake)
-
-    def _wake(self, job_id: str) -> Wake:
-        if self._load is None:
-            return Wake()
-        try:
-            return Wake.ready(self._load(job_id))
-        except Exception:  # noqa: BLE001 - the woken waiters will read it themselves
-            log.exception("reading job %s for its waiters failed", job_id)
-            return Wake()
+            if not tickets:
+                return
+            wake = Wake()
+            for t in tickets:  # under the lock: see the double check in waiting()
+                t.relay = wake
+        if self._load is not None:  # one read, before anyone wakes
+            try:
+                wake.fill(self._load(job_id))
+            except Exception:  # noqa: BLE001 - the woken waiters will read it themselves
+                log.exception("reading job %s for its waiters failed", job_id)
+        wake.pend(tickets)
+        for _ in range(RELAY_WIDTH):
+            wake.relay()
 
     def notify_all(self) -> None:
         """Wake everyone (used at shutdown)."""
@@ -139,11 +162,14 @@ class PhaseNotifier:
         try:
             yield ticket
         finally:
-            if ticket.wake is None:  # not notified: still registered
+            if ticket.relay is None:  # timed out, unless a notification is taking it now
                 with self._lock:
-                    waiting = self._tickets.get(job_id)
-                    if waiting is not None:
-                        waiting.discard(ticket)
-                        if not waiting:
-                            del self._tickets[job_id]
+                    if ticket.relay is None:  # still registered
+                        waiting = self._tickets.get(job_id)
+                        if waiting is not None:
+                            waiting.discard(ticket)
+                            if not waiting:
+                                del self._tickets[job_id]
+            if ticket.relay is not None:  # handed to a notification: pass a turn on
+                ticket.relay.relay()
             self._free.append(None)
