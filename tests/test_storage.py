@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from uws_server import storage
-from uws_server.db import WalCheckpointer, create_schema, make_engine
+from uws_server.db import create_schema, make_engine
 from uws_server.models import Job, Phase, User
 from uws_server.service import new_job_id
 from uws_server.storage import EntityRow, Store
@@ -173,28 +173,6 @@ def test_sqlite_uses_wal(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'w.sqlite'}")
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-
-
-def test_wal_checkpoints_in_the_background(tmp_path: Path) -> None:
-    """No commit checkpoints (requests never pay for it); the checkpointer does."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}", background_checkpoints=True)
-    create_schema(engine)
-    store = Store(engine)
-    with engine.connect() as conn:
-        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
-    wal = tmp_path / "c.sqlite-wal"
-    checkpointer = WalCheckpointer(engine, interval=0.05, truncate_bytes=1)
-    checkpointer.start()
-    try:
-        ids = [store.insert_job(job(i), new_job_id).job_id for i in range(50)]
-        deadline = time.monotonic() + 10
-        while wal.stat().st_size > 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert wal.stat().st_size == 0  # copied into the database file, WAL truncated
-    finally:
-        checkpointer.stop()
-    assert all(store.get_job(i) is not None for i in ids)
-    engine.dispose()
 
 
 def test_job_reads_cached_and_dropped_by_writes(

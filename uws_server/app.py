@@ -68,8 +68,7 @@ def build_service(settings: Settings) -> UWSService:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     settings.provenance_dir.mkdir(parents=True, exist_ok=True)
-    # Checkpoints run in the background (start_background), never inside a request.
-    engine = make_engine(settings.effective_database_url, background_checkpoints=True)
+    engine = make_engine(settings.effective_database_url)
     create_schema(engine)
     registry = JobDefinitionRegistry(settings.job_definitions_dir)
     registry.load_all()
@@ -114,9 +113,7 @@ def build_app(service: UWSService) -> bottle.Bottle:
 
 
 def start_background(service: UWSService) -> None:
-    """Recover jobs left by a previous process, then start the manager, the reaper and
-    the WAL checkpointer."""
-    service.checkpointer.start()
+    """Recover jobs left by a previous process, then start the manager and the reaper."""
     manager = service.lifecycle.manager
     assert manager is not None
     manager.start()
@@ -130,4 +127,3 @@ def stop_background(service: UWSService) -> None:
     if service.lifecycle.manager is not None:
         service.lifecycle.manager.stop()
     service.lifecycle.stop()
-    service.checkpointer.stop()

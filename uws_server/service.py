@@ -20,7 +20,6 @@ from dateutil import parser as dateparser
 
 from uws_server.auth import Authenticator, tokens_match
 from uws_server.config import Settings
-from uws_server.db import WalCheckpointer
 from uws_server.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyJobs
 from uws_server.inputs import InputStager, can_read, utcnow
 from uws_server.jobdef import JobDefinition
@@ -148,7 +147,6 @@ class UWSService:
         self.provenance = ProvenanceService(settings, store, self.definition)
         self.lifecycle.start_hooks.append(lambda job, defn, jdir: snapshot_definition(jdir, defn))
         self.lifecycle.final_hooks.append(self.provenance.write_job)
-        self.checkpointer = WalCheckpointer(store.engine)  # started with the background
 
     # ------------------------------------------------------------- helpers
     def definition(self, jobname: str) -> JobDefinition:
