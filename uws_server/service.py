@@ -44,7 +44,8 @@ class _RandomBytes:
 
     Still the operating system's CSPRNG, but one ``getrandom`` call per 341 job ids
     instead of one per id: that call releases the GIL, and under concurrent requests
-    every release costs ~50 µs of throughput (measured on job creation over HTTP).
+    every release costs ~50 µs of throughput (GET job over HTTP, 8 connections, with
+    four added no-op releases: ~2,900 -> ~2,000 req/s).
     """
 
     def __init__(self, chunk: int = 4096) -> None:
