@@ -15,12 +15,78 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
+from cheroot.makefile import MakeFile, StreamWriter
 
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.config import Settings
 
 log = logging.getLogger("uws_server")
+
+
+class _HeadThenBody(StreamWriter):
+    """A connection's writer that sends the response head with the body's first bytes.
+
+    cheroot writes the status line and headers, then each body chunk, each with its own
+    ``send()``; every send releases the GIL, and getting it back is what a response
+    costs when hundreds of threads answer at once (500 WAITs woken together). Holding
+    the head until the body arrives makes a small response one ``send()``. Whatever is
+    still held when the request ends (a response without a body) is sent then.
+    """
+
+    def __init__(self, sock: Any, mode: str = "wb", bufsize: int = 8192) -> None:
+        super().__init__(sock, mode, bufsize)
+        self.holding = False
+        self._head = b""
+
+    def write(self, val: bytes, *args: Any, **kwargs: Any) -> int:
+        if self.holding:
+            self._head += bytes(val)
+            return len(val)
+        if self._head:
+            val, self._head = self._head + bytes(val), b""
+        return super().write(val, *args, **kwargs)
+
+    def release(self) -> None:
+        if self._head:
+            head, self._head = self._head, b""
+            super().write(head)
+
+
+class _Request(cheroot_server.HTTPRequest):
+    """cheroot's request, with its head written through :class:`_HeadThenBody`."""
+
+    def send_headers(self) -> None:
+        wfile = self.conn.wfile
+        if not isinstance(wfile, _HeadThenBody):
+            super().send_headers()
+            return
+        wfile.holding = True
+        try:
+            super().send_headers()
+        finally:
+            wfile.holding = False
+
+    def respond(self) -> None:
+        try:
+            super().respond()
+        finally:
+            wfile = self.conn.wfile
+            if isinstance(wfile, _HeadThenBody):
+                wfile.release()
+
+
+class _Connection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+    def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
+        def files(sock: Any, mode: str, bufsize: int) -> Any:
+            if makefile is MakeFile and "w" in mode:  # plain HTTP; TLS brings its own
+                return _HeadThenBody(sock, mode, bufsize)
+            return makefile(sock, mode, bufsize)
+
+        super().__init__(server, sock, files)
 
 
 class WSGIServer:
@@ -40,6 +106,7 @@ class WSGIServer:
             accepted_queue_size=-1,
         )
         self._server.server_name = "uws-server"
+        self._server.ConnectionClass = _Connection
         self._server.prepare()  # binds now: the port is known and in use from here on
         self.host = host
         self.port: int = self._server.bind_addr[1]
