@@ -475,14 +475,16 @@ def test_cli_server_down_keeps_status_file(tmp_path: Path) -> None:
     assert [r.name for r in status.results] == ["output"]
 
 
-def test_post_event_does_not_retry_a_refusal() -> None:
+def test_post_event_does_not_retry_a_refusal(caplog: pytest.LogCaptureFixture) -> None:
     class Refuse(BaseHTTPRequestHandler):
         calls = 0
 
         def do_POST(self) -> None:  # noqa: N802
             Refuse.calls += 1
             self.send_response(409)
+            self.send_header("Content-Length", "22")
             self.end_headers()
+            self.wfile.write(b"job is already ABORTED")
 
         def log_message(self, *args: object) -> None:
             pass
@@ -493,6 +495,7 @@ def test_post_event_does_not_retry_a_refusal() -> None:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         ok = post_event(url, "j/1", "t", {"phase": "COMPLETED"}, RetryPolicy(total=5))
         assert ok is False and Refuse.calls == 1
+        assert "(HTTP 409): job is already ABORTED" in caplog.text  # the server's reason
         assert callback_endpoint(url + "/", "j/1").endswith("/callback/j%2F1")
     finally:
         server.shutdown()

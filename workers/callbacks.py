@@ -61,8 +61,11 @@ def callback_endpoint(base_url: str, job_id: str) -> str:
     return f"{base_url.rstrip('/')}/callback/{job_id}"
 
 
-def _post_once(url: str, body: bytes, headers: dict[str, str], policy: RetryPolicy) -> int:
-    """One HTTP/1.1 POST (``Connection: close``); the response's status code.
+def _post_once(
+    url: str, body: bytes, headers: dict[str, str], policy: RetryPolicy
+) -> tuple[int, str]:
+    """One HTTP/1.1 POST (``Connection: close``); the status code and the start of the
+    answer's body as far as the first read got it (the server's reason for a refusal).
 
     ``OSError`` when the server cannot be reached or answers something that is not HTTP.
     The connect timeout bounds the connection, the read timeout each read after it.
@@ -73,8 +76,8 @@ def _post_once(url: str, body: bytes, headers: dict[str, str], policy: RetryPoli
     port = int(parts["port"] or (443 if https else 80))
     address = host.strip("[]")
     # bytes when ASCII: a str host makes getaddrinfo import the idna codec (2 ms a job)
-    name: str | bytes = address.encode("ascii") if address.isascii() else address
-    sock = socket.create_connection((name, port), timeout=policy.connect_timeout)
+    peer: str | bytes = address.encode("ascii") if address.isascii() else address
+    sock = socket.create_connection((peer, port), timeout=policy.connect_timeout)
     try:
         if https:
             import ssl
@@ -83,21 +86,30 @@ def _post_once(url: str, body: bytes, headers: dict[str, str], policy: RetryPoli
             sock = context.wrap_socket(sock, server_hostname=address)
         sock.settimeout(policy.read_timeout)
         head = [f"POST {parts['path'] or '/'} HTTP/1.1", f"Host: {host}:{port}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
+        head += [f"{key}: {value}" for key, value in headers.items()]
         head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
         sock.sendall("\r\n".join(head).encode("latin-1") + body)
-        answer = b""
-        while b"\r\n" not in answer and len(answer) < 8192:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = _receive(sock, b"", until=b"\r\n")
+        status = re.match(rb"HTTP/1\.[01] (\d{3})[ \r]", answer)
+        if status is None:
+            raise OSError(f"not an HTTP answer: {answer[:40]!r}")
+        code = int(status.group(1))
+        if not 200 <= code < 300:  # read on (to the close) for the server's reason
+            answer = _receive(sock, answer, until=None)
     finally:
         sock.close()
-    status = re.match(rb"HTTP/1\.[01] (\d{3})[ \r]", answer)
-    if status is None:
-        raise OSError(f"not an HTTP answer: {answer[:40]!r}")
-    return int(status.group(1))
+    reason = answer.partition(b"\r\n\r\n")[2][:300].decode("utf-8", "replace")
+    return code, reason
+
+
+def _receive(sock: socket.socket, answer: bytes, until: bytes | None) -> bytes:
+    """Read on until ``until`` has arrived, the server closed, or 8 KiB are in."""
+    while (until is None or until not in answer) and len(answer) < 8192:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
 
 
 def post_event(
@@ -127,14 +139,14 @@ def post_event(
     while True:
         attempt += 1
         try:
-            status = _post_once(url, body, headers, policy)
+            status, reason = _post_once(url, body, headers, policy)
         except OSError as exc:
             log.warning("callback %s attempt %d failed: %s", url, attempt, exc)
         else:
             if 200 <= status < 300:
                 return True
             if status not in _RETRY_STATUSES:
-                log.error("callback %s refused with HTTP %d", url, status)
+                log.error("callback %s refused (HTTP %d): %s", url, status, reason.strip())
                 return False
             log.warning("callback %s attempt %d: HTTP %d", url, attempt, status)
         remaining = deadline - time.monotonic()
