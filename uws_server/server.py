@@ -45,7 +45,9 @@ class _HeadThenBody(StreamWriter):
             self._head += bytes(val)
             return len(val)
         if self._head:
-            val, self._head = self._head + bytes(val), b""
+            head, self._head = self._head, b""
+            super().write(head + bytes(val), *args, **kwargs)
+            return len(val)  # what the caller wrote, not the held head with it
         return super().write(val, *args, **kwargs)
 
     def release(self) -> None:
