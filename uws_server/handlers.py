@@ -7,15 +7,17 @@ The rules live in :mod:`uws_server.service`; errors are raised, never built here
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import bottle
 from bottle import HTTPResponse, request, response
 
-from uws_server import uws_xml
+from uws_server import direct, uws_xml
 from uws_server.errors import BadRequest
-from uws_server.models import User
+from uws_server.models import Job, User
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
+from uws_server.waiters import Deliver
 from workers.runner import event_from_json
 
 JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
@@ -114,11 +116,35 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
             except ValueError:
                 raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
             phase = request.query.get("PHASE") or request.query.get("phase")
-            job = service.wait(u, jobname, job_id, seconds, phase)
+            answer = direct.direct_answer(request.method)
+            deliver = None if answer is None else _deliverer(answer, base())
+            try:
+                job = service.wait(u, jobname, job_id, seconds, phase, deliver)
+            finally:
+                answered = answer is not None and answer.settle()
+            if answered:  # sent by the notifier; what is returned here is dropped
+                return ""
         else:
             job = service.visible_job(u, jobname, job_id)
         response.content_type = XML
         return documents.job_document(job, base(), service.by_reference(job))
+
+    def _deliverer(answer: direct.DirectAnswer, base_url: str) -> Deliver:
+        """What the notifier calls to answer this WAIT itself (see uws_server.direct):
+        the same document this handler would return, encoded once per notification."""
+
+        def deliver(job: Job | None, shared: dict[str, Any]) -> None:
+            if job is None:  # deleted: the waiter's own thread answers 404
+                return
+            key = "job " + base_url
+            prepared = shared.get(key)
+            if prepared is None:
+                doc = documents.job_document(job, base_url, service.by_reference(job))
+                prepared = direct.Prepared("200 OK", XML, doc.encode(), answer.server_name)
+                shared[key] = prepared
+            answer.send(prepared)
+
+        return deliver
 
     @app.delete(f"/rest/{JOB}")
     def delete_job(jobname: str, job_id: str) -> HTTPResponse:

@@ -19,6 +19,7 @@ from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamWriter
 
+from uws_server import direct
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.config import Settings
 
@@ -33,14 +34,22 @@ class _HeadThenBody(StreamWriter):
     costs when hundreds of threads answer at once (500 WAITs woken together). Holding
     the head until the body arrives makes a small response one ``send()``. Whatever is
     still held when the request ends (a response without a body) is sent then.
+
+    ``discard``: the request was already answered from another thread
+    (:mod:`uws_server.direct`); whatever its own thread writes is dropped.
     """
+
+    can_discard = True
 
     def __init__(self, sock: Any, mode: str = "wb", bufsize: int = 8192) -> None:
         super().__init__(sock, mode, bufsize)
         self.holding = False
+        self.discard = False
         self._head = b""
 
     def write(self, val: bytes, *args: Any, **kwargs: Any) -> int:
+        if self.discard:
+            return len(val)
         if self.holding:
             self._head += bytes(val)
             return len(val)
@@ -51,13 +60,17 @@ class _HeadThenBody(StreamWriter):
         return super().write(val, *args, **kwargs)
 
     def release(self) -> None:
+        if self.discard:
+            self._head, self.discard = b"", False
         if self._head:
             head, self._head = self._head, b""
             super().write(head)
 
 
 class _Request(cheroot_server.HTTPRequest):
-    """cheroot's request, with its head written through :class:`_HeadThenBody`."""
+    """cheroot's request, with its head written through :class:`_HeadThenBody`, and
+    known to :mod:`uws_server.direct` while it is served (to be answered from another
+    thread)."""
 
     def send_headers(self) -> None:
         wfile = self.conn.wfile
@@ -71,9 +84,11 @@ class _Request(cheroot_server.HTTPRequest):
             wfile.holding = False
 
     def respond(self) -> None:
+        direct.begin(self)
         try:
             super().respond()
         finally:
+            direct.end()
             wfile = self.conn.wfile
             if isinstance(wfile, _HeadThenBody):
                 wfile.release()

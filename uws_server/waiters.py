@@ -33,6 +33,10 @@ log = logging.getLogger("uws_server")
 # How many woken waiters of one notification run at once (see PhaseNotifier.notify).
 RELAY_WIDTH = 4
 
+# Answers a waiter from the notifier's thread: (the shared value, a dict shared by every
+# delivery of one notification, for what they can compute once). See uws_server.direct.
+Deliver = Callable[[Any, dict[str, Any]], None]
+
 
 class Wake:
     """One notification: what the woken waiters of a job share, and the relay of
@@ -78,13 +82,14 @@ class Ticket:
     """A registered waiter: a lock held until the notifier releases it, and the
     notification that released it (if any)."""
 
-    __slots__ = ("_gate", "wake", "relay")
+    __slots__ = ("_gate", "wake", "relay", "deliver")
 
-    def __init__(self) -> None:
+    def __init__(self, deliver: Deliver | None = None) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
         self.wake: Wake | None = None
         self.relay: Wake | None = None  # the notification this ticket passes a turn on
+        self.deliver = deliver
 
     def set(self, wake: Wake) -> None:
         """Wake the waiter (once: the notifier unregisters a ticket before setting it)."""
@@ -134,9 +139,23 @@ class PhaseNotifier:
                 wake.fill(self._load(job_id))
             except Exception:  # noqa: BLE001 - the woken waiters will read it themselves
                 log.exception("reading job %s for its waiters failed", job_id)
+            else:
+                self._deliver(job_id, tickets, wake.shared(lambda: None))
         wake.pend(tickets)
         for _ in range(RELAY_WIDTH):
             wake.relay()
+
+    @staticmethod
+    def _deliver(job_id: str, tickets: Iterable[Ticket], value: Any) -> None:
+        """Answer, from this thread, every waiter that can be answered directly: one
+        pass of non-blocking writes, before any waiting thread is woken."""
+        scratch: dict[str, Any] = {}
+        for t in tickets:
+            if t.deliver is not None:
+                try:
+                    t.deliver(value, scratch)
+                except Exception:  # noqa: BLE001 - that waiter answers by itself
+                    log.exception("answering a waiter of job %s directly failed", job_id)
 
     def notify_all(self) -> None:
         """Wake everyone (used at shutdown)."""
@@ -149,14 +168,18 @@ class PhaseNotifier:
                 t.set(wake)
 
     @contextlib.contextmanager
-    def waiting(self, job_id: str) -> Iterator[Ticket | None]:
-        """Register a waiter; yields None when too many requests already block."""
+    def waiting(self, job_id: str, deliver: Deliver | None = None) -> Iterator[Ticket | None]:
+        """Register a waiter; yields None when too many requests already block.
+
+        ``deliver``, if given, is called by the notifier with the job as read for the
+        notification, before the waiter wakes (see :meth:`_deliver`).
+        """
         try:
             self._free.pop()
         except IndexError:
             yield None
             return
-        ticket = Ticket()
+        ticket = Ticket(deliver)
         with self._lock:
             self._tickets.setdefault(job_id, set()).add(ticket)
         try:
