@@ -206,3 +206,73 @@ def test_job_reads_cached_and_dropped_by_writes(
     assert store.get_job(k.job_id).phase == Phase.ABORTED
     engine.dispose()
     outside.engine.dispose()
+
+
+def _sqlite_store(tmp_path: Path) -> Store:
+    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    create_schema(engine)
+    return Store(engine)
+
+
+def test_concurrent_inserts_are_committed_together(tmp_path: Path) -> None:
+    """Creations queued behind the writer go in one transaction (group commit), ids
+    that clash are redrawn within the group, and every row is there afterwards."""
+    store = _sqlite_store(tmp_path)
+    first = store.insert_job(job(0), new_job_id)
+    statements: list[str] = []
+    store._autocommit_connection().set_trace_callback(statements.append)
+    jobs = [job(i) for i in range(1, 9)]
+    for j in jobs[::2]:
+        j.job_id = first.job_id  # half of them clash with the stored job
+    stored: list[Job] = []
+    with store._write_lock:  # the writer is busy: every insert queues meanwhile
+        threads = [
+            threading.Thread(target=lambda j=j: stored.append(store.insert_job(j, new_job_id)))
+            for j in jobs
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(store._insert_queue) < len(jobs):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert len(stored) == len(jobs)
+    ids = {j.job_id for j in stored}
+    assert len(ids) == len(jobs) and first.job_id not in ids
+    for j in stored:
+        assert store.get_job(j.job_id).parameters == j.parameters
+    assert store.get_job(first.job_id).parameters["text"] == "value 0"
+    first_group = statements[statements.index("BEGIN IMMEDIATE") : statements.index("COMMIT")]
+    assert sum(s.startswith("INSERT") for s in first_group) == len(jobs)  # one transaction
+    assert store._insert_queue == type(store._insert_queue)()
+    store.engine.dispose()
+
+
+def test_a_failed_group_commit_fails_every_caller(tmp_path: Path) -> None:
+    store = _sqlite_store(tmp_path)
+    store.engine.dispose()
+    conn = store._autocommit_connection()
+    conn.execute("PRAGMA query_only=ON")  # every write now fails
+    errors: list[BaseException] = []
+
+    def insert(j: Job) -> None:
+        try:
+            store.insert_job(j, new_job_id)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    with store._write_lock:
+        threads = [threading.Thread(target=insert, args=(job(i),)) for i in range(4)]
+        for t in threads:
+            t.start()
+        while len(store._insert_queue) < 4:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert len(errors) == 4
+    assert all("readonly" in str(e) or "query_only" in str(e) for e in errors), errors
+    assert not conn.in_transaction  # rolled back, usable again
+    conn.execute("PRAGMA query_only=OFF")
+    assert store.insert_job(job(9), new_job_id).job_id

@@ -10,6 +10,7 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,6 +132,24 @@ def _job_from_row(row: tuple, results: list[Result]) -> Job:  # type: ignore[typ
     )
 
 
+class _Insert:
+    """One job row waiting for a group commit (see Store._insert_grouped)."""
+
+    __slots__ = ("params", "done", "inserted", "error")
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+        self.done = False
+        self.inserted = False
+        self.error: Exception | None = None
+
+    def outcome(self) -> bool:
+        """True: inserted; False: the id was taken; raises what failed the commit."""
+        if self.error is not None:
+            raise self.error
+        return self.inserted
+
+
 class Store:
     """Jobs, entities and users over one SQLAlchemy engine."""
 
@@ -144,6 +163,7 @@ class Store:
         self._select_job = _Compiled(engine, _SELECT_JOB)
         self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         self._autocommit: Any = None  # SQLite: the job insert's own connection (lazy)
+        self._insert_queue: deque[_Insert] = deque()  # SQLite job rows to group-commit
         # Recent job reads: {job_id: (expiry, job)}; see get_job and _changed.
         self._jobs: dict[str, tuple[float, Job]] = {}
         self._jobs_lock = threading.Lock()
@@ -198,12 +218,9 @@ class Store:
             }
             params = self._insert_job.params(values)
             if self._sqlite:
-                with self._write_lock:
-                    try:
-                        self._autocommit_connection().execute(self._insert_job.sql, params)
-                        return job
-                    except self._integrity_error:
-                        job.job_id = new_id()
+                if self._insert_grouped(params):
+                    return job
+                job.job_id = new_id()
                 continue
             conn = self.engine.raw_connection()
             try:
@@ -218,6 +235,51 @@ class Store:
             finally:
                 conn.close()
         raise RuntimeError("could not draw a unique job id")
+
+    def _insert_grouped(self, params: Any) -> bool:
+        """SQLite: insert one job row, committed together with the inserts queued
+        meanwhile by other threads (group commit); False when the id is taken.
+
+        Concurrent creations queue here behind the one writer. Whoever takes the write
+        lock commits every queued row in one transaction: a commit writes each changed
+        page (the table and its five indexes) to the WAL once per transaction, and the
+        WAL checkpoints come as many times less often. Each caller returns only once
+        its own row is committed; a failed commit fails every row of its group.
+        """
+        slot = _Insert(params)
+        self._insert_queue.append(slot)
+        with self._write_lock:
+            if not slot.done:  # else committed meanwhile by another caller's group
+                batch: list[_Insert] = []
+                while self._insert_queue:
+                    batch.append(self._insert_queue.popleft())
+                self._commit_inserts(batch)
+        return slot.outcome()
+
+    def _commit_inserts(self, batch: list[_Insert]) -> None:
+        """Under the write lock: one transaction for the batch (autocommit for one)."""
+        conn, sql = self._autocommit_connection(), self._insert_job.sql
+        try:
+            if len(batch) > 1:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    try:  # on a taken id SQLite undoes that statement only
+                        conn.execute(sql, item.params)
+                        item.inserted = True
+                    except self._integrity_error:
+                        item.inserted = False
+                if len(batch) > 1:
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # noqa: BLE001 - every caller of the group gets it
+            for item in batch:
+                item.error = exc
+        for item in batch:
+            item.done = True
 
     def _autocommit_connection(self) -> Any:
         """SQLite's connection for single-statement writes, each its own transaction.
