@@ -55,6 +55,8 @@ def form_value(name: str) -> str:
 
 
 def uploads() -> dict[str, object]:
+    if not request.content_type.startswith("multipart/"):
+        return {}  # only a multipart body carries files: no need to walk the form again
     try:
         return {_utf8(k): v for k, v in request.files.allitems()}
     except (ValueError, IndexError, KeyError) as exc:

@@ -64,14 +64,15 @@ class _Compiled:
         self.sqlite = engine.dialect.name == "sqlite"
 
     def params(self, values: dict[str, object]) -> tuple | dict:  # type: ignore[type-arg]
-        values = {**self.defaults, **values}  # literals of the statement (kind != 'upload')
+        if self.defaults:  # literals of the statement (kind != 'upload')
+            values = {**self.defaults, **values}
         if self.sqlite:  # sqlite3 would use its deprecated datetime adapter
             values = {
                 k: v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v
                 for k, v in values.items()
             }
         if self.order is not None:
-            return tuple(values[k] for k in self.order)
+            return tuple(map(values.__getitem__, self.order))
         return values
 
 
