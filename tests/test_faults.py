@@ -131,7 +131,7 @@ def test_runner_killed_with_sigkill_is_an_error_saying_so(slurm_server: LiveServ
     alice = slurm_server.client("alice")
     job = alice.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
     jdir = started(slurm_server, job)
-    os.kill(pid_with(jdir, "workers.runner"), signal.SIGKILL)
+    os.kill(pid_with(jdir, "workers.node"), signal.SIGKILL)
     assert alice.wait_final(job, timeout=20) == "ERROR"
     error = alice.get(job + "/error").text
     assert "runner was killed by signal 9 (SIGKILL)" in error, error

@@ -27,7 +27,7 @@ import pytest
 from uws_server.jobdef import EntityDef
 from uws_server.managers.base import JobSpec
 from uws_server.models import Phase, Result, WorkerEvent
-from workers import runner
+from workers import node, runner
 from workers.callbacks import RetryPolicy, callback_endpoint, post_event
 from workers.procs import process_state
 
@@ -405,8 +405,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def run_cli(job_dir: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
+    """The runner as the Slurm batch script starts it: ``-S``, only the repository on
+    the path."""
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.runner", str(job_dir), *args],
+        [sys.executable, "-S", "-m", "workers.node", str(job_dir), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -604,14 +606,14 @@ def test_post_event_refuses_a_url_that_is_not_http_and_retries_garbage() -> None
 
 
 def test_cli_arguments() -> None:
-    args = runner.parse_arguments(["/j", "--grace", "3", "--callback-retry=7.5"])
-    assert (args.job_dir, args.grace, args.callback_retry) == (Path("/j"), 3.0, 7.5)
+    args = node.parse_arguments(["/j", "--grace", "3", "--callback-retry=7.5"])
+    assert (args.job_dir, args.grace, args.callback_retry) == ("/j", 3.0, 7.5)
     for bad in ([], ["/a", "/b"], ["/j", "--grace"], ["/j", "--grace=x"], ["/j", "--other"]):
         with pytest.raises(SystemExit) as exc:
-            runner.parse_arguments(bad)
+            node.parse_arguments(bad)
         assert exc.value.code == 2, bad
     proc = subprocess.run(
-        [sys.executable, "-m", "workers.runner", "--help"], cwd=ROOT, capture_output=True
+        [sys.executable, "-S", "-m", "workers.node", "--help"], cwd=ROOT, capture_output=True
     )
     assert proc.returncode == 0 and b"JOB_DIR" in proc.stdout and b"--grace" in proc.stdout
 
@@ -630,3 +632,41 @@ def test_runner_needs_only_the_standard_library() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_runner_command_line_imports_none_of_the_service() -> None:
+    """What a batch system starts for every job (``python -S -m workers.node``) must not
+    pay for the service's dataclasses and the modules they bring: that was most of a
+    runner's 75 ms of CPU, and it made Slurm's waves of trivial jobs spill over."""
+    code = (
+        "import sys, workers.node, workers.supervise\n"
+        "heavy = {'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging',\n"
+        "         'hashlib', 'subprocess', 'argparse', 'http', 'email', 'ssl', 'mimetypes'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd="/", env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_callback_token_is_scrubbed_from_the_initial_environment() -> None:
+    """The job runs as the runner's user and could read the runner's
+    ``/proc/<pid>/environ``: the token must be gone from there too (overwritten through
+    ``/proc/self/mem``, without the cost of importing ctypes)."""
+    code = (
+        "import os, sys\n"
+        "from workers import node\n"
+        "token = node.take_callback_token()\n"
+        "env = open(f'/proc/{os.getpid()}/environ', 'rb').read()\n"
+        "print(token, b'tok-s3cret' in env, 'UWS_CALLBACK_TOKEN' in os.environ,\n"
+        "      'ctypes' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), node.TOKEN_ENV: "tok-s3cret"}
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd="/", env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["tok-s3cret", "False", "False", "False"]

@@ -17,30 +17,39 @@ worker node needs nothing but Python and this package.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import socket
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any
 
-log = logging.getLogger(__name__)
+from workers.logs import get_logger
+
+TYPE_CHECKING = False  # annotations only (see workers.jobdir)
+if TYPE_CHECKING:
+    import threading
+    from typing import Any
+
+log = get_logger(__name__)
 
 DEFAULT_RETRY_SECONDS = 300.0
 # Statuses meaning "the server is there but cannot take it now".
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-@dataclass
 class RetryPolicy:
     """How long and how often to retry. ``total`` bounds the whole attempt."""
 
-    total: float = DEFAULT_RETRY_SECONDS
-    first_delay: float = 0.5
-    max_delay: float = 30.0
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
+    __slots__ = ("total", "first_delay", "max_delay", "connect_timeout", "read_timeout")
+
+    def __init__(
+        self,
+        total: float = DEFAULT_RETRY_SECONDS,
+        first_delay: float = 0.5,
+        max_delay: float = 30.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self.total, self.first_delay, self.max_delay = total, first_delay, max_delay
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
 
 
 _URL = re.compile(  # http(s)://host[:port][/path]: what a callback URL may be

@@ -10,20 +10,26 @@ the server's environment, which holds the server's own secrets.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import stat
 import sys
-import threading
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from _thread import get_ident
 
-from uws_server.jobdef import EntityDef
-from uws_server.managers.base import JobSpec
+from workers.logs import get_logger
 
-log = logging.getLogger("workers.runner")
+# Only names, for the annotations: the worker runner reads job.json into plain objects
+# with the same attributes (see workers.node), and must not pay for importing the
+# service's dataclasses. ``from __future__ import annotations`` keeps these unevaluated.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    from uws_server.jobdef import EntityDef
+    from uws_server.managers.base import JobSpec
+
+log = get_logger("workers.runner")
 
 SPEC_FILE = "job.json"
 PARAMETERS_FILE = "parameters.json"
@@ -58,7 +64,7 @@ _PASS_PREFIXES = ("LC_", "SLURM_", "UWS_")
 _SECRET_WORDS = re.compile(r"DATABASE|PASSW|SECRET|TOKEN|KEY|CREDENTIAL|CONFIG", re.IGNORECASE)
 
 
-def read_private(path: Path, limit: int) -> bytes | None:
+def read_private(path: Path | str, limit: int) -> bytes | None:
     """A regular file's first ``limit`` bytes, refusing symlinks (the script wrote it)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -77,6 +83,8 @@ def read_private(path: Path, limit: int) -> bytes | None:
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The JSON form of a :class:`JobSpec` (``job_dir`` as a string)."""
+    from dataclasses import asdict
+
     data = asdict(spec)
     data["job_dir"] = str(spec.job_dir)
     return data
@@ -84,6 +92,11 @@ def spec_to_json(spec: JobSpec) -> dict[str, Any]:
 
 def spec_from_json(data: dict[str, Any]) -> JobSpec:
     """Inverse of :func:`spec_to_json`; unknown keys are ignored (newer servers)."""
+    from pathlib import Path
+
+    from uws_server.jobdef import EntityDef
+    from uws_server.managers.base import JobSpec
+
     generated = [EntityDef(**_known(EntityDef, e)) for e in data.get("generated") or []]
     values = _known(JobSpec, data)
     values["job_dir"] = Path(values["job_dir"])
@@ -98,7 +111,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
     """Write through a temporary file and a rename: readers see old or new, never half.
 
     The temporary file is created (exclusively) with ``mode`` from the start, so a
@@ -106,7 +119,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     narrow it. No fsync: this guards against crashes of processes, not of the machine,
     and a job's launch must stay cheap.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{get_ident()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
         fd = os.open(tmp, flags, mode)
@@ -124,6 +138,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 def write_spec(spec: JobSpec) -> Path:
     """Write ``job.json`` (mode 0600: it holds the callback token)."""
+    from pathlib import Path
+
     path = Path(spec.job_dir) / SPEC_FILE
     atomic_write(path, json.dumps(spec_to_json(spec), indent=1).encode(), mode=0o600)
     return path
@@ -134,6 +150,8 @@ def load_spec(job_dir: Path | str) -> JobSpec:
 
     A worker may mount the shared directory elsewhere than the server does.
     """
+    from pathlib import Path
+
     job_dir = Path(job_dir)
     spec = spec_from_json(json.loads((job_dir / SPEC_FILE).read_text()))
     spec.job_dir = job_dir
@@ -150,13 +168,17 @@ def prepare_job_dir(spec: JobSpec) -> None:
     fails), so it is removed. Status files of an earlier attempt are removed so they
     cannot be mistaken for this run's.
     """
-    job_dir = Path(spec.job_dir)
-    (job_dir / UWS_DIR).mkdir(mode=0o755, exist_ok=True)
+    job_dir = os.fspath(spec.job_dir)
+    try:
+        os.mkdir(os.path.join(job_dir, UWS_DIR), 0o755)
+    except FileExistsError:
+        pass
     script = spec.script.replace("\r\n", "\n").encode()
-    atomic_write(job_dir / SCRIPT_FILE, script)  # replaces a symlink, never follows it
+    # replaces a symlink, never follows it
+    atomic_write(os.path.join(job_dir, SCRIPT_FILE), script)
     for name in (STATUS_FILE, EXIT_STATUS_FILE):
         try:
-            os.unlink(job_dir / name)
+            os.unlink(os.path.join(job_dir, name))
         except FileNotFoundError:
             pass
 
@@ -209,7 +231,7 @@ def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -
     for entity in spec.generated:
         if is_exportable(entity.name):
             env[entity.name] = entity_file_name(entity)
-    job_dir = str(Path(spec.job_dir).resolve())
+    job_dir = os.path.realpath(spec.job_dir)
     env["UWS_JOB_ID"] = spec.job_id
     env["UWS_JOB_DIR"] = job_dir
     env["UWS_PARAMETERS_FILE"] = os.path.join(job_dir, PARAMETERS_FILE)

@@ -10,26 +10,29 @@ belong to an unrelated process, so we pair it with the process start time from
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
-_BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+TYPE_CHECKING = False  # for annotations only: subprocess is imported when used
+if TYPE_CHECKING:
+    import subprocess
+
+_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+_boot_id: list[str] = []
 
 
-@functools.cache
 def boot_id() -> str:
     """The kernel's boot id: start ticks are only comparable within one boot.
 
     Cached: it cannot change while this process lives, and launches must stay cheap.
     """
-    try:
-        return _BOOT_ID_FILE.read_text().strip()
-    except OSError:
-        return ""
+    if not _boot_id:
+        try:
+            with open(_BOOT_ID_FILE) as f:
+                _boot_id.append(f.read().strip())
+        except OSError:
+            _boot_id.append("")
+    return _boot_id[0]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -39,7 +42,8 @@ def _stat_fields(pid: int) -> list[str] | None:
     split starts after the *last* ``)``.
     """
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     except OSError:
@@ -68,13 +72,37 @@ def process_state(pid: int) -> str | None:
     return fields[0] if fields else None
 
 
-@dataclass(frozen=True)
 class ProcessIdentity:
-    """A pid plus what makes it unique across pid reuse and reboots."""
+    """A pid plus what makes it unique across pid reuse and reboots (immutable; a plain
+    class rather than a dataclass, which would cost a runner's start-up ~5 ms)."""
 
-    pid: int
-    start_ticks: int | None
-    boot_id: str
+    __slots__ = ("pid", "start_ticks", "boot_id")
+
+    def __init__(self, pid: int, start_ticks: int | None, boot_id: str) -> None:
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "start_ticks", start_ticks)
+        object.__setattr__(self, "boot_id", boot_id)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ProcessIdentity is immutable: cannot set {name}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProcessIdentity):
+            return NotImplemented
+        return (self.pid, self.start_ticks, self.boot_id) == (
+            other.pid,
+            other.start_ticks,
+            other.boot_id,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.pid, self.start_ticks, self.boot_id))
+
+    def __repr__(self) -> str:
+        return (
+            f"ProcessIdentity(pid={self.pid!r}, start_ticks={self.start_ticks!r}, "
+            f"boot_id={self.boot_id!r})"
+        )
 
     @classmethod
     def of(cls, pid: int) -> ProcessIdentity:
@@ -130,6 +158,8 @@ def spawn_in_session(
 ) -> subprocess.Popen[bytes]:
     """Start a job's process in a new session (its own process group, killable whole),
     output to fresh log files, no standard input. Used by the local pool and the runner."""
+    import subprocess
+
     out, err = open_log(stdout_path), None
     try:
         err = open_log(stderr_path)

@@ -7,18 +7,25 @@ and so are the job's private files (``job.json`` holds the callback token).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import socket
 import stat
 import sys
-from pathlib import Path
 
-from uws_server.jobdef import EntityDef
-from uws_server.models import Result
 from workers.jobdir import CONTEXT_FILE, SPEC_FILE, UWS_DIR, entity_file_name, read_private
+
+TYPE_CHECKING = False  # the service's types, for annotations only (see workers.jobdir)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from uws_server.jobdef import EntityDef
+    from uws_server.models import Result
+
+# Files up to this size are hashed with the interpreter's built-in SHA-256, which costs
+# nothing to import; larger ones with hashlib's OpenSSL one, faster per byte but ~2 ms
+# of a runner's start-up to import.
+_SMALL_FILE = 4 << 20
 
 _OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -60,6 +67,17 @@ def guess_content_type(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
+def _sha256(size: int):  # type: ignore[no-untyped-def]
+    if size <= _SMALL_FILE:
+        try:
+            from _sha2 import sha256  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    else:
+        from hashlib import sha256
+    return sha256()
+
+
 def hash_file(full: str) -> tuple[int, str] | None:
     """(size, sha256) of a regular file, not following a last-moment symlink swap."""
     try:
@@ -70,7 +88,7 @@ def hash_file(full: str) -> tuple[int, str] | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        digest = hashlib.sha256()
+        digest = _sha256(info.st_size)
         size = 0
         while chunk := os.read(fd, 1 << 20):
             digest.update(chunk)
@@ -83,7 +101,20 @@ def hash_file(full: str) -> tuple[int, str] | None:
 def collect_results(
     job_dir: Path | str, generated: list[EntityDef]
 ) -> tuple[list[Result], list[str]]:
+    """:func:`collect_result_records` as :class:`Result` objects."""
+    from uws_server.models import Result
+
+    records, problems = collect_result_records(job_dir, generated)
+    return [Result(**r) for r in records], problems
+
+
+def collect_result_records(
+    job_dir: Path | str, generated: list[EntityDef]
+) -> tuple[list[dict[str, object]], list[str]]:
     """Results for the generated entities found in ``job_dir``, and the problems.
+
+    A result is a dict with the fields of :class:`~uws_server.models.Result` (the wire
+    form of ``.uws/status.json`` and of the final event).
 
     A ``default`` with glob characters (``*.fits``) may match several files; they are
     named ``<entity>`` when alone, ``<entity>_1``, ``<entity>_2``... otherwise. A
@@ -93,13 +124,16 @@ def collect_results(
     that ``*.json`` does not fail every job because of ``job.json``.
     """
     root = os.path.realpath(job_dir)
-    results: list[Result] = []
+    results: list[dict[str, object]] = []
     problems: list[str] = []
     for entity in generated:
         pattern = entity_file_name(entity)
         is_pattern = bool(_GLOB_CHARS.search(pattern)) and not os.path.isabs(pattern)
         if is_pattern:
-            candidates = sorted(os.path.relpath(p, root) for p in Path(root).glob(pattern))
+            import glob
+
+            found_paths = glob.glob(pattern, root_dir=root, recursive=True, include_hidden=True)
+            candidates = sorted(found_paths)
         else:
             candidates = [pattern]
         found: list[tuple[str, int, str]] = []
@@ -123,13 +157,14 @@ def collect_results(
         for index, (inner, size, sha) in enumerate(found, start=1):
             content_type = entity.content_type or guess_content_type(inner)
             results.append(
-                Result(
-                    name=entity.name if len(found) == 1 else f"{entity.name}_{index}",
-                    path=Path(inner).as_posix(),
-                    content_type=content_type,
-                    size=size,
-                    sha256=sha,
-                )
+                {
+                    "name": entity.name if len(found) == 1 else f"{entity.name}_{index}",
+                    "path": inner.replace(os.sep, "/"),
+                    "content_type": content_type,
+                    "size": size,
+                    "sha256": sha,
+                    "entity_id": None,
+                }
             )
     return results, problems
 
@@ -146,7 +181,7 @@ def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) ->
     software versions for provenance; a malformed file is ignored, never fatal.
     """
     context: dict[str, str] = {}
-    raw = read_private(Path(job_dir) / CONTEXT_FILE, _MAX_CONTEXT_BYTES)
+    raw = read_private(os.path.join(job_dir, CONTEXT_FILE), _MAX_CONTEXT_BYTES)
     if raw:
         try:
             data = json.loads(raw)
@@ -156,7 +191,7 @@ def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) ->
             for key, value in list(data.items())[:_MAX_CONTEXT_ITEMS]:
                 if isinstance(value, str | int | float | bool):
                     context[str(key)[:200]] = str(value)[:1000]
-    context["host"] = socket.gethostname()
+    context["host"] = os.uname().nodename  # gethostname(), without importing socket
     context["python"] = sys.version.split()[0]  # what platform.python_version() says
     context.update(extra or {})
     return context

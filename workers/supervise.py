@@ -17,17 +17,18 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from workers.procs import kill_group, spawn_in_session
+
+TYPE_CHECKING = False  # annotations only (see workers.jobdir)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-@dataclass
 class ScriptOutcome:
     """How the script ended.
 
@@ -36,13 +37,22 @@ class ScriptOutcome:
     runner itself was told to stop (``received_signal``).
     """
 
-    pid: int
-    exit_code: int | None
-    signal: int | None
-    reason: str | None
-    received_signal: int | None
-    start_time: datetime
-    end_time: datetime
+    __slots__ = ("pid", "exit_code", "signal", "reason", "received_signal")
+    __slots__ += ("start_time", "end_time")
+
+    def __init__(
+        self,
+        pid: int,
+        exit_code: int | None,
+        signal: int | None,
+        reason: str | None,
+        received_signal: int | None,
+        start_time: datetime,
+        end_time: datetime,
+    ) -> None:
+        self.pid, self.exit_code, self.signal = pid, exit_code, signal
+        self.reason, self.received_signal = reason, received_signal
+        self.start_time, self.end_time = start_time, end_time
 
 
 def exit_of(result: os.waitid_result) -> tuple[int | None, int | None]:

@@ -1,8 +1,8 @@
 """Run jobs on a Slurm cluster: ``sbatch`` to submit, one batched ``squeue`` poll, ``scancel``.
 
 Submission: each job is one ``sbatch --parsable`` of a short batch script that
-``exec``-s the worker runner (``python -m workers.runner <job dir>``, the same code as
-everywhere, see :mod:`workers.runner`) in the job's directory on the shared file system.
+``exec``-s the worker runner (``python -S -m workers.node <job dir>``, the same job rules
+as everywhere, see :mod:`workers.node`) in the job's directory on the shared file system.
 The callback token travels in the environment of the sbatch process (``--export=ALL``),
 never on a command line nor in a file of the job directory (``--export=ALL,VAR=value``
 would also make Slurm launch each job about 4x slower); the runner takes it out of its
