@@ -276,3 +276,29 @@ def test_a_failed_group_commit_fails_every_caller(tmp_path: Path) -> None:
     assert not conn.in_transaction  # rolled back, usable again
     conn.execute("PRAGMA query_only=OFF")
     assert store.insert_job(job(9), new_job_id).job_id
+
+
+def test_updates_store_times_and_versions_like_the_orm(store: Store) -> None:
+    """Phase changes take a fast path on SQLite: what they store must read back the same
+    as what the ORM stores, and every change must bump the job's version."""
+    j = store.insert_job(job(0), new_job_id)
+    end = datetime(2026, 5, 4, 3, 2, 1, 123456)
+    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.ERROR, end_time=end)
+    assert not store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.COMPLETED)
+    assert store.update_job(j.job_id, external_id="4242", error_summary='it\'s <bad> & "odd"')
+    back = store.get_job(j.job_id)
+    assert (back.phase, back.end_time, back.external_id) == (Phase.ERROR, end, "4242")
+    assert back.error_summary == 'it\'s <bad> & "odd"' and back.version == 2
+    listed = store.list_jobs("echo", "alice", [Phase.ERROR])
+    assert [r.job_id for r in listed] == [j.job_id]  # the phase filter sees it
+    assert store.list_jobs("echo", "alice", [Phase.PENDING]) == []
+
+
+def test_sqlite_updates_refuse_unknown_columns(tmp_path: Path) -> None:
+    store = _sqlite_store(tmp_path)
+    j = store.insert_job(job(0), new_job_id)
+    for bad in ({"nope": 1}, {"version": 7}, {"owner; DROP TABLE jobs; --": "x"}):
+        with pytest.raises(ValueError, match="cannot update job columns"):
+            store.update_job(j.job_id, **bad)
+    assert store.get_job(j.job_id).version == 0
+    store.engine.dispose()
