@@ -618,30 +618,29 @@ def test_cli_arguments() -> None:
     assert proc.returncode == 0 and b"JOB_DIR" in proc.stdout and b"--grace" in proc.stdout
 
 
-def test_runner_needs_only_the_standard_library() -> None:
+_NEVER = "'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'"
+_SERVICE = "'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging', " + (
+    "'hashlib', 'subprocess'"
+)
+
+
+@pytest.mark.parametrize(
+    ("modules", "heavy"),
+    [
+        # The service's typed view: needs only the standard library (no site-packages).
+        ("workers.runner", _NEVER),
+        # What a batch system starts for every job (``python -S -m workers.node``): not
+        # even the service's dataclasses and what they bring, once most of a runner's
+        # 75 ms of CPU, which made Slurm's waves of trivial jobs spill over.
+        ("workers.node, workers.supervise", f"{_NEVER}, {_SERVICE}"),
+    ],
+)
+def test_runner_start_up_imports_nothing_heavy(modules: str, heavy: str) -> None:
     """A worker node needs Python and this repository, no site-packages (``-S``), and a
-    runner's start-up stays cheap: none of the heavy modules it once imported."""
+    runner's start-up stays cheap."""
     code = (
-        "import sys, workers.runner\n"
-        "heavy = {'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'}\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-S", "-c", code], cwd="/", env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[]"
-
-
-def test_the_runner_command_line_imports_none_of_the_service() -> None:
-    """What a batch system starts for every job (``python -S -m workers.node``) must not
-    pay for the service's dataclasses and the modules they bring: that was most of a
-    runner's 75 ms of CPU, and it made Slurm's waves of trivial jobs spill over."""
-    code = (
-        "import sys, workers.node, workers.supervise\n"
-        "heavy = {'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging',\n"
-        "         'hashlib', 'subprocess', 'argparse', 'http', 'email', 'ssl', 'mimetypes'}\n"
+        f"import sys, {modules}\n"
+        f"heavy = {{{heavy}}}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
