@@ -199,3 +199,14 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(1 << 16):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_a_closed_connection_is_left_to_the_waiting_thread() -> None:
+    server_side, client_side = socket.socketpair()
+    req = _fake_request(server_side)
+    server_side.close()  # the client went away and the server closed its end
+    answer = direct.DirectAnswer(req)
+    assert answer.send(direct.Prepared("200 OK", "text/plain", b"x", "uws-server")) is False
+    assert req.conn.wfile.discard is False
+    assert answer.settle() is False  # the thread answers (and finds the socket closed)
+    client_side.close()

@@ -84,6 +84,13 @@ class DirectAnswer:
             req = self._request
             close = bool(req.close_connection) or not req.server.can_add_keepalive_connection
             data = prepared.data(close)
+            try:
+                fd = req.conn.socket.fileno()
+            except OSError:
+                fd = -1
+            if fd < 0:  # closed: leave it to the request's own thread
+                return False
+            # Claimed from here on: nothing below raises but OSError, handled.
             req.conn.wfile.discard = True  # what cheroot writes for this request is dropped
             if close:
                 req.close_connection = True
@@ -91,7 +98,7 @@ class DirectAnswer:
             try:
                 # os.write: the socket is non-blocking (cheroot sets a timeout), and
                 # socket.send() would wait for room when it has a timeout.
-                sent = os.write(req.conn.socket.fileno(), data)
+                sent = os.write(fd, data)
             except BlockingIOError:
                 sent = 0
             except OSError:  # the client went away: nothing more to send
