@@ -220,7 +220,7 @@ def test_concurrent_inserts_are_committed_together(tmp_path: Path) -> None:
     store = _sqlite_store(tmp_path)
     first = store.insert_job(job(0), new_job_id)
     statements: list[str] = []
-    store._autocommit_connection().set_trace_callback(statements.append)
+    store.sqlite_writes.connection().set_trace_callback(statements.append)
     jobs = [job(i) for i in range(1, 9)]
     for j in jobs[::2]:
         j.job_id = first.job_id  # half of them clash with the stored job
@@ -233,7 +233,7 @@ def test_concurrent_inserts_are_committed_together(tmp_path: Path) -> None:
         for t in threads:
             t.start()
         deadline = time.monotonic() + 10
-        while len(store._insert_queue) < len(jobs):
+        while len(store.sqlite_writes.queue) < len(jobs):
             assert time.monotonic() < deadline
             time.sleep(0.01)
     for t in threads:
@@ -246,14 +246,14 @@ def test_concurrent_inserts_are_committed_together(tmp_path: Path) -> None:
     assert store.get_job(first.job_id).parameters["text"] == "value 0"
     first_group = statements[statements.index("BEGIN IMMEDIATE") : statements.index("COMMIT")]
     assert sum(s.startswith("INSERT") for s in first_group) == len(jobs)  # one transaction
-    assert store._insert_queue == type(store._insert_queue)()
+    assert store.sqlite_writes.queue == type(store.sqlite_writes.queue)()
     store.engine.dispose()
 
 
 def test_a_failed_group_commit_fails_every_caller(tmp_path: Path) -> None:
     store = _sqlite_store(tmp_path)
     store.engine.dispose()
-    conn = store._autocommit_connection()
+    conn = store.sqlite_writes.connection()
     conn.execute("PRAGMA query_only=ON")  # every write now fails
     errors: list[BaseException] = []
 
@@ -267,7 +267,7 @@ def test_a_failed_group_commit_fails_every_caller(tmp_path: Path) -> None:
         threads = [threading.Thread(target=insert, args=(job(i),)) for i in range(4)]
         for t in threads:
             t.start()
-        while len(store._insert_queue) < 4:
+        while len(store.sqlite_writes.queue) < 4:
             time.sleep(0.01)
     for t in threads:
         t.join(10)

@@ -10,16 +10,15 @@ import contextlib
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result, User
+from uws_server.sqlite_writes import SQLiteWrites
 
 J = db.jobs
 E = db.entities
@@ -74,15 +73,6 @@ class _Compiled:
         if self.order is not None:
             return tuple(map(values.__getitem__, self.order))
         return values
-
-
-def _sqlite_value(value: object) -> object:
-    """A value as SQLAlchemy's SQLite dialect stores it (times as ISO text)."""
-    if isinstance(value, datetime):
-        return value.isoformat(" ", "microseconds")
-    if isinstance(value, Phase):
-        return value.value
-    return value
 
 
 def _time(value: object) -> datetime | None:
@@ -142,24 +132,6 @@ def _job_from_row(row: tuple, results: list[Result]) -> Job:  # type: ignore[typ
     )
 
 
-class _Insert:
-    """One job row waiting for a group commit (see Store._insert_grouped)."""
-
-    __slots__ = ("params", "done", "inserted", "error")
-
-    def __init__(self, params: Any) -> None:
-        self.params = params
-        self.done = False
-        self.inserted = False
-        self.error: Exception | None = None
-
-    def outcome(self) -> bool:
-        """True: inserted; False: the id was taken; raises what failed the commit."""
-        if self.error is not None:
-            raise self.error
-        return self.inserted
-
-
 class Store:
     """Jobs, entities and users over one SQLAlchemy engine."""
 
@@ -172,9 +144,10 @@ class Store:
         self._insert_job = _Compiled(engine, _INSERT_JOB)
         self._select_job = _Compiled(engine, _SELECT_JOB)
         self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
-        self._autocommit: Any = None  # SQLite: the job insert's own connection (lazy)
-        self._insert_queue: deque[_Insert] = deque()  # SQLite job rows to group-commit
-        self._updates: dict[tuple[tuple[str, ...], int], str] = {}  # SQLite UPDATE texts
+        # SQLite: job inserts and updates without SQLAlchemy, under the same lock.
+        self.sqlite_writes = (
+            SQLiteWrites(engine, self._write_lock, self._insert_job.sql) if self._sqlite else None
+        )
         # Recent job reads: {job_id: (expiry, job)}; see get_job and _changed.
         self._jobs: dict[str, tuple[float, Job]] = {}
         self._jobs_lock = threading.Lock()
@@ -228,8 +201,8 @@ class Store:
                 "version": 0,
             }
             params = self._insert_job.params(values)
-            if self._sqlite:
-                if self._insert_grouped(params):
+            if self.sqlite_writes is not None:
+                if self.sqlite_writes.insert(params):
                     return job
                 job.job_id = new_id()
                 continue
@@ -246,65 +219,6 @@ class Store:
             finally:
                 conn.close()
         raise RuntimeError("could not draw a unique job id")
-
-    def _insert_grouped(self, params: Any) -> bool:
-        """SQLite: insert one job row, committed together with the inserts queued
-        meanwhile by other threads (group commit); False when the id is taken.
-
-        Concurrent creations queue here behind the one writer. Whoever takes the write
-        lock commits every queued row in one transaction: a commit writes each changed
-        page (the table and its five indexes) to the WAL once per transaction, and the
-        WAL checkpoints come as many times less often. Each caller returns only once
-        its own row is committed; a failed commit fails every row of its group.
-        """
-        slot = _Insert(params)
-        self._insert_queue.append(slot)
-        with self._write_lock:
-            if not slot.done:  # else committed meanwhile by another caller's group
-                batch: list[_Insert] = []
-                while self._insert_queue:
-                    batch.append(self._insert_queue.popleft())
-                self._commit_inserts(batch)
-        return slot.outcome()
-
-    def _commit_inserts(self, batch: list[_Insert]) -> None:
-        """Under the write lock: one transaction for the batch (autocommit for one)."""
-        conn, sql = self._autocommit_connection(), self._insert_job.sql
-        try:
-            if len(batch) > 1:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                for item in batch:
-                    try:  # on a taken id SQLite undoes that statement only
-                        conn.execute(sql, item.params)
-                        item.inserted = True
-                    except self._integrity_error:
-                        item.inserted = False
-                if len(batch) > 1:
-                    conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception as exc:  # noqa: BLE001 - every caller of the group gets it
-            for item in batch:
-                item.error = exc
-        for item in batch:
-            item.done = True
-
-    def _autocommit_connection(self) -> Any:
-        """SQLite's connection for single-statement writes, each its own transaction.
-
-        Taken out of the pool (same pragmas) and switched to autocommit, so that an
-        INSERT is one driver call instead of three. Used under the write lock only.
-        """
-        if self._autocommit is None:
-            fairy = self.engine.raw_connection()
-            fairy.detach()  # ours for good: the pool neither resets nor reuses it
-            conn = fairy.dbapi_connection
-            conn.isolation_level = None  # type: ignore[union-attr]
-            self._autocommit = conn
-        return self._autocommit
 
     def get_job(self, job_id: str) -> Job | None:
         """The job and its results; a shared object that callers must not modify.
@@ -389,8 +303,8 @@ class Store:
 
     def update_job(self, job_id: str, **values: object) -> bool:
         """Change fields of a job regardless of phase (the service checked)."""
-        if self._sqlite:
-            return self._update_sqlite(job_id, None, values)
+        if self.sqlite_writes is not None:
+            return self._update_fast(job_id, None, values)
         values["version"] = J.c.version + 1
         with self._write(job_id) as conn:
             res = conn.execute(update(J).where(J.c.job_id == job_id).values(**values))
@@ -401,8 +315,8 @@ class Store:
         if "phase" in values and isinstance(values["phase"], Phase):
             values["phase"] = values["phase"].value  # type: ignore[union-attr]
         allowed = [p.value for p in phases]
-        if self._sqlite:
-            return self._update_sqlite(job_id, allowed, values)
+        if self.sqlite_writes is not None:
+            return self._update_fast(job_id, allowed, values)
         values["version"] = J.c.version + 1
         with self._write(job_id) as conn:
             res = conn.execute(
@@ -410,36 +324,14 @@ class Store:
             )
         return res.rowcount == 1
 
-    def _update_sqlite(
+    def _update_fast(
         self, job_id: str, phases: list[str] | None, values: dict[str, object]
     ) -> bool:
-        """SQLite: one UPDATE of a job (and its version), as one autocommit statement.
-
-        Phase changes are most of what the service writes (three or four per job), and
-        SQLAlchemy's statement building, caching and transaction cost ~0.5 ms of the
-        GIL for each; the statement text is built once per set of columns instead.
-        """
-        columns = tuple(values)
-        key = (columns, -1 if phases is None else len(phases))
-        sql = self._updates.get(key)
-        if sql is None:
-            unknown = [c for c in columns if c not in J.c or c in ("job_id", "version")]
-            if unknown:
-                raise ValueError(f"cannot update job columns {unknown}")
-            sets = "".join(f"{c} = ?, " for c in columns) + "version = version + 1"
-            where = "job_id = ?"
-            if phases is not None:
-                where += f" AND phase IN ({', '.join('?' * len(phases))})"
-            sql = self._updates.setdefault(key, f"UPDATE jobs SET {sets} WHERE {where}")
-        params = [_sqlite_value(values[c]) for c in columns]
-        params.append(job_id)
-        params.extend(phases or ())
+        assert self.sqlite_writes is not None
         try:
-            with self._write_lock:
-                count = self._autocommit_connection().execute(sql, params).rowcount
+            return self.sqlite_writes.update_job(job_id, phases, values)
         finally:
             self._changed(job_id)
-        return count == 1
 
     def delete_job(self, job_id: str) -> list[str]:
         """Delete a job and its usages; returns the paths of its entities' files.
