@@ -669,3 +669,31 @@ def test_callback_token_is_scrubbed_from_the_initial_environment() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["tok-s3cret", "False", "False", "False"]
+
+
+def test_the_lean_spec_reader_knows_every_field_of_the_dataclasses() -> None:
+    """``workers.node`` reads ``job.json`` without importing the service's dataclasses,
+    from its own list of their fields: a field added to JobSpec or EntityDef must be
+    added there too, with the same default."""
+    from dataclasses import MISSING, fields
+
+    from uws_server.managers.base import JobSpec
+
+    def defaults(cls: type) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+            else:
+                out[f.name] = None
+        return out
+
+    spec_fields = defaults(JobSpec)
+    read_apart = {"job_dir", "parameters", "generated", "sbatch_options"}
+    assert set(node._SPEC_FIELDS) | read_apart == set(spec_fields)
+    for name, lean_default in node._SPEC_FIELDS.items():
+        if spec_fields[name] is not None:  # a field with a default: the same default
+            assert lean_default == spec_fields[name], name
+    assert node._ENTITY_FIELDS == {**defaults(EntityDef), "name": ""}
