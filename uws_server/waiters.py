@@ -17,6 +17,10 @@ the path takes no contended lock: a ticket is one plain lock that the notifier
 releases (no Condition to re-acquire on waking), the shared value is read without a
 lock once set, and the bound is a deque of free slots whose pop and append are atomic.
 Measured with 500 waiters (bench/bench_uws.py).
+
+A waiter may also register a ``deliver`` callback: the notifier calls it with the job
+it read, before waking anyone, so that the HTTP layer can write every answer at once
+from this thread (:mod:`uws_server.direct`); the woken threads then only finish up.
 """
 
 from __future__ import annotations
@@ -136,11 +140,12 @@ class PhaseNotifier:
                 t.relay = wake
         if self._load is not None:  # one read, before anyone wakes
             try:
-                wake.fill(self._load(job_id))
+                value = self._load(job_id)
             except Exception:  # noqa: BLE001 - the woken waiters will read it themselves
                 log.exception("reading job %s for its waiters failed", job_id)
             else:
-                self._deliver(job_id, tickets, wake.shared(lambda: None))
+                wake.fill(value)
+                self._deliver(job_id, tickets, value)
         wake.pend(tickets)
         for _ in range(RELAY_WIDTH):
             wake.relay()
