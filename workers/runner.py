@@ -45,7 +45,7 @@ from workers.jobdir import (
     write_spec,
 )
 from workers.logs import get_logger
-from workers.node import TOKEN_ENV, main, take_callback_token
+from workers.node import TOKEN_ENV, main
 from workers.outcome import decide, event_record, status_record, write_status_record
 from workers.results import collect_context, collect_results, is_optional
 
@@ -84,7 +84,6 @@ __all__ = [
     "spec_to_json",
     "status_to_event",
     "status_to_json",
-    "take_callback_token",
     "write_spec",
     "write_status",
 ]
