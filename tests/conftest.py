@@ -161,8 +161,9 @@ class LiveServer:
         return Client(self.base, self.tokens[name], name)
 
     def stop(self, kill_manager: bool = True) -> None:
-        stop_background(self.service)
+        self.service.notifier.notify_all()
         self.server.stop()
+        stop_background(self.service)
         self.service.store.engine.dispose()
 
 

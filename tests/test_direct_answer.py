@@ -80,6 +80,41 @@ def test_direct_answer_is_the_normal_answer_and_keeps_the_connection(
     conn.close()
 
 
+def test_a_keep_alive_answer_is_kept_when_the_server_fills_up_after_it(
+    live: LiveServer, alice: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notifier told the client the connection stays open; by the time the waiting
+    thread finishes, cheroot's keep-alive limit is reached (other clients' idle
+    connections). The connection must stay open all the same: the client may already
+    have sent its next request on it (the Slurm burst test saw 'Remote end closed
+    connection without response' from exactly this)."""
+    real = direct.DirectAnswer.send
+    sent: list[bool] = []
+
+    def send_then_fill_up(self: direct.DirectAnswer, prepared: direct.Prepared) -> bool:
+        sent.append(real(self, prepared))
+        monkeypatch.setattr(live.server._server, "keep_alive_conn_limit", 0)
+        return sent[-1]
+
+    monkeypatch.setattr(direct.DirectAnswer, "send", send_then_fill_up)
+    job = alice.create("sleep_job", {"seconds": "30"})
+    auth = {"Authorization": f"Bearer {alice.token}"}
+    conn = http.client.HTTPConnection("127.0.0.1", live.settings.port, timeout=20)
+    conn.request("GET", job + "?WAIT=20", headers=auth)
+    _blocked(live, job)
+    assert (
+        alice.post(job + "/executionduration", data={"EXECUTIONDURATION": "9"}).status_code == 303
+    )
+    waited = conn.getresponse()
+    assert waited.getheader("Connection") is None and b"executionDuration>9<" in waited.read()
+    assert sent == [True]
+    conn.request("GET", job + "/executionduration", headers=auth)
+    r = conn.getresponse()
+    # Full now, the server may close after this answer, and says so.
+    assert (r.status, r.read(), r.getheader("Connection")) == (200, b"9", "close")
+    conn.close()
+
+
 def test_many_waiters_each_get_one_whole_answer(
     live: LiveServer, alice: Client, sends: list[bool]
 ) -> None:

@@ -221,3 +221,20 @@ def test_external_inputs_come_only_from_allowed_hosts(tmp_path: Path) -> None:
     finally:
         live.stop()
         httpd.shutdown()
+
+
+def test_a_final_report_while_stopping_is_applied_and_its_provenance_written_later(
+    live: LiveServer, alice: Client
+) -> None:
+    """A worker's last callback can land while the service stops (seen in CI as a 500
+    for the runner: 'cannot schedule new futures after shutdown'). The phase stands,
+    and the provenance the final hook would have written is written when asked for."""
+    from uws_server.models import Phase, WorkerEvent
+
+    job = alice.create("sleep_job", {"seconds": "30"})
+    job_id = job.rsplit("/", 1)[1]
+    live.service.lifecycle.stop()  # the final hooks' executor is shut down
+    assert live.service.lifecycle.report(job_id, WorkerEvent(Phase.ERROR, error="node lost"))
+    assert alice.phase(job) == "ERROR"
+    r = alice.get(job + "/provenance/json")
+    assert r.status_code == 200 and job_id in r.text

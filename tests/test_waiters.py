@@ -61,3 +61,26 @@ def test_bound_answers_at_once() -> None:
         assert first is not None and second is None
     with notifier.waiting("c") as again:
         assert again is not None
+
+
+def test_after_notify_all_every_wait_answers_at_once() -> None:
+    """At shutdown: the waiters are woken, and a WAIT arriving later does not block (it
+    would hold the HTTP server's stop for up to max_wait seconds)."""
+    notifier = PhaseNotifier(10)
+    woken: list[bool] = []
+
+    def waiter() -> None:
+        with notifier.waiting("j") as ticket:
+            assert ticket is not None
+            woken.append(ticket.wait(10) is not None)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    while not notifier._tickets:
+        time.sleep(0.005)
+    notifier.notify_all()
+    t.join(5)
+    assert woken == [True]
+    with notifier.waiting("j") as late:
+        assert late is None
+    assert len(notifier._free) == 10

@@ -123,6 +123,9 @@ def start_background(service: UWSService) -> None:
 
 
 def stop_background(service: UWSService) -> None:
+    """Stop the manager and the final hooks. Call it once the HTTP server is stopped
+    (after :meth:`~uws_server.waiters.PhaseNotifier.notify_all`, which answers every
+    WAIT): a worker callback arriving later would find no one to run its hooks."""
     service.notifier.notify_all()
     if service.lifecycle.manager is not None:
         service.lifecycle.manager.stop()

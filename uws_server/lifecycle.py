@@ -221,7 +221,11 @@ class Lifecycle:
     def _after_final(self, job_id: str) -> None:
         """Run final hooks (provenance) in the background: never delay the phase change."""
         for hook in self.final_hooks:
-            self._hooks.submit(self._run_hook, hook, job_id)
+            try:
+                self._hooks.submit(self._run_hook, hook, job_id)
+            except RuntimeError:  # stopping (a late worker callback): the phase stands,
+                # and the provenance files are written when they are first asked for
+                log.info("stopping: final hook %s of %s left for later", hook, job_id)
 
     @staticmethod
     def _run_hook(hook: Callable[[str], None], job_id: str) -> None:

@@ -77,6 +77,12 @@ class _Request(cheroot_server.HTTPRequest):
         if not isinstance(wfile, _HeadThenBody):
             super().send_headers()
             return
+        if wfile.discard:
+            # Answered from another thread (uws_server.direct), which already told the
+            # client whether the connection stays open. cheroot's own head would decide
+            # again, and could close a connection the client was told to keep: its next
+            # request, maybe sent already, would then find the socket closed.
+            return
         wfile.holding = True
         try:
             super().send_headers()
@@ -174,6 +180,7 @@ def serve(settings: Settings) -> None:
     except SystemExit:
         pass
     finally:
-        stop_background(service)  # wakes every WAIT first, so the workers can finish
-        server.stop()
+        service.notifier.notify_all()  # every WAIT answers now, and new ones at once
+        server.stop()  # no request after this one, worker callbacks included
+        stop_background(service)
         log.info("stopped")

@@ -120,6 +120,7 @@ class PhaseNotifier:
         self._tickets: dict[str, set[Ticket]] = {}
         self._free: deque[None] = deque([None] * max(0, max_waiters))
         self.max_waiters = max_waiters
+        self._closed = False  # set at shutdown: a WAIT then answers at once
 
     def notify(self, job_id: str) -> None:
         """Wake the job's waiters, RELAY_WIDTH at a time.
@@ -163,8 +164,9 @@ class PhaseNotifier:
                     log.exception("answering a waiter of job %s directly failed", job_id)
 
     def notify_all(self) -> None:
-        """Wake everyone (used at shutdown)."""
+        """Wake everyone, and answer every later WAIT at once (used at shutdown)."""
         with self._lock:
+            self._closed = True
             every = list(self._tickets.values())
             self._tickets.clear()
         for tickets in every:
@@ -180,6 +182,8 @@ class PhaseNotifier:
         notification, before the waiter wakes (see :meth:`_deliver`).
         """
         try:
+            if self._closed:
+                raise IndexError("stopping")
             self._free.pop()
         except IndexError:
             yield None
