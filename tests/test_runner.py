@@ -405,11 +405,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 def run_cli(job_dir: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
-    """The runner as the Slurm batch script starts it: ``-S``, only the repository on
+    """The runner as the Slurm batch script starts it: ``-S -P``, only the repository on
     the path."""
     return subprocess.Popen(
-        [sys.executable, "-S", "-m", "workers.node", str(job_dir), *args],
+        [sys.executable, "-S", "-P", "-m", "workers.node", str(job_dir), *args],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         **kw,  # type: ignore[call-overload]
@@ -418,7 +419,8 @@ def run_cli(job_dir: Path, *args: str, **kw: object) -> subprocess.Popen[bytes]:
 
 def test_cli_end_to_end_with_callbacks(tmp_path: Path, receiver: Receiver) -> None:
     (tmp_path / "victim").mkdir()
-    script = opus_script() + 'echo "{\\"tool\\": \\"1.2\\"}" > "$UWS_CONTEXT_FILE"\n'
+    # Runs past node.EXECUTING_DELAY, so EXECUTING is reported before the end.
+    script = opus_script() + 'echo "{\\"tool\\": \\"1.2\\"}" > "$UWS_CONTEXT_FILE"\nsleep 0.5\n'
     spec = make_spec(
         tmp_path,
         script,
@@ -444,6 +446,80 @@ def test_cli_end_to_end_with_callbacks(tmp_path: Path, receiver: Receiver) -> No
     assert final.context["tool"] == "1.2" and final.context["host"]
     status = runner.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.COMPLETED and status.exit_code == 0
+
+
+def test_cli_short_job_reports_once_with_its_start_time(tmp_path: Path, receiver: Receiver) -> None:
+    """A job over before node.EXECUTING_DELAY sends no EXECUTING: one callback, the final
+    event, which carries when the script started (QUEUED -> COMPLETED is legal)."""
+    spec = make_spec(
+        tmp_path, "echo hi > output.txt\n", callback_url=receiver.url, callback_token="t"
+    )
+    proc = run_cli(spec.job_dir)
+    assert proc.wait(timeout=30) == 0
+    assert [e[2]["phase"] for e in receiver.events] == ["COMPLETED"]
+    final = runner.event_from_json(receiver.events[0][2])
+    assert final.start_time is not None and final.end_time is not None
+    assert final.start_time <= final.end_time
+
+
+def test_the_batch_script_never_imports_from_the_job_directory(tmp_path: Path) -> None:
+    """The runner starts in the job directory, where uploads land under their own
+    names: an uploaded ``datetime.py`` or ``select.py`` must stay data (``python -m``
+    alone would put the directory first on the import path)."""
+    from uws_server.managers.slurm_cli import batch_script
+
+    spec = make_spec(tmp_path, "echo hi > output.txt\n")
+    for name in ("datetime", "select", "json", "signal", "workers"):
+        (spec.job_dir / f"{name}.py").write_text(f"open('{tmp_path}/pwned-{name}', 'w')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        ["bash", "-c", batch_script(sys.executable, str(spec.job_dir))],
+        cwd=spec.job_dir,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert not list(tmp_path.glob("pwned-*"))
+    assert (spec.job_dir / "output.txt").read_text() == "hi\n"
+
+
+def test_the_script_gets_no_descriptor_of_the_runner_and_default_signals(
+    tmp_path: Path,
+) -> None:
+    """posix_spawn instead of subprocess: still only stdin (empty), stdout and stderr
+    open in the job, SIGPIPE back to its default (Python ignores it), its own session."""
+    script = (
+        "ls /proc/self/fd > fds.txt\n"
+        "grep -E '^(SigIgn|NSpgid|NSsid):' /proc/self/status > status.txt\n"
+        "cat > stdin.txt\n"
+        "echo $$ > pid.txt\n"
+        "echo ok > output.txt\n"
+    )
+    spec = make_spec(tmp_path, script)
+    read_end, write_end = os.pipe()  # an inheritable descriptor the job must not get
+    os.set_inheritable(write_end, True)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-S", "-P", "-m", "workers.node", str(spec.job_dir)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            pass_fds=(write_end,),
+        )
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    fds = (spec.job_dir / "fds.txt").read_text().split()
+    assert write_end > 3 and fds == ["0", "1", "2", "3"]  # 3: the directory ls reads
+    status = dict(
+        line.split(":", 1) for line in (spec.job_dir / "status.txt").read_text().splitlines()
+    )
+    ignored = int(status["SigIgn"].strip(), 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert (spec.job_dir / "stdin.txt").read_text() == ""
+    pid = (spec.job_dir / "pid.txt").read_text().strip()
+    assert status["NSsid"].strip() == pid  # the script leads its own session
 
 
 def test_cli_retries_then_delivers(tmp_path: Path) -> None:
@@ -600,7 +676,7 @@ def test_post_event_refuses_a_url_that_is_not_http_and_retries_garbage() -> None
         request = accepted[0]
         assert request.startswith(b"POST /base/callback/j1 HTTP/1.1\r\n")
         assert b"\r\nAuthorization: Bearer tok\r\n" in request
-        assert request.endswith(b'{"phase": "COMPLETED"}')
+        assert request.endswith(b'{"phase":"COMPLETED"}')
     finally:
         listener.close()
 
@@ -622,6 +698,11 @@ _NEVER = "'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'
 _SERVICE = "'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging', " + (
     "'hashlib', 'subprocess'"
 )
+# What the standard library's own json, socket, signal and threading would bring: ~20 ms
+# of CPU a job without a bytecode cache, ~7 ms with one (workers.jsonio says why).
+_STDLIB_HEAVY = "'json', 're', 'enum', 'functools', 'collections', 'socket', 'selectors', " + (
+    "'signal', 'threading', 'locale', 'contextlib'"
+)
 
 
 @pytest.mark.parametrize(
@@ -632,7 +713,7 @@ _SERVICE = "'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'loggin
         # What a batch system starts for every job (``python -S -m workers.node``): not
         # even the service's dataclasses and what they bring, once most of a runner's
         # 75 ms of CPU, which made Slurm's waves of trivial jobs spill over.
-        ("workers.node, workers.supervise", f"{_NEVER}, {_SERVICE}"),
+        ("workers.node, workers.supervise", f"{_NEVER}, {_SERVICE}, {_STDLIB_HEAVY}"),
     ],
 )
 def test_runner_start_up_imports_nothing_heavy(modules: str, heavy: str) -> None:
@@ -697,3 +778,84 @@ def test_the_lean_spec_reader_knows_every_field_of_the_dataclasses() -> None:
         if spec_fields[name] is not None:  # a field with a default: the same default
             assert lean_default == spec_fields[name], name
     assert node._ENTITY_FIELDS == {**defaults(EntityDef), "name": ""}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, None, True, False, 'é\u2028"\\x'], "b": {}, "c": -0.0},
+        [],
+        "text",
+        1e300,
+        {"results": [{"name": "out", "size": 3, "sha256": "ab" * 32}], "context": {}},
+    ],
+)
+def test_jsonio_writes_and_reads_what_json_does(value: object) -> None:
+    from workers import jsonio
+
+    text = jsonio.dumps(value)
+    assert text == json.dumps(value, separators=(",", ":")) and text.isascii()
+    assert jsonio.loads(text) == json.loads(text)
+    assert jsonio.loads(f" \n{json.dumps(value, indent=1)}\r\n".encode()) == value
+
+
+@pytest.mark.parametrize("bad", ["", "{", "{} x", "[1,]", "nul", "{'a': 1}", "\x00"])
+def test_jsonio_refuses_what_is_not_json(bad: str) -> None:
+    from workers import jsonio
+
+    with pytest.raises(ValueError):
+        jsonio.loads(bad)
+
+
+def test_jsonio_refuses_what_json_cannot_hold() -> None:
+    from workers import jsonio
+
+    with pytest.raises(ValueError):
+        jsonio.dumps({"x": float("nan")})
+    with pytest.raises(TypeError):
+        jsonio.dumps({"x": object()})
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080, "/")),
+        ("https://uws.example.org/base/", ("https", "uws.example.org", 443, "/base/")),
+        ("http://[::1]:9/x?y=1", ("http", "[::1]", 9, "/x?y=1")),
+        ("http://h?q", ("http", "h", 80, "?q")),
+        ("ftp://h/", None),
+        ("http://", None),
+        ("http://h:/x", None),
+        ("http://h:123456/", None),
+        ("http://h:8x/", None),
+        ("http://u@h/", None),
+        ("http://h/x#frag", None),
+        ("http://[]/", None),
+        ("http://[zz]/", None),
+        ("http://[::1]x/", None),
+        ("http://h:80:80/", None),
+    ],
+)
+def test_callback_urls_are_read_strictly(url: str, parts: tuple[object, ...] | None) -> None:
+    from workers.callbacks import parse_url
+
+    parsed = parse_url(url)
+    got = None if parsed is None else (parsed.scheme, parsed.host, parsed.port, parsed.path)
+    assert got == parts
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (b"HTTP/1.1 204 No Content\r\n", 204),
+        (b"HTTP/1.0 409\r\n", 409),
+        (b"HTTP/2 200 OK\r\n", None),
+        (b"HTTP/1.1 2x0 OK\r\n", None),
+        (b"HTTP/1.1 200", None),
+        (b"SSH-2.0-OpenSSH\r\n", None),
+    ],
+)
+def test_status_lines(answer: bytes, code: int | None) -> None:
+    from workers.callbacks import status_code
+
+    assert status_code(answer) == code

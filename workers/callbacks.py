@@ -10,17 +10,19 @@ runner is a short-lived process started for every job, and on the benchmark mach
 importing ``requests`` (urllib3, charset_normalizer, idna, importlib.metadata...) cost
 100 ms of CPU per job, ``http.client`` (email, ssl) 23 ms, more than everything else
 the runner does for a trivial job (docs/benchmarks.md). Two small JSON POSTs to our own
-server need only a status line back. ``ssl`` is imported for https URLs only, and a
-worker node needs nothing but Python and this package.
+server need only a status line back. For the same reason the URL and the status line
+are read without :mod:`re`, the JSON written by :mod:`workers.jsonio`, and plain HTTP
+goes through the C module ``_socket`` (:mod:`socket` imports ``enum`` and
+``selectors``); ``socket`` and ``ssl`` are imported for https URLs only. A worker node
+needs nothing but Python and this package.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import socket
+import _socket
 import time
 
+from workers import jsonio
 from workers.logs import get_logger
 
 TYPE_CHECKING = False  # annotations only (see workers.jobdir)
@@ -52,18 +54,61 @@ class RetryPolicy:
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
 
 
-_URL = re.compile(  # http(s)://host[:port][/path]: what a callback URL may be
-    r"(?P<scheme>https?)://"
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^/?#:@\[\]]+)"  # a name, an IPv4 or a [IPv6] address
-    r"(?::(?P<port>\d{1,5}))?"
-    r"(?P<path>[/?][^#]*)?"
-)
-_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")  # needs no quoting in a path segment
+_DIGITS = frozenset("0123456789")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:.")
+_NOT_IN_HOST = frozenset("/?#:@[]")
+# Characters that need no quoting in a path segment.
+_SEGMENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
+
+
+class CallbackURL:
+    """The parts of ``http(s)://host[:port][/path]``, the only URLs a callback may use."""
+
+    __slots__ = ("scheme", "host", "port", "path")
+
+    def __init__(self, scheme: str, host: str, port: int, path: str) -> None:
+        self.scheme, self.host, self.port, self.path = scheme, host, port, path
+
+
+def parse_url(url: str) -> CallbackURL | None:
+    """Split a callback URL, or None when it is not ``http(s)://host[:port][/path]``.
+
+    The host is a name or an IPv4 address (none of ``/?#:@[]``) or a bracketed IPv6
+    address; the port has one to five digits; the path starts with ``/`` or ``?``; a
+    fragment (``#``) is refused anywhere.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or "#" in rest:
+        return None
+    cut = len(rest)
+    for mark in "/?":
+        at = rest.find(mark)
+        if 0 <= at < cut:
+            cut = at
+    authority, path = rest[:cut], rest[cut:] or "/"
+    if authority.startswith("["):
+        close = authority.find("]") + 1
+        host, port_part = authority[:close], authority[close:]
+        if close < 3 or not _IPV6_CHARS.issuperset(host[1:-1]):
+            return None
+    else:
+        host, colon, port_text = authority.partition(":")
+        port_part = colon + port_text
+        if not host or not _NOT_IN_HOST.isdisjoint(host):
+            return None
+    if port_part:
+        digits = port_part[1:]
+        if port_part[0] != ":" or not 1 <= len(digits) <= 5 or not _DIGITS.issuperset(digits):
+            return None
+        port = int(digits)
+    else:
+        port = 443 if scheme == "https" else 80
+    return CallbackURL(scheme, host, port, path)
 
 
 def callback_endpoint(base_url: str, job_id: str) -> str:
     """``<base>/callback/<job_id>``; the job id is quoted so it stays one path segment."""
-    if not _SEGMENT.fullmatch(job_id):
+    if not job_id or not _SEGMENT_CHARS.issuperset(job_id):
         from urllib.parse import quote  # rare: the service's ids never need it
 
         job_id = quote(job_id, safe="")
@@ -79,30 +124,30 @@ def _post_once(
     ``OSError`` when the server cannot be reached or answers something that is not HTTP.
     The connect timeout bounds the connection, the read timeout each read after it.
     """
-    parts = _URL.fullmatch(url)
+    parts = parse_url(url)
     assert parts is not None  # checked by post_event
-    host, https = parts["host"], parts["scheme"] == "https"
-    port = int(parts["port"] or (443 if https else 80))
+    host, port = parts.host, parts.port
     address = host.strip("[]")
     # bytes when ASCII: a str host makes getaddrinfo import the idna codec (2 ms a job)
     peer: str | bytes = address.encode("ascii") if address.isascii() else address
-    sock = socket.create_connection((peer, port), timeout=policy.connect_timeout)
-    try:
-        if https:
-            import ssl
+    if parts.scheme == "https":
+        import socket
+        import ssl
 
-            context = ssl.create_default_context()
-            sock = context.wrap_socket(sock, server_hostname=address)
+        plain = socket.create_connection((peer, port), timeout=policy.connect_timeout)
+        sock = ssl.create_default_context().wrap_socket(plain, server_hostname=address)
+    else:
+        sock = _connect(peer, port, policy.connect_timeout)
+    try:
         sock.settimeout(policy.read_timeout)
-        head = [f"POST {parts['path'] or '/'} HTTP/1.1", f"Host: {host}:{port}"]
+        head = [f"POST {parts.path} HTTP/1.1", f"Host: {host}:{port}"]
         head += [f"{key}: {value}" for key, value in headers.items()]
         head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
         sock.sendall("\r\n".join(head).encode("latin-1") + body)
         answer = _receive(sock, b"", until=b"\r\n")
-        status = re.match(rb"HTTP/1\.[01] (\d{3})[ \r]", answer)
-        if status is None:
+        code = status_code(answer)
+        if code is None:
             raise OSError(f"not an HTTP answer: {answer[:40]!r}")
-        code = int(status.group(1))
         if not 200 <= code < 300:  # read on (to the close) for the server's reason
             answer = _receive(sock, answer, until=None)
     finally:
@@ -111,7 +156,41 @@ def _post_once(
     return code, reason
 
 
-def _receive(sock: socket.socket, answer: bytes, until: bytes | None) -> bytes:
+def status_code(answer: bytes) -> int | None:
+    """The status of an answer starting ``HTTP/1.x NNN`` (then a blank or the line's
+    end), or None."""
+    line = answer[:13]
+    if (
+        len(line) == 13
+        and line[:7] == b"HTTP/1."
+        and line[7:8] in (b"0", b"1")
+        and line[8:9] == b" "
+        and _DIGITS.issuperset(line[9:12].decode("latin-1"))
+        and line[12:13] in (b" ", b"\r")
+    ):
+        return int(line[9:12])
+    return None
+
+
+def _connect(host: str | bytes, port: int, timeout: float) -> _socket.socket:
+    """``socket.create_connection`` on ``_socket``: each address in turn, the last error
+    raised when none answers."""
+    error: OSError | None = None
+    for family, kind, proto, _name, address in _socket.getaddrinfo(
+        host, port, 0, _socket.SOCK_STREAM
+    ):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error or OSError(f"no address for {host!r}")
+
+
+def _receive(sock: _socket.socket, answer: bytes, until: bytes | None) -> bytes:
     """Read on until ``until`` has arrived, the server closed, or 8 KiB are in."""
     while (until is None or until not in answer) and len(answer) < 8192:
         chunk = sock.recv(4096)
@@ -137,10 +216,10 @@ def post_event(
     """
     policy = policy or RetryPolicy()
     url = callback_endpoint(base_url, job_id)
-    if _URL.fullmatch(url) is None:
+    if parse_url(url) is None:
         log.error("callback URL %r is not http(s)://host[:port]/...: event not sent", url)
         return False
-    body = json.dumps(payload).encode()
+    body = jsonio.dumps(payload).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     deadline = time.monotonic() + policy.total
     delay = policy.first_delay

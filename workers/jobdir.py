@@ -9,9 +9,7 @@ the server's environment, which holds the server's own secrets.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import stat
 import sys
 from _thread import get_ident
@@ -41,7 +39,6 @@ STATUS_FILE = f"{UWS_DIR}/status.json"
 CONTEXT_FILE = f"{UWS_DIR}/context.json"  # written by job scripts: software versions...
 EXIT_STATUS_FILE = f"{UWS_DIR}/exit_status"  # written by the local job wrapper
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Never exported from a parameter: they would let a value change how bash, the dynamic
 # loader or an interpreter runs (BASH_ENV=file runs that file, LD_PRELOAD loads code...).
 _RESERVED_NAMES = frozenset(
@@ -61,7 +58,14 @@ _PASS_NAMES = frozenset(
     "OPENBLAS_NUM_THREADS XDG_CACHE_HOME CTAPIPE_SVC_PATH".split()
 )
 _PASS_PREFIXES = ("LC_", "SLURM_", "UWS_")
-_SECRET_WORDS = re.compile(r"DATABASE|PASSW|SECRET|TOKEN|KEY|CREDENTIAL|CONFIG", re.IGNORECASE)
+# A name holding one of these (in any case) looks like a secret. Plain strings, not a
+# regular expression: the runner does without ``re`` (see workers.jsonio).
+_SECRET_WORDS = ("DATABASE", "PASSW", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "CONFIG")
+
+
+def _looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
 
 
 def read_private(path: Path | str, limit: int) -> bytes | None:
@@ -138,6 +142,7 @@ def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
 
 def write_spec(spec: JobSpec) -> Path:
     """Write ``job.json`` (mode 0600: it holds the callback token)."""
+    import json
     from pathlib import Path
 
     path = Path(spec.job_dir) / SPEC_FILE
@@ -150,6 +155,7 @@ def load_spec(job_dir: Path | str) -> JobSpec:
 
     A worker may mount the shared directory elsewhere than the server does.
     """
+    import json
     from pathlib import Path
 
     job_dir = Path(job_dir)
@@ -189,7 +195,8 @@ def prepare_job_dir(spec: JobSpec) -> None:
 def is_exportable(name: str) -> bool:
     """True when a parameter may become an environment variable of the script."""
     return (
-        bool(_IDENTIFIER.fullmatch(name))
+        name.isascii()  # with isidentifier: [A-Za-z_][A-Za-z0-9_]*
+        and name.isidentifier()
         and name not in _RESERVED_NAMES
         and not name.startswith(_RESERVED_PREFIXES)
     )
@@ -199,7 +206,7 @@ def base_environment(source: dict[str, str]) -> dict[str, str]:
     return {
         k: v
         for k, v in source.items()
-        if (k in _PASS_NAMES or k.startswith(_PASS_PREFIXES)) and not _SECRET_WORDS.search(k)
+        if (k in _PASS_NAMES or k.startswith(_PASS_PREFIXES)) and not _looks_secret(k)
     }
 
 

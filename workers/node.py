@@ -18,14 +18,12 @@ runs it with ``-S`` (no ``site``: ~20 ms less per job with an editable install).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from workers import logs
+from workers import jsonio, logs
 from workers.callbacks import DEFAULT_RETRY_SECONDS, RetryPolicy, post_event
 from workers.jobdir import (
     SCRIPT_FILE,
@@ -38,11 +36,19 @@ from workers.jobdir import (
 )
 from workers.outcome import event_record, final_records, status_record, write_status_record
 
+TYPE_CHECKING = False  # annotations only (see workers.jobdir)
+if TYPE_CHECKING:
+    from typing import Any
+
 log = logs.get_logger("workers.runner")
 
 # How a batch system hands the runner its callback token: never job.json, which the job
 # can read (and copy into a result). See :func:`take_callback_token`.
 TOKEN_ENV = "UWS_CALLBACK_TOKEN"
+
+# A script still running after this many seconds is reported EXECUTING; a shorter job
+# goes from QUEUED to its final phase in one callback (which carries its start time).
+EXECUTING_DELAY = 0.2
 
 USAGE = "usage: python -m workers.node JOB_DIR [--callback-retry SECONDS] [--grace SECONDS]"
 _OPTIONS = {
@@ -64,7 +70,7 @@ def read_spec(job_dir: str) -> SimpleNamespace:
     newer server are ignored); the directory it is in wins over the stored ``job_dir``,
     since a worker may mount the shared directory elsewhere than the server does."""
     with open(os.path.join(job_dir, SPEC_FILE), "rb") as f:
-        data = json.loads(f.read())
+        data = jsonio.loads(f.read())
     if not isinstance(data, dict):
         raise ValueError(f"{SPEC_FILE}: expected a JSON object")
     spec = SimpleNamespace(**{k: data.get(k, d) for k, d in _SPEC_FIELDS.items()})
@@ -134,7 +140,7 @@ def _send(
     spec: SimpleNamespace,
     payload: dict[str, object],
     policy: RetryPolicy,
-    cancel: threading.Event | None = None,
+    cancel: Any = None,
 ) -> bool:
     if not spec.callback_url or not spec.callback_token:
         return False
@@ -151,15 +157,18 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
     env = prepare_environment(spec)
     external_id = os.environ.get("SLURM_JOB_ID") or None
     policy = RetryPolicy(total=retry_seconds)
-    cancel = threading.Event()
-    notifier: list[threading.Thread] = []
+    announcer: list[Any] = []  # (thread, cancel event) once EXECUTING is being sent
 
-    def on_start(_pid: int) -> None:
-        # In a thread: an unreachable server must not delay the job itself.
-        event = event_record("EXECUTING", external_id=external_id, start_time=_now())
+    def on_start(_pid: int, start_time: datetime) -> None:
+        # In a thread: an unreachable server must not delay the job itself. threading
+        # is imported only here, by jobs that run long enough to report EXECUTING.
+        import threading
+
+        cancel = threading.Event()
+        event = event_record("EXECUTING", external_id=external_id, start_time=start_time)
         thread = threading.Thread(target=_send, args=(spec, event, policy, cancel), daemon=True)
         thread.start()
-        notifier.append(thread)
+        announcer.append((thread, cancel))
 
     outcome = run_script(
         ["bash", SCRIPT_FILE],
@@ -170,6 +179,7 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         duration=spec.execution_duration,
         grace=grace,
         on_start=on_start,
+        start_delay=EXECUTING_DELAY,
     )
     status, event = final_records(
         spec,
@@ -182,8 +192,8 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         external_id=external_id,
     )
     write_status_record(job_dir, status)  # before the callback: nothing lost if down
-    cancel.set()  # the final event supersedes a still-retrying EXECUTING one
-    for thread in notifier:
+    for thread, cancel in announcer:
+        cancel.set()  # the final event supersedes a still-retrying EXECUTING one
         thread.join()
     if spec.callback_url and not _send(spec, event, policy):
         log.error("job %s: final event not delivered; it is in %s", spec.job_id, STATUS_FILE)

@@ -8,10 +8,10 @@ so never imports the service's dataclasses) and the service's typed view of them
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC
 
+from workers import jsonio
 from workers.jobdir import STATUS_FILE, STDERR_FILE, atomic_write, read_private
 from workers.procs import signal_name
 from workers.results import collect_context, collect_result_records
@@ -163,5 +163,5 @@ def write_status_record(job_dir: Path | str, record: dict[str, Any]) -> str:
         os.mkdir(os.path.dirname(path))
     except FileExistsError:
         pass
-    atomic_write(path, json.dumps(record, indent=1).encode())
+    atomic_write(path, jsonio.dumps(record).encode())
     return path

@@ -11,7 +11,6 @@ belong to an unrelated process, so we pair it with the process start time from
 from __future__ import annotations
 
 import os
-import signal
 
 TYPE_CHECKING = False  # for annotations only: subprocess is imported when used
 if TYPE_CHECKING:
@@ -174,7 +173,13 @@ def spawn_in_session(
 
 
 def signal_name(signum: int) -> str:
-    """``SIGKILL`` for 9, or ``signal 42`` for numbers Python does not name."""
+    """``SIGKILL`` for 9, or ``signal 42`` for numbers Python does not name.
+
+    :mod:`signal` is imported here: it builds its enums with ``enum``, which a runner
+    does not otherwise need at start-up.
+    """
+    import signal
+
     try:
         return signal.Signals(signum).name
     except ValueError:

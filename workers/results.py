@@ -7,12 +7,11 @@ and so are the job's private files (``job.json`` holds the callback token).
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import stat
 import sys
 
+from workers import jsonio
 from workers.jobdir import CONTEXT_FILE, SPEC_FILE, UWS_DIR, entity_file_name, read_private
 
 TYPE_CHECKING = False  # the service's types, for annotations only (see workers.jobdir)
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 _SMALL_FILE = 4 << 20
 
 _OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})
-_GLOB_CHARS = re.compile(r"[*?\[]")
 _PRIVATE = "it is a private file of the job"
 _MAX_CONTEXT_BYTES = 64 * 1024
 _MAX_CONTEXT_ITEMS = 200
@@ -128,7 +126,7 @@ def collect_result_records(
     problems: list[str] = []
     for entity in generated:
         pattern = entity_file_name(entity)
-        is_pattern = bool(_GLOB_CHARS.search(pattern)) and not os.path.isabs(pattern)
+        is_pattern = not os.path.isabs(pattern) and any(c in pattern for c in "*?[")
         if is_pattern:
             import glob
 
@@ -184,7 +182,7 @@ def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) ->
     raw = read_private(os.path.join(job_dir, CONTEXT_FILE), _MAX_CONTEXT_BYTES)
     if raw:
         try:
-            data = json.loads(raw)
+            data = jsonio.loads(raw)
         except ValueError:
             data = None
         if isinstance(data, dict):

@@ -8,25 +8,32 @@ period. The runner's own SIGTERM (``scancel``) is forwarded the same way.
 Waiting uses a pidfd plus the signal wake-up pipe in one ``poll``: no busy loop, and the
 exit is seen at once. The exited child is inspected with ``WNOWAIT`` first, so its pid
 (the group id) cannot be reused while we kill what is left of its group.
+
+The script is started with ``posix_spawn`` and signals are handled through ``_signal``:
+:mod:`subprocess` and :mod:`signal` would bring ``enum``, ``selectors``, ``threading``
+and ``locale`` into every runner's start-up (see :mod:`workers.jsonio` for why that
+counts).
 """
 
 from __future__ import annotations
 
+import _signal
 import os
 import select
-import signal
-import threading
 import time
 from datetime import UTC, datetime
 
-from workers.procs import kill_group, spawn_in_session
+from workers.procs import kill_group, open_log
 
 TYPE_CHECKING = False  # annotations only (see workers.jobdir)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FORWARDED_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+# Python ignores these at start-up; a job must get the defaults back (what
+# subprocess's restore_signals does).
+_RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
 
 
 class ScriptOutcome:
@@ -70,13 +77,16 @@ class _SignalTrap:
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old: dict[int, object] = {}
         self._old_wakeup = -1
-        self.active = threading.current_thread() is threading.main_thread()
+        self.active = False  # signals can only be caught in the main thread
 
     def __enter__(self) -> _SignalTrap:
-        if self.active:
-            self._old_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
-            for sig in FORWARDED_SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
+        try:
+            self._old_wakeup = _signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: nothing to catch here
+            return self
+        self.active = True
+        for sig in FORWARDED_SIGNALS:
+            self._old[sig] = _signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, _frame: object) -> None:
@@ -92,10 +102,68 @@ class _SignalTrap:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             for sig, handler in self._old.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
-            signal.set_wakeup_fd(self._old_wakeup)
+                _signal.signal(sig, handler)
+            _signal.set_wakeup_fd(self._old_wakeup)
         os.close(self.read_fd)
         os.close(self.write_fd)
+
+
+def _executable(name: str, path: str) -> str:
+    """``name`` looked up in ``path`` (the job's PATH), as ``execvpe`` would."""
+    if os.sep in name:
+        return name
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(f"{name}: not found in the job's PATH")
+
+
+def spawn_script(
+    argv: Sequence[str],
+    cwd: Path | str,
+    env: dict[str, str],
+    stdout: Path | str,
+    stderr: Path | str,
+) -> int:
+    """Start ``argv`` in ``cwd`` in a new session, output to fresh log files, no input;
+    its pid. What :func:`workers.procs.spawn_in_session` does for the server, without
+    :mod:`subprocess`.
+
+    ``posix_spawn`` has no working-directory action, so the runner moves into ``cwd``
+    itself (it is the job directory, where Slurm starts the runner anyway). Descriptors
+    the runner inherited (from slurmstepd...) are made close-on-exec first, so the job
+    gets only its three standard streams, as with ``close_fds``.
+    """
+    os.chdir(cwd)
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+    out = open_log(stdout)
+    try:
+        err = open_log(stderr)
+        try:
+            return os.posix_spawn(
+                _executable(argv[0], env.get("PATH", os.defpath)),
+                list(argv),
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out, 1),
+                    (os.POSIX_SPAWN_DUP2, err, 2),
+                ],
+                setsid=True,
+                setsigdef=_RESTORED_SIGNALS,
+            )
+        finally:
+            os.close(err)
+    finally:
+        os.close(out)
 
 
 def run_script(
@@ -106,19 +174,21 @@ def run_script(
     stderr_path: Path,
     duration: float = 0,
     grace: float = 5.0,
-    on_start: Callable[[int], None] | None = None,
+    on_start: Callable[[int, datetime], None] | None = None,
+    start_delay: float = 0.0,
 ) -> ScriptOutcome:
     """Run ``argv`` to its end; ``duration`` seconds (0 = no limit) before it is killed.
 
-    ``on_start(pid)`` is called once the process exists (to report EXECUTING).
+    ``on_start(pid, start_time)`` is called once the script has been running for
+    ``start_delay`` seconds (to report EXECUTING), never if it ends sooner: a job of a
+    few milliseconds then costs its runner and the server one callback less, and its
+    final event carries its start time anyway.
     """
     with _SignalTrap() as trap:
-        proc = spawn_in_session(list(argv), cwd, env, stdout_path, stderr_path)
+        pid = spawn_script(argv, cwd, env, stdout_path, stderr_path)
         start = datetime.now(UTC).replace(tzinfo=None)
         started = time.monotonic()
-        pid = proc.pid
-        if on_start is not None:
-            on_start(pid)
+        announce_at = started + max(0.0, start_delay) if on_start is not None else None
         deadline = started + duration if duration and duration > 0 else None
         reason: str | None = None
         received: int | None = None
@@ -132,27 +202,31 @@ def run_script(
                 now = time.monotonic()
                 if trap.received and reason is None:
                     reason, received = "terminated", trap.received[0]
-                    kill_group(pid, signal.SIGTERM)
+                    kill_group(pid, _signal.SIGTERM)
                     kill_at = now + grace
                 if deadline is not None and now >= deadline and reason is None:
                     reason = "timeout"
-                    kill_group(pid, signal.SIGTERM)
+                    kill_group(pid, _signal.SIGTERM)
                     kill_at = now + grace
                 if kill_at is not None and now >= kill_at:
-                    kill_group(pid, signal.SIGKILL)
+                    kill_group(pid, _signal.SIGKILL)
                     kill_at = None
                 result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 if result is not None:
                     break
-                waits = [t - now for t in (kill_at, deadline if reason is None else None) if t]
+                if announce_at is not None and now >= announce_at and on_start is not None:
+                    announce_at = None
+                    on_start(pid, start)
+                timers = (kill_at, deadline if reason is None else None, announce_at)
+                waits = [t - now for t in timers if t]
                 timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else None
                 poller.poll(timeout_ms)
                 trap.drain()
         finally:
             os.close(pidfd)
         # The zombie still holds the group id: kill whatever the script left behind.
-        kill_group(pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
         end = datetime.now(UTC).replace(tzinfo=None)
     exit_code, sig = exit_of(result)
     return ScriptOutcome(
