@@ -4,10 +4,12 @@ Why: rendering one job's five documents costs about 60 ms of CPU (30 ms of Pytho
 ``prov``/``astropy``, 30 ms in Graphviz ``dot``), more than everything else the service
 does for a short job. In the server process those 30 ms hold the GIL, so every request
 waits behind them; and nobody waits for a provenance document the way a client waits
-for a phase. So the work goes to one long-lived worker process with a raised nice value
-(its ``dot`` children inherit it): on a busy node the kernel gives the CPU to jobs and
-requests first, and provenance follows as soon as there is room. On an idle node
-nothing changes.
+for a phase. So the work goes to one long-lived worker process under Linux's
+``SCHED_IDLE`` policy (a raised nice value where that is refused; its ``dot`` children
+inherit either): on a busy node the kernel gives the CPU to jobs and requests first,
+and provenance follows as soon as there is room. Even nice 10 still took ~10% of a
+contended core, which on a 2-core node running Slurm's waves of short jobs was CPU the
+jobs' runners were waiting for. On an idle node nothing changes.
 
 The worker is ``python -m uws_server.provenance.background``, fed over its stdin and
 answering on its stdout, one length-prefixed pickle each way (both ends are this
@@ -35,7 +37,7 @@ from .serialize import write_all
 
 log = logging.getLogger(__name__)
 
-NICE = 10  # added to the server's nice value: ~10x less CPU than a job when contended
+NICE = 19  # where SCHED_IDLE is refused: the lowest priority a nice value gives
 _ROOT = Path(__file__).resolve().parents[2]  # where ``uws_server`` can be imported from
 _HEADER = struct.Struct("!I")
 
@@ -147,13 +149,26 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         _send(stdout, answer)
 
 
+def lower_priority() -> str:
+    """Run only on CPU time nothing else wants: ``SCHED_IDLE``, else nice 19. Returns
+    which one was applied (``"idle"``, ``"nice"`` or ``""``)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(NICE)
+        return "nice"
+    except OSError:
+        log.warning("cannot lower the provenance worker's priority")
+        return ""
+
+
 def main() -> None:
     """The worker process: lower its priority, keep the protocol pipe for itself."""
     logging.basicConfig(level=logging.WARNING, format="provenance worker %(levelname)s %(message)s")
-    try:
-        os.nice(NICE)
-    except OSError:
-        log.warning("cannot lower the provenance worker's priority")
+    lower_priority()
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, not into the protocol
     serve(sys.stdin.buffer, answers)
