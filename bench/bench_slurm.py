@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from harness import cpu_seconds, free_port, log  # noqa: E402
+from harness import cpu_seconds, free_port, log, wait_port  # noqa: E402
 
 SCRIPT = 'echo "$UWS_JOB_ID" > $output\n'  # the trivial job, for both sides
 FINAL = ("COMPLETED", "ERROR", "ABORTED")
@@ -153,6 +153,45 @@ class Http:
         return resp.status, resp.getheader("Location") or "", resp.read().decode()
 
 
+def phase_of(job_xml: str) -> str:
+    """The phase in a UWS job document."""
+    return job_xml.split("<uws:phase>", 1)[1].split("</uws:phase>", 1)[0]
+
+
+def http_floor(workdir: Path, count: int, threads: int) -> float:
+    """The requests a client of the service makes for ``count`` jobs (a POST, a phase
+    GET, a WAIT GET), against bare bottle endpoints on the same WSGI server
+    (``bench/bare_app.py``): what HTTP alone costs, without any job nor service.
+    A service cannot finish the same jobs faster than this plus running them."""
+    port = free_port()
+    with open(workdir / "bare.log", "w") as logfile:
+        bare = subprocess.Popen(
+            [PY, str(ROOT / "bench" / "bare_app.py"), "--port", str(port)],
+            cwd=ROOT,
+            stdout=logfile,
+            stderr=logfile,
+        )
+    try:
+        wait_port(port)
+        http_ = Http(port, "unused")
+
+        def one(_: int) -> str:
+            status, location, _text = http_.request("POST", "/bare/trivial", "PHASE=RUN")
+            assert status == 303, status
+            http_.request("GET", location + "?phase")
+            return phase_of(http_.request("GET", location + "?WAIT=60")[2])
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(threads) as pool:
+            phases = list(pool.map(one, range(count)))
+        elapsed = time.monotonic() - start
+        assert phases == ["PENDING"] * count
+        return elapsed
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far, from ``/proc/<pid>/stat``."""
     with open(f"/proc/{pid}/stat") as f:
@@ -171,9 +210,8 @@ def through_service(port: int, token: str, count: int, threads: int) -> float:
 
     def wait(job: str) -> str:
         phase = http_.request("GET", job + "/phase")[2]
-        while phase not in FINAL:
-            http_.request("GET", f"{job}?WAIT=60&PHASE={phase}")
-            phase = http_.request("GET", job + "/phase")[2]
+        while phase not in FINAL:  # the WAIT's answer is the job, with its new phase
+            phase = phase_of(http_.request("GET", f"{job}?WAIT=60&PHASE={phase}")[2])
         return phase
 
     start = time.monotonic()
@@ -306,6 +344,7 @@ def main() -> None:
     if not args.skip_local:
         measures["local service"] = service_run("local")
         measures["local bare"] = lambda w: bare_fork_exec(w, n, args.slots, sleep)
+        measures["local http floor"] = lambda w: http_floor(w, n, threads)
     times, cpu = rounds(args.rounds, measures)
     med = {name: statistics.median(values) for name, values in times.items()}
 
@@ -326,6 +365,13 @@ def main() -> None:
         verdict = "met" if svc / base <= 1.25 else "missed"
         row = f"| {kind} vs {bare} | {svc:.2f} | {base:.2f} | {svc / base:.2f}x |"
         print(f"{row} <= 1.25x ({verdict}) |")
+    if "local http floor" in med:
+        floor, base = med["local http floor"], med["local bare"]
+        print(
+            f"\nHTTP alone, the same requests against bare endpoints and no job run: "
+            f"{floor:.2f} s, {floor / base:.2f}x the bare fork+exec: the floor of any "
+            f"service answering these requests, before its jobs run."
+        )
     rounds_text = "; ".join(f"{k} {', '.join(f'{v:.2f}' for v in vs)}" for k, vs in times.items())
     print(f"\nEvery round (s): {rounds_text}.")
     cpu_text = "; ".join(f"{k} {statistics.median(vs):.1f}" for k, vs in cpu.items())
