@@ -33,12 +33,17 @@ def _sqlite_value(value: object) -> object:
     return value
 
 
+# Rows per multi-row INSERT: 18 values each stays far below SQLite's bound-variable
+# limit (999 before 3.32), and a larger burst is committed by the next caller in line.
+MAX_GROUP = 32
+
+
 class _Insert:
     """One job row waiting for a group commit (see SQLiteWrites.insert)."""
 
     __slots__ = ("params", "done", "inserted", "error")
 
-    def __init__(self, params: Any) -> None:
+    def __init__(self, params: tuple[Any, ...]) -> None:
         self.params = params
         self.done = False
         self.inserted = False
@@ -62,13 +67,15 @@ class SQLiteWrites:
         self._connection: Any = None  # taken from the pool on first use
         self.queue: deque[_Insert] = deque()  # job rows waiting for a group commit
         self._updates: dict[tuple[tuple[str, ...], int], str] = {}  # UPDATE texts
+        self._group_sql: dict[int, str] = {}  # multi-row INSERT texts, by row count
 
-    def insert(self, params: Any) -> bool:
-        """SQLite: insert one job row, committed together with the inserts queued
-        meanwhile by other threads (group commit); False when the id is taken.
+    def insert(self, params: tuple[Any, ...]) -> bool:
+        """SQLite: insert one job row (its values in the INSERT's column order),
+        committed together with the inserts queued meanwhile by other threads (group
+        commit); False when the id is taken.
 
         Concurrent creations queue here behind the one writer. Whoever takes the write
-        lock commits every queued row in one transaction: a commit writes each changed
+        lock commits the queued rows in one transaction: a commit writes each changed
         page (the table and its five indexes) to the WAL once per transaction, and the
         WAL checkpoints come as many times less often. Each caller returns only once
         its own row is committed; a failed commit fails every row of its group.
@@ -76,37 +83,64 @@ class SQLiteWrites:
         slot = _Insert(params)
         self.queue.append(slot)
         with self.lock:
-            if not slot.done:  # else committed meanwhile by another caller's group
-                batch: list[_Insert] = []
-                while self.queue:
-                    batch.append(self.queue.popleft())
-                self._commit(batch)
+            # Committed meanwhile by another caller's group, or else by ours: the
+            # queue holds this row until then (a burst takes several groups).
+            while not slot.done:
+                queue = self.queue
+                self._commit([queue.popleft() for _ in range(min(len(queue), MAX_GROUP))])
         return slot.outcome()
 
     def _commit(self, batch: list[_Insert]) -> None:
-        """Under the write lock: one transaction for the batch (autocommit for one)."""
-        conn, sql = self.connection(), self._insert_sql
+        """Under the write lock: one transaction for the batch; every row of it is done
+        afterwards, whatever failed (its caller then stops waiting)."""
         try:
-            if len(batch) > 1:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                for item in batch:
-                    try:  # on a taken id SQLite undoes that statement only
-                        conn.execute(sql, item.params)
-                        item.inserted = True
-                    except self._integrity_error:
-                        item.inserted = False
-                if len(batch) > 1:
-                    conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            conn = self.connection()
+            if len(batch) == 1 or not self._insert_together(conn, batch):
+                self._insert_each(conn, batch)
         except Exception as exc:  # noqa: BLE001 - every caller of the group gets it
             for item in batch:
                 item.error = exc
         for item in batch:
             item.done = True
+
+    def _insert_together(self, conn: Any, batch: list[_Insert]) -> bool:
+        """The whole group as one multi-row INSERT in autocommit mode: one driver call,
+        so one release of the GIL, where BEGIN, an INSERT per row and COMMIT took one
+        each (a creation over HTTP cost ~80 µs less CPU with groups of 2-3). The
+        statement is atomic: False, with nothing inserted, when any row clashed."""
+        sql = self._group_sql.get(len(batch))
+        if sql is None:
+            head, _, row = self._insert_sql.partition(" VALUES ")
+            sql = self._group_sql.setdefault(
+                len(batch), f"{head} VALUES {', '.join([row] * len(batch))}"
+            )
+        try:
+            conn.execute(sql, [value for item in batch for value in item.params])
+        except self._integrity_error:
+            return False  # a taken id: each row's own outcome is found row by row
+        for item in batch:
+            item.inserted = True
+        return True
+
+    def _insert_each(self, conn: Any, batch: list[_Insert]) -> None:
+        """Row by row in one transaction (autocommit for one row), each row's clash on
+        its own: a taken id fails only that row, whose caller redraws it."""
+        sql = self._insert_sql
+        if len(batch) > 1:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            for item in batch:
+                try:  # on a taken id SQLite undoes that statement only
+                    conn.execute(sql, item.params)
+                    item.inserted = True
+                except self._integrity_error:
+                    item.inserted = False
+            if len(batch) > 1:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def connection(self) -> Any:
         """SQLite's connection for single-statement writes, each its own transaction.

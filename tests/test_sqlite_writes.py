@@ -1,0 +1,109 @@
+"""SQLite's group commit of job inserts (uws_server/sqlite_writes.py): a group is one
+multi-row INSERT, a clash falls back to row by row, a burst larger than a group is
+committed in several groups, and every caller returns once its own row is stored."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_storage import job
+from uws_server import sqlite_writes
+from uws_server.db import create_schema, make_engine
+from uws_server.models import Job
+from uws_server.service import new_job_id
+from uws_server.storage import Store
+
+
+def _store(tmp_path: Path) -> Store:
+    engine = make_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    create_schema(engine)
+    return Store(engine)
+
+
+def _insert_queued(store: Store, jobs: list[Job]) -> list[Job]:
+    """Insert ``jobs`` from one thread each while the writer is busy, so that they all
+    queue; returns what each insert_job returned, once every thread is done."""
+    stored: list[Job] = []
+    writes = store.sqlite_writes
+    assert writes is not None
+    with store._write_lock:
+        threads = [
+            threading.Thread(target=lambda j=j: stored.append(store.insert_job(j, new_job_id)))
+            for j in jobs
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(writes.queue) < len(jobs):
+            assert time.monotonic() < deadline, "the inserts did not queue"
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    return stored
+
+
+def _rows(store: Store) -> int:
+    conn = store.sqlite_writes.connection()  # type: ignore[union-attr]
+    return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def test_a_group_is_one_insert_statement(tmp_path: Path) -> None:
+    """Queued rows go to SQLite in one multi-row INSERT, its own transaction (no
+    BEGIN/COMMIT round trips), and each reads back as its caller stored it."""
+    store = _store(tmp_path)
+    statements: list[str] = []
+    store.sqlite_writes.connection().set_trace_callback(statements.append)  # type: ignore[union-attr]
+    jobs = [job(i) for i in range(5)]
+    stored = _insert_queued(store, jobs)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 1 and inserts[0].count("'echo'") == 5, statements
+    assert "BEGIN IMMEDIATE" not in statements
+    assert sorted(j.job_id for j in stored) == sorted(j.job_id for j in jobs)
+    for j in stored:
+        back = store.get_job(j.job_id)
+        assert back is not None and back.parameters == j.parameters
+        assert back.creation_time == j.creation_time
+    assert _rows(store) == 5
+    store.engine.dispose()
+
+
+def test_a_clash_in_a_group_falls_back_to_row_by_row(tmp_path: Path) -> None:
+    """One taken id makes the multi-row INSERT fail whole (nothing half-inserted);
+    the rows then go one by one and only the clashing one draws a new id."""
+    store = _store(tmp_path)
+    first = store.insert_job(job(0), new_job_id)
+    statements: list[str] = []
+    store.sqlite_writes.connection().set_trace_callback(statements.append)  # type: ignore[union-attr]
+    jobs = [job(i) for i in range(1, 5)]
+    clash_id = first.job_id
+    jobs[2].job_id = clash_id
+    stored = _insert_queued(store, jobs)
+    assert len(stored) == 4 and clash_id not in {j.job_id for j in stored}
+    assert statements[0].startswith("INSERT") and statements[1] == "BEGIN IMMEDIATE"
+    assert store.get_job(clash_id).parameters["text"] == "value 0"  # not overwritten
+    assert _rows(store) == 5
+    store.engine.dispose()
+
+
+def test_a_burst_larger_than_a_group_takes_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No more than MAX_GROUP rows per statement; the rest wait for the next group,
+    and no caller returns before its own row is stored (nor stores it twice)."""
+    monkeypatch.setattr(sqlite_writes, "MAX_GROUP", 3)
+    store = _store(tmp_path)
+    statements: list[str] = []
+    store.sqlite_writes.connection().set_trace_callback(statements.append)  # type: ignore[union-attr]
+    jobs = [job(i) for i in range(8)]
+    stored = _insert_queued(store, jobs)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert [s.count("'echo'") for s in inserts] == [3, 3, 2]
+    assert sorted(j.job_id for j in stored) == sorted(j.job_id for j in jobs)
+    assert _rows(store) == 8
+    assert not store.sqlite_writes.queue  # type: ignore[union-attr]
+    store.engine.dispose()
