@@ -14,6 +14,7 @@ from bottle import HTTPResponse, request, response
 
 from uws_server import direct, uws_xml
 from uws_server.errors import BadRequest
+from uws_server.formdata import header, urlencoded_pairs
 from uws_server.models import Job, User
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
@@ -28,6 +29,8 @@ TEXT = "text/plain; charset=utf-8"
 
 def _utf8(value: str) -> str:
     """Bottle hands form values over as latin-1 decoded text; recode to UTF-8."""
+    if value.isascii():  # the same text either way: skip the round trip
+        return value
     try:
         return value.encode("latin1").decode("utf-8")
     except UnicodeEncodeError:
@@ -61,6 +64,16 @@ def uploads() -> dict[str, object]:
         return {_utf8(k): v for k, v in request.files.allitems()}
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+def creation_values() -> tuple[list[tuple[str, str]], dict[str, object]]:
+    """``form_pairs()`` and ``uploads()`` of a creation: a plain urlencoded body is read
+    without bottle's form dicts (see :mod:`uws_server.formdata`), anything else as
+    every other route reads it."""
+    pairs = urlencoded_pairs(request.environ, request.MEMFILE_MAX)
+    if pairs is None:
+        return form_pairs(), uploads()
+    return [(_utf8(k), _utf8(v)) for k, v in pairs], {}
 
 
 def see_other(url: str) -> HTTPResponse:
@@ -105,7 +118,11 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
 
     @app.post(f"/rest/{JOBNAME}")
     def create_job(jobname: str) -> HTTPResponse:
-        job = service.create_job(user(), jobname, form_pairs(), uploads())
+        # The busiest POST: the caller first (401/403 before anything is read), with
+        # the header taken straight from the environ as get_header would return it.
+        u = service.auth.authenticate(header(request.environ, "HTTP_AUTHORIZATION"))
+        pairs, files = creation_values()
+        job = service.create_job(u, jobname, pairs, files)
         return see_other(job_url(jobname, job.job_id))
 
     @app.get(f"/rest/{JOB}")
