@@ -4,17 +4,21 @@ committed in several groups, and every caller returns once its own row is stored
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from tests.test_storage import job
-from uws_server import sqlite_writes
+from uws_server import db, sqlite_writes
 from uws_server.db import create_schema, make_engine
 from uws_server.models import Job
 from uws_server.service import new_job_id
+from uws_server.sqlite_writes import JOB_COLUMNS
 from uws_server.storage import Store
 
 
@@ -106,4 +110,33 @@ def test_a_burst_larger_than_a_group_takes_several(
     assert sorted(j.job_id for j in stored) == sorted(j.job_id for j in jobs)
     assert _rows(store) == 8
     assert not store.sqlite_writes.queue  # type: ignore[union-attr]
+    store.engine.dispose()
+
+
+def test_a_new_job_is_stored_as_sqlalchemy_stores_it(tmp_path: Path) -> None:
+    """job_row() names every column of the table, and the row it inserts is, column
+    for column, what SQLAlchemy's own INSERT of the same job stores."""
+    assert set(JOB_COLUMNS) == {c.name for c in db.jobs.columns}
+    store = _store(tmp_path)
+    j = job(7)
+    j.run_id, j.manager, j.callback_token_hash = "run 7", "local", "ab" * 32
+    j.quote = j.creation_time + timedelta(seconds=5, microseconds=123)
+    fast = store.insert_job(j, new_job_id)
+    twin = job(7)
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(db.jobs).values(
+                job_id="twin", jobname=j.jobname, owner=j.owner, phase=j.phase.value,
+                run_id=j.run_id, creation_time=j.creation_time,
+                destruction_time=j.destruction_time, execution_duration=j.execution_duration,
+                quote=j.quote, parameters=json.dumps(twin.parameters), manager=j.manager,
+                callback_token_hash=j.callback_token_hash, version=0,
+            )
+        )  # fmt: skip
+    conn = store.sqlite_writes.connection()  # type: ignore[union-attr]
+    select_row = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE job_id = ?"
+    ours = conn.execute(select_row, (fast.job_id,)).fetchone()
+    theirs = conn.execute(select_row, ("twin",)).fetchone()
+    assert ours[1:] == theirs[1:]
+    assert store.get_job(fast.job_id) == fast
     store.engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result, User
-from uws_server.sqlite_writes import SQLiteWrites
+from uws_server.sqlite_writes import SQLiteWrites, job_row
 
 J = db.jobs
 E = db.entities
@@ -145,9 +145,7 @@ class Store:
         self._select_job = _Compiled(engine, _SELECT_JOB)
         self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         # SQLite: job inserts and updates without SQLAlchemy, under the same lock.
-        self.sqlite_writes = (
-            SQLiteWrites(engine, self._write_lock, self._insert_job.sql) if self._sqlite else None
-        )
+        self.sqlite_writes = SQLiteWrites(engine, self._write_lock) if self._sqlite else None
         # Recent job reads: {job_id: (expiry, job)}; see get_job and _changed.
         self._jobs: dict[str, tuple[float, Job]] = {}
         self._jobs_lock = threading.Lock()
@@ -180,6 +178,11 @@ class Store:
     def insert_job(self, job: Job, new_id: Callable[[], str], tries: int = 5) -> Job:
         """Insert a job; on an id collision draw a new id (never overwrite)."""
         for _ in range(tries):
+            if self.sqlite_writes is not None:
+                if self.sqlite_writes.insert(job_row(job)):
+                    return job
+                job.job_id = new_id()
+                continue
             values = {
                 "job_id": job.job_id,
                 "jobname": job.jobname,
@@ -201,11 +204,6 @@ class Store:
                 "version": 0,
             }
             params = self._insert_job.params(values)
-            if self.sqlite_writes is not None:
-                if self.sqlite_writes.insert(params):
-                    return job
-                job.job_id = new_id()
-                continue
             conn = self.engine.raw_connection()
             try:
                 cur = conn.cursor()
