@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import insert
 
 from tests.test_storage import job
@@ -18,7 +20,7 @@ from uws_server import db, sqlite_writes
 from uws_server.db import create_schema, make_engine
 from uws_server.models import Job
 from uws_server.service import new_job_id
-from uws_server.sqlite_writes import JOB_COLUMNS
+from uws_server.sqlite_writes import JOB_COLUMNS, parameters_json
 from uws_server.storage import Store
 
 
@@ -140,3 +142,17 @@ def test_a_new_job_is_stored_as_sqlalchemy_stores_it(tmp_path: Path) -> None:
     assert ours[1:] == theirs[1:]
     assert store.get_job(fast.job_id) == fast
     store.engine.dispose()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(st.text(max_size=12), st.integers(), st.none()),
+        max_size=5,
+    )
+)
+def test_parameters_json_is_json_dumps(parameters: dict) -> None:
+    """The same text as json.dumps: escapes, non-ASCII, quotes, and the fallback for a
+    value that is not a string."""
+    assert parameters_json(parameters) == json.dumps(parameters)

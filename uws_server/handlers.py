@@ -117,13 +117,17 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
         return uws_xml.jobs_document(refs, base(), jobname)
 
     @app.post(f"/rest/{JOBNAME}")
-    def create_job(jobname: str) -> HTTPResponse:
+    def create_job(jobname: str) -> str:
         # The busiest POST: the caller first (401/403 before anything is read), with
         # the header taken straight from the environ as get_header would return it.
         u = service.auth.authenticate(header(request.environ, "HTTP_AUTHORIZATION"))
         pairs, files = creation_values()
         job = service.create_job(u, jobname, pairs, files)
-        return see_other(job_url(jobname, job.job_id))
+        # The same answer as see_other(), set on bottle's response rather than built as
+        # a second response object that bottle then copies over.
+        response.status = 303
+        response["Location"] = job_url(jobname, job.job_id)
+        return ""
 
     @app.get(f"/rest/{JOB}")
     def get_job(jobname: str, job_id: str) -> str:

@@ -111,8 +111,8 @@ class CreationClock:
         self._last = datetime.min
 
     def now(self) -> datetime:
-        t = utcnow()
-        t = t.replace(microsecond=t.microsecond // 1000 * 1000)
+        t = datetime.now(UTC)  # naive UTC, truncated to the millisecond, in one replace
+        t = t.replace(tzinfo=None, microsecond=t.microsecond // 1000 * 1000)
         with self._lock:
             if t <= self._last:
                 t = self._last + timedelta(milliseconds=1)
@@ -285,11 +285,12 @@ class UWSService:
                     job.parameters[s.name] = s.filename
             write_inputs(jdir, {s.name: {"file": s.filename, "upload": s.new} for s in staged})
         self.store.insert_job(job, new_job_id)
-        new_rows = [s.entity for s in staged if s.new]
-        for row in new_rows:
-            row.job_id = job.job_id
-        self.store.add_entities(new_rows)
-        self.store.add_usages(job.job_id, [(s.entity.entity_id, s.name) for s in staged])
+        if staged:  # used entities: record the new ones, and what the job uses
+            new_rows = [s.entity for s in staged if s.new]
+            for row in new_rows:
+                row.job_id = job.job_id
+            self.store.add_entities(new_rows)
+            self.store.add_usages(job.job_id, [(s.entity.entity_id, s.name) for s in staged])
         if run:
             self._start(user, job)
         return job

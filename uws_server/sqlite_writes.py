@@ -17,6 +17,7 @@ import json
 import threading
 from collections import deque
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import Engine
@@ -43,6 +44,18 @@ def _sqlite_value(value: object) -> object:
     return value
 
 
+def parameters_json(parameters: dict[str, str]) -> str:
+    """``json.dumps(parameters)``, the same text, written directly for the usual flat
+    dict of strings with json's own string escaping (a third of the time: json.dumps
+    builds an encoder per call); anything else goes to json.dumps."""
+    try:
+        items = [encode_basestring_ascii(k) + ": " + encode_basestring_ascii(v)
+                 for k, v in parameters.items()]  # fmt: skip
+    except TypeError:  # a value or name that is not a str
+        return json.dumps(parameters)
+    return "{" + ", ".join(items) + "}"
+
+
 def job_row(job: Job) -> tuple[Any, ...]:
     """A new job's row for INSERT_JOB, its values as SQLAlchemy's SQLite dialect stores
     them: built in one tuple, where a dict of the 18 values then converted and put in
@@ -62,7 +75,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         None,
         None,
         None,
-        json.dumps(job.parameters),
+        parameters_json(job.parameters),
         job.manager,
         None,
         job.callback_token_hash,
