@@ -156,3 +156,40 @@ def test_parameters_json_is_json_dumps(parameters: dict) -> None:
     """The same text as json.dumps: escapes, non-ASCII, quotes, and the fallback for a
     value that is not a string."""
     assert parameters_json(parameters) == json.dumps(parameters)
+
+
+def test_an_interrupted_group_commit_fails_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit cut short by a BaseException (the committing thread being stopped) still
+    ends every row of its group: the other callers get an error instead of waiting, or
+    taking the lock forever to look for a row that is no longer queued."""
+    store = _store(tmp_path)
+    writes = store.sqlite_writes
+    assert writes is not None
+
+    def interrupted(conn: object, batch: list) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writes, "_insert_together", interrupted)
+    outcomes: list[object] = []
+
+    def insert(j: Job) -> None:
+        try:
+            outcomes.append(store.insert_job(j, new_job_id))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            outcomes.append(exc)
+
+    with store._write_lock:
+        threads = [threading.Thread(target=insert, args=(job(i),)) for i in range(3)]
+        for t in threads:
+            t.start()
+        while len(writes.queue) < 3:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    kinds = sorted(type(o).__name__ for o in outcomes)
+    assert kinds == ["KeyboardInterrupt", "RuntimeError", "RuntimeError"], outcomes
+    assert not writes.queue
+    store.engine.dispose()

@@ -151,8 +151,13 @@ class SQLiteWrites:
         except Exception as exc:  # noqa: BLE001 - every caller of the group gets it
             for item in batch:
                 item.error = exc
-        for item in batch:
-            item.done = True
+        except BaseException:  # the committing thread is being stopped: fail the others
+            for item in batch:
+                item.error = RuntimeError("the job insert was interrupted")
+            raise
+        finally:
+            for item in batch:
+                item.done = True
 
     def _insert_together(self, conn: Any, batch: list[_Insert]) -> bool:
         """The whole group as one multi-row INSERT in autocommit mode: one driver call
