@@ -302,3 +302,41 @@ def test_sqlite_updates_refuse_unknown_columns(tmp_path: Path) -> None:
             store.update_job(j.job_id, **bad)
     assert store.get_job(j.job_id).version == 0
     store.engine.dispose()
+
+
+def _result(job_id: str, name: str, entity_id: str) -> EntityRow:
+    return EntityRow(
+        entity_id, job_id, name, f"/x/{name}", None, "text/plain", 1, "ab", "alice", name,
+        "result", T0,
+    )  # fmt: skip
+
+
+def test_a_job_ends_with_its_results_or_not_at_all(store: Store) -> None:
+    """finish_job: the final phase and the results in one transaction, only while the
+    phase is the expected one (a completion racing an ABORT attaches nothing)."""
+    j = store.insert_job(job(0, phase=Phase.EXECUTING), new_job_id)
+    version = store.get_job(j.job_id).version
+    assert store.finish_job(
+        j.job_id, [Phase.EXECUTING], [_result(j.job_id, "out", "ent_f1")],
+        phase=Phase.COMPLETED, end_time=T0, error_summary=None,
+    )  # fmt: skip
+    done = store.get_job(j.job_id)
+    assert (done.phase, done.end_time, [r.name for r in done.results]) == (
+        Phase.COMPLETED, T0, ["out"],
+    )  # fmt: skip
+    assert done.version == version + 1
+
+    aborted = store.insert_job(job(1, phase=Phase.ABORTED), new_job_id)
+    late = [_result(aborted.job_id, "late", "ent_f2")]
+    assert not store.finish_job(aborted.job_id, [Phase.EXECUTING], late, phase=Phase.COMPLETED)
+    back = store.get_job(aborted.job_id)
+    assert back.phase == Phase.ABORTED and back.results == []
+    assert store.get_entity("ent_f2") is None
+    assert not store.finish_job("missing", [Phase.EXECUTING], late, phase=Phase.ERROR)
+
+    # No results reported: the phase changes, earlier results stay.
+    again = store.insert_job(job(2, phase=Phase.EXECUTING), new_job_id)
+    store.replace_results(again.job_id, [_result(again.job_id, "early", "ent_f3")])
+    assert store.finish_job(again.job_id, [Phase.EXECUTING], None, phase=Phase.ERROR)
+    back = store.get_job(again.job_id)
+    assert back.phase == Phase.ERROR and [r.name for r in back.results] == ["early"]

@@ -171,8 +171,12 @@ class Lifecycle:
                     values["error_summary"] = self._error_text(job_id, event)
                 if event.context:
                     values["context"] = json.dumps(event.context)
-                self._record_results(job, event)
-            if self.store.update_if_phase(job_id, [job.phase], **values):
+                changed = self.store.finish_job(
+                    job_id, [job.phase], self._result_rows(job, event), **values
+                )
+            else:
+                changed = self.store.update_if_phase(job_id, [job.phase], **values)
+            if changed:
                 self.notifier.notify(job_id)
                 if event.phase.is_final:
                     self._after_final(job_id)
@@ -191,7 +195,9 @@ class Lifecycle:
             pass
         return text[:MAX_ERROR_CHARS]
 
-    def _record_results(self, job: Job, event: WorkerEvent) -> None:
+    def _result_rows(self, job: Job, event: WorkerEvent) -> list[EntityRow] | None:
+        """The event's results as entity rows (those inside the job directory); None
+        when it reports none (earlier rows are kept)."""
         jdir = self.job_dir(job.job_id)
         rows = []
         for r in event.results:
@@ -215,8 +221,7 @@ class Lifecycle:
                     created=utcnow(),
                 )
             )
-        if rows:
-            self.store.replace_results(job.job_id, rows)
+        return rows or None
 
     def _after_final(self, job_id: str) -> None:
         """Run final hooks (provenance) in the background: never delay the phase change."""

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result, User
+from uws_server.sql_rows import JOB_COLUMN_NAMES, Compiled, job_from_row
 from uws_server.sqlite_writes import SQLiteWrites, job_row
 
 J = db.jobs
@@ -47,38 +48,6 @@ _SELECT_JOB = (
     .where(J.c.job_id == bindparam("jid"))
     .order_by(E.c.created, E.c.name)
 )
-_JOB_COLUMNS = [c.name for c in J.columns]
-# Datetimes are bound as SQLAlchemy's SQLite DateTime storage format writes them,
-# "YYYY-MM-DD HH:MM:SS.ffffff", so that Core and raw statements compare alike.
-
-
-class _Compiled:
-    """A statement compiled for one dialect, with its parameters in driver order."""
-
-    def __init__(self, engine: Engine, stmt) -> None:  # type: ignore[no-untyped-def]
-        compiled = stmt.compile(dialect=engine.dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup) if compiled.positional else None
-        self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        self.sqlite = engine.dialect.name == "sqlite"
-
-    def params(self, values: dict[str, object]) -> tuple | dict:  # type: ignore[type-arg]
-        if self.defaults:  # literals of the statement (kind != 'upload')
-            values = {**self.defaults, **values}
-        if self.sqlite:  # sqlite3 would use its deprecated datetime adapter
-            values = {
-                k: v.isoformat(" ", "microseconds") if isinstance(v, datetime) else v
-                for k, v in values.items()
-            }
-        if self.order is not None:
-            return tuple(map(values.__getitem__, self.order))
-        return values
-
-
-def _time(value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
 
 
 @dataclass
@@ -108,30 +77,6 @@ class EntityRow:
     created: datetime
 
 
-def _job_from_row(row: tuple, results: list[Result]) -> Job:  # type: ignore[type-arg]
-    d = dict(zip(_JOB_COLUMNS, row, strict=True))
-    return Job(
-        job_id=d["job_id"],
-        jobname=d["jobname"],
-        owner=d["owner"],
-        phase=Phase(d["phase"]),
-        creation_time=_time(d["creation_time"]),  # type: ignore[arg-type]
-        destruction_time=_time(d["destruction_time"]),  # type: ignore[arg-type]
-        execution_duration=d["execution_duration"],
-        parameters=json.loads(d["parameters"]),
-        run_id=d["run_id"],
-        quote=_time(d["quote"]),
-        start_time=_time(d["start_time"]),
-        end_time=_time(d["end_time"]),
-        error_summary=d["error_summary"],
-        results=results,
-        manager=d["manager"],
-        external_id=d["external_id"],
-        callback_token_hash=d["callback_token_hash"],
-        version=d["version"],
-    )
-
-
 class Store:
     """Jobs, entities and users over one SQLAlchemy engine."""
 
@@ -141,8 +86,8 @@ class Store:
         # SQLITE_BUSY on lock upgrades. PostgreSQL needs no such lock.
         self._sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
-        self._insert_job = _Compiled(engine, _INSERT_JOB)
-        self._select_job = _Compiled(engine, _SELECT_JOB)
+        self._insert_job = Compiled(engine, _INSERT_JOB)
+        self._select_job = Compiled(engine, _SELECT_JOB)
         self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         # SQLite: job inserts and updates without SQLAlchemy, under the same lock.
         self.sqlite_writes = SQLiteWrites(engine, self._write_lock) if self._sqlite else None
@@ -255,7 +200,7 @@ class Store:
             conn.close()
         if not rows:
             return None
-        n = len(_JOB_COLUMNS)
+        n = len(JOB_COLUMN_NAMES)
         results = [
             Result(
                 name=name,
@@ -268,7 +213,7 @@ class Store:
             for eid, name, path, ctype, size, sha in (row[n:] for row in rows)
             if eid is not None
         ]
-        return _job_from_row(rows[0][:n], results)
+        return job_from_row(rows[0][:n], results)
 
     def list_jobs(
         self,
@@ -381,15 +326,49 @@ class Store:
 
     def replace_kind(self, job_id: str, kind: str, rows: list[EntityRow]) -> None:
         """Record a job's entities of one kind (results, provenance), replacing earlier ones."""
-        with self._write(job_id) as conn:
-            conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == kind))
-            if rows:
-                conn.execute(insert(E), [r.__dict__ for r in rows])
-            # The job's document changed: a new version (caches and WAIT rely on it).
-            conn.execute(update(J).where(J.c.job_id == job_id).values(version=J.c.version + 1))
+        self._replace(job_id, kind, rows, None, {})
 
     def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
         self.replace_kind(job_id, "result", rows)
+
+    def finish_job(
+        self,
+        job_id: str,
+        phases: Iterable[Phase],
+        results: list[EntityRow] | None,
+        **values: object,
+    ) -> bool:
+        """Compare-and-set of a job's end: ``values`` (its final phase...) while its phase
+        is one of ``phases``, and its results replaced by ``results`` (None: kept), in
+        one transaction; False, with nothing written, when the phase moved on."""
+        if isinstance(values.get("phase"), Phase):
+            values["phase"] = values["phase"].value  # type: ignore[union-attr]
+        return self._replace(job_id, "result", results, [p.value for p in phases], values)
+
+    def _replace(
+        self,
+        job_id: str,
+        kind: str,
+        rows: list[EntityRow] | None,
+        phases: list[str] | None,
+        values: dict[str, object],
+    ) -> bool:
+        if self.sqlite_writes is not None:
+            try:
+                return self.sqlite_writes.replace_entities(job_id, kind, rows, phases, values)
+            finally:
+                self._changed(job_id)
+        # The job's document changes: a new version (caches and WAIT rely on it).
+        where = [J.c.job_id == job_id] + ([J.c.phase.in_(phases)] if phases is not None else [])
+        with self._write(job_id) as conn:
+            res = conn.execute(update(J).where(*where).values(version=J.c.version + 1, **values))
+            if res.rowcount != 1:
+                return False
+            if rows is not None:
+                conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == kind))
+                if rows:
+                    conn.execute(insert(E), [r.__dict__ for r in rows])
+        return True
 
     def get_entity(self, entity_id: str) -> EntityRow | None:
         with self.engine.connect() as conn:
