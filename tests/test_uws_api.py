@@ -255,3 +255,23 @@ def test_index_and_job_lists(alice: Client) -> None:
     assert alice.get("/").json()["service"] == "uws-server"
     lists = alice.get("/rest").json()["job_lists"]
     assert any(url.endswith("/rest/echo_job") for url in lists)
+
+
+def test_accented_text_arrives_intact_from_every_kind_of_form(alice: Client) -> None:
+    """urlencoded, multipart (what the web form sends) and the query string: bottle
+    decodes them differently, and each must reach the job as the UTF-8 text sent."""
+    for text in ("Crab Nébula café", "Σ ∑ ok"):  # latin-1 range or not
+        _check_text_from_every_form(alice, text)
+
+
+def _check_text_from_every_form(alice: Client, text: str) -> None:
+    ids = [
+        alice.create("test_activity_1", {"text": text}),  # urlencoded
+        alice.create("test_activity_1", files={"text": (None, text.encode())}),  # multipart
+    ]
+    r = alice.post("/rest/test_activity_1", params={"text": text})  # query string
+    assert r.status_code == 303, r.text
+    ids.append("/rest/" + r.headers["Location"].split("/rest/", 1)[1])
+    for job in ids:
+        got = alice.get(job + "/parameters/text")
+        assert got.status_code == 200 and got.text == text, (job, got.text)

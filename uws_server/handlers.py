@@ -40,13 +40,25 @@ def _utf8(value: str) -> str:
 
 
 def form_pairs(include_query: bool = True) -> list[tuple[str, str]]:
-    """All (name, value) pairs of the query string and the form body, in order."""
+    """All (name, value) pairs of the query string and the form body, in order.
+
+    Bottle decodes a query string and a urlencoded body as latin-1 (recoded here), but
+    the fields of a multipart body as UTF-8 already: recoding those again refused any
+    text with an accented letter ("é" is latin-1 encodable, its bytes not UTF-8).
+    """
     try:
         pairs = list(request.query.allitems()) if include_query else []
-        pairs += list(request.forms.allitems())
+        body = list(request.forms.allitems())
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"malformed request body: {exc}") from None
-    return [(_utf8(k), _utf8(v)) for k, v in pairs]
+    if not _is_multipart():
+        pairs += body
+        body = []
+    return [(_utf8(k), _utf8(v)) for k, v in pairs] + body
+
+
+def _is_multipart() -> bool:
+    return request.content_type.startswith("multipart/")
 
 
 def form_value(name: str) -> str:
@@ -58,10 +70,10 @@ def form_value(name: str) -> str:
 
 
 def uploads() -> dict[str, object]:
-    if not request.content_type.startswith("multipart/"):
+    if not _is_multipart():
         return {}  # only a multipart body carries files: no need to walk the form again
     try:
-        return {_utf8(k): v for k, v in request.files.allitems()}
+        return dict(request.files.allitems())  # names decoded as UTF-8 by bottle
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None
 
