@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from uws_server.auth import hash_token, new_token
 from uws_server.config import PROJECT_ROOT, Settings, load_settings
 from uws_server.db import make_engine, metadata
 from uws_server.inputs import utcnow
-from uws_server.models import User
+from uws_server.models import Job, User
 from uws_server.server import make_wsgi_server
-from uws_server.service import UWSService
+from uws_server.service import UWSService, new_job_id
+from uws_server.storage import Store
 
 TESTS = Path(__file__).resolve().parent
 REQUIRE_SERVICES = os.environ.get("UWS_REQUIRE_SERVICES") == "1"
@@ -209,3 +211,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     )
     reset_postgres(PG_URL)
     return PG_URL
+
+
+def insert_queued(store: Store, jobs: list[Job]) -> list[Job]:
+    """Insert ``jobs`` from one thread each while the writer is busy, so that they all
+    queue; returns what each insert_job returned, once every thread is done."""
+    stored: list[Job] = []
+    writes = store.sqlite_writes
+    assert writes is not None
+    with store._write_lock:
+        threads = [
+            threading.Thread(target=lambda j=j: stored.append(store.insert_job(j, new_job_id)))
+            for j in jobs
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(writes.queue) < len(jobs):
+            assert time.monotonic() < deadline, "the inserts did not queue"
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    return stored

@@ -41,6 +41,20 @@ def _blocked(live: LiveServer, job: str, count: int = 1) -> None:
         time.sleep(0.01)
 
 
+def _wait_then_change(
+    live: LiveServer, alice: Client, duration: str
+) -> tuple[str, http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A job, a WAIT on it over a keep-alive connection, then a change that wakes it:
+    (the job's path, the connection, the WAIT's response, its body unread)."""
+    job = alice.create("sleep_job", {"seconds": "30"})
+    conn = http.client.HTTPConnection("127.0.0.1", live.settings.port, timeout=20)
+    conn.request("GET", job + "?WAIT=20", headers={"Authorization": f"Bearer {alice.token}"})
+    _blocked(live, job)
+    changed = alice.post(job + "/executionduration", data={"EXECUTIONDURATION": duration})
+    assert changed.status_code == 303
+    return job, conn, conn.getresponse()
+
+
 def _headers(resp: http.client.HTTPResponse) -> dict[str, str]:
     return {k.lower(): v for k, v in resp.getheaders() if k.lower() != "date"}
 
@@ -48,15 +62,8 @@ def _headers(resp: http.client.HTTPResponse) -> dict[str, str]:
 def test_direct_answer_is_the_normal_answer_and_keeps_the_connection(
     live: LiveServer, alice: Client, sends: list[bool]
 ) -> None:
-    job = alice.create("sleep_job", {"seconds": "30"})
+    job, conn, waited = _wait_then_change(live, alice, "77")
     auth = {"Authorization": f"Bearer {alice.token}"}
-    conn = http.client.HTTPConnection("127.0.0.1", live.settings.port, timeout=20)
-    conn.request("GET", job + "?WAIT=20", headers=auth)
-    _blocked(live, job)
-    assert (
-        alice.post(job + "/executionduration", data={"EXECUTIONDURATION": "77"}).status_code == 303
-    )
-    waited = conn.getresponse()
     body = waited.read()
     assert sends == [True]  # the notifier's thread answered it
     assert b"<uws:executionDuration>77</uws:executionDuration>" in body
@@ -97,15 +104,8 @@ def test_a_keep_alive_answer_is_kept_when_the_server_fills_up_after_it(
         return sent[-1]
 
     monkeypatch.setattr(direct.DirectAnswer, "send", send_then_fill_up)
-    job = alice.create("sleep_job", {"seconds": "30"})
+    job, conn, waited = _wait_then_change(live, alice, "9")
     auth = {"Authorization": f"Bearer {alice.token}"}
-    conn = http.client.HTTPConnection("127.0.0.1", live.settings.port, timeout=20)
-    conn.request("GET", job + "?WAIT=20", headers=auth)
-    _blocked(live, job)
-    assert (
-        alice.post(job + "/executionduration", data={"EXECUTIONDURATION": "9"}).status_code == 303
-    )
-    waited = conn.getresponse()
     assert waited.getheader("Connection") is None and b"executionDuration>9<" in waited.read()
     assert sent == [True]
     conn.request("GET", job + "/executionduration", headers=auth)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
+from tests.conftest import insert_queued
 from tests.test_storage import job
 from uws_server import db, sqlite_writes
 from uws_server.db import create_schema, make_engine
@@ -30,29 +31,6 @@ def _store(tmp_path: Path) -> Store:
     return Store(engine)
 
 
-def _insert_queued(store: Store, jobs: list[Job]) -> list[Job]:
-    """Insert ``jobs`` from one thread each while the writer is busy, so that they all
-    queue; returns what each insert_job returned, once every thread is done."""
-    stored: list[Job] = []
-    writes = store.sqlite_writes
-    assert writes is not None
-    with store._write_lock:
-        threads = [
-            threading.Thread(target=lambda j=j: stored.append(store.insert_job(j, new_job_id)))
-            for j in jobs
-        ]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while len(writes.queue) < len(jobs):
-            assert time.monotonic() < deadline, "the inserts did not queue"
-            time.sleep(0.01)
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads)
-    return stored
-
-
 def _rows(store: Store) -> int:
     conn = store.sqlite_writes.connection()  # type: ignore[union-attr]
     return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
@@ -65,7 +43,7 @@ def test_a_group_is_one_insert_statement(tmp_path: Path) -> None:
     statements: list[str] = []
     store.sqlite_writes.connection().set_trace_callback(statements.append)  # type: ignore[union-attr]
     jobs = [job(i) for i in range(5)]
-    stored = _insert_queued(store, jobs)
+    stored = insert_queued(store, jobs)
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert len(inserts) == 1 and inserts[0].count("'echo'") == 5, statements
     assert "BEGIN IMMEDIATE" not in statements
@@ -88,7 +66,7 @@ def test_a_clash_in_a_group_falls_back_to_row_by_row(tmp_path: Path) -> None:
     jobs = [job(i) for i in range(1, 5)]
     clash_id = first.job_id
     jobs[2].job_id = clash_id
-    stored = _insert_queued(store, jobs)
+    stored = insert_queued(store, jobs)
     assert len(stored) == 4 and clash_id not in {j.job_id for j in stored}
     assert statements[0].startswith("INSERT") and statements[1] == "BEGIN IMMEDIATE"
     assert store.get_job(clash_id).parameters["text"] == "value 0"  # not overwritten
@@ -106,7 +84,7 @@ def test_a_burst_larger_than_a_group_takes_several(
     statements: list[str] = []
     store.sqlite_writes.connection().set_trace_callback(statements.append)  # type: ignore[union-attr]
     jobs = [job(i) for i in range(8)]
-    stored = _insert_queued(store, jobs)
+    stored = insert_queued(store, jobs)
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert [s.count("'echo'") for s in inserts] == [3, 3, 2]
     assert sorted(j.job_id for j in stored) == sorted(j.job_id for j in jobs)

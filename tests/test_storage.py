@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from tests.conftest import insert_queued
 from uws_server import storage
 from uws_server.db import create_schema, make_engine
 from uws_server.models import Job, Phase, User
@@ -224,20 +225,7 @@ def test_concurrent_inserts_are_committed_together(tmp_path: Path) -> None:
     jobs = [job(i) for i in range(1, 9)]
     for j in jobs[::2]:
         j.job_id = first.job_id  # half of them clash with the stored job
-    stored: list[Job] = []
-    with store._write_lock:  # the writer is busy: every insert queues meanwhile
-        threads = [
-            threading.Thread(target=lambda j=j: stored.append(store.insert_job(j, new_job_id)))
-            for j in jobs
-        ]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 10
-        while len(store.sqlite_writes.queue) < len(jobs):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    for t in threads:
-        t.join(10)
+    stored = insert_queued(store, jobs)  # the writer busy: every insert queues meanwhile
     assert len(stored) == len(jobs)
     ids = {j.job_id for j in stored}
     assert len(ids) == len(jobs) and first.job_id not in ids
