@@ -62,9 +62,49 @@ RESPONSE_FORMATS = {
 _PACKAGE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+# Bounded caches of per-definition work, cleared whole when full (a handful of
+# definitions are in use at a time; an edited definition is a new object).
+_CACHE_LIMIT = 256
+# id(definition) -> (that definition, its snapshot text); the reference held keeps the
+# id from being reused by another object while the entry lives.
+_snapshots: dict[int, tuple[JobDefinition, str]] = {}
+# snapshot text -> the definition read back from it (shared: callers only read it)
+_from_snapshots: dict[str, JobDefinition] = {}
+
+
+def definition_snapshot(defn: JobDefinition) -> str:
+    """The text of ``.uws/definition.json`` for ``defn``, worked out once per definition.
+
+    Definitions are shared and read-only (the registry replaces the object when an
+    operator edits one), and every job of a definition gets the same text, so it is
+    cached by the object's identity.
+    """
+    hit = _snapshots.get(id(defn))
+    if hit is not None and hit[0] is defn:
+        return hit[1]
+    text = json.dumps(to_json(defn, include_operator=False))
+    if len(_snapshots) >= _CACHE_LIMIT:
+        _snapshots.clear()
+    _snapshots[id(defn)] = (defn, text)
+    return text
+
+
 def snapshot_definition(job_dir: Path, defn: JobDefinition) -> None:
     (job_dir / ".uws").mkdir(parents=True, exist_ok=True)
-    (job_dir / DEFINITION_SNAPSHOT).write_text(json.dumps(to_json(defn, include_operator=False)))
+    (job_dir / DEFINITION_SNAPSHOT).write_text(definition_snapshot(defn))
+
+
+def definition_from_snapshot(text: str) -> JobDefinition:
+    """The definition a snapshot holds (:func:`from_json` of its JSON), read once per
+    distinct text: the jobs of one definition all hold the same. The result is shared:
+    callers must not change it. Raises like ``json.loads`` and :func:`from_json`."""
+    defn = _from_snapshots.get(text)
+    if defn is None:
+        defn = from_json(json.loads(text))
+        if len(_from_snapshots) >= _CACHE_LIMIT:
+            _from_snapshots.clear()
+        _from_snapshots[text] = defn
+    return defn
 
 
 class ProvenanceService:
@@ -86,7 +126,7 @@ class ProvenanceService:
     def _definition(self, job: Job) -> JobDefinition | None:
         snap = self.settings.jobs_dir / job.job_id / DEFINITION_SNAPSHOT
         try:
-            return from_json(json.loads(snap.read_text()))
+            return definition_from_snapshot(snap.read_text())
         except (OSError, ValueError, Exception):  # noqa: BLE001 - fall back to current
             try:
                 return self.definitions(job.jobname)

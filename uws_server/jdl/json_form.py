@@ -37,15 +37,30 @@ _KIND = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _dump(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _dump(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if f.name not in HIDDEN_FIELDS
-        }
+    names = _dumped_fields(type(value))
+    if names is not None:
+        return {name: _dump(getattr(value, name)) for name in names}
     if isinstance(value, list):
         return [_dump(v) for v in value]
     return value
+
+
+# type -> the fields _dump writes for its instances, or None when they are not dataclass
+# instances; looked up once per type rather than through dataclasses.fields() per value
+_DUMPED_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _dumped_fields(cls: type) -> tuple[str, ...] | None:
+    try:
+        return _DUMPED_FIELDS[cls]
+    except KeyError:
+        pass
+    names = None
+    # what dataclasses.is_dataclass(value) and not isinstance(value, type) say
+    if dataclasses.is_dataclass(cls) and not issubclass(cls, type):
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in HIDDEN_FIELDS)
+    _DUMPED_FIELDS[cls] = names
+    return names
 
 
 def to_json(defn: JobDefinition, *, include_operator: bool = True) -> dict[str, Any]:
