@@ -8,6 +8,7 @@ forged event can never move a job out of a final phase.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from uws_server.managers.base import JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.storage import EntityRow, Store
 from uws_server.waiters import PhaseNotifier
+from workers.jobdir import dumps_indent1
 from workers.runner import load_spec, write_spec
 
 log = logging.getLogger("uws_server.lifecycle")
@@ -40,12 +42,30 @@ MAX_ERROR_CHARS = 4000
 TRASH_DELAY = 10.0
 
 
-def within(path: Path, root: Path) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside ``root``."""
+def within(path: Path | str, root: Path | str) -> bool:
+    """True when ``path`` (symlinks resolved) lies inside ``root`` (or is ``root``).
+
+    ``os.path`` on strings rather than ``Path.resolve().is_relative_to()``, with the
+    same answers (and the same ``RuntimeError`` for a symlink loop): this runs for every
+    result of every job.
+    """
     try:
-        return path.resolve().is_relative_to(root.resolve())
+        real, top = resolved(path), resolved(root)
     except (OSError, ValueError):
         return False
+    return real == top or real.startswith(top if top == "/" else top + "/")
+
+
+def resolved(path: Path | str) -> str:
+    """``str(Path(path).resolve())`` without the Path objects: the real path, with a
+    ``RuntimeError`` for a symlink loop, as ``Path.resolve`` gives in Python 3.12."""
+    real = os.path.realpath(path)
+    try:
+        os.stat(real)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RuntimeError(f"Symlink loop from {exc.filename!r}") from None
+    return real
 
 
 def write_inputs(job_dir: Path, inputs: dict[str, dict[str, object]]) -> None:
@@ -105,7 +125,7 @@ class Lifecycle:
         parameters = dict(job.parameters)
         for name, info in read_inputs(jdir).items():
             parameters[name] = str(info["file"])
-        (jdir / "parameters.json").write_text(json.dumps(parameters, indent=1))
+        (jdir / "parameters.json").write_text(dumps_indent1(parameters))
         # Only remote runners call back; the local manager reports in-process. The token
         # never goes into job.json (a job could copy that into a result): the manager
         # hands it to the runner through the environment.
@@ -124,7 +144,7 @@ class Lifecycle:
             sbatch_options=list(defn.sbatch_options),
             python=self.settings.pipeline_python,
         )
-        write_spec(dataclasses.replace(spec, callback_token=""))
+        write_spec(dataclasses.replace(spec, callback_token="") if token else spec)
         for hook in self.start_hooks:
             hook(job, defn, jdir)
         ok = self.store.update_if_phase(
@@ -198,11 +218,27 @@ class Lifecycle:
     def _result_rows(self, job: Job, event: WorkerEvent) -> list[EntityRow] | None:
         """The event's results as entity rows (those inside the job directory); None
         when it reports none (earlier rows are kept)."""
+        if not event.results:
+            return None
         jdir = self.job_dir(job.job_id)
+        try:
+            top = resolved(jdir)
+        except (OSError, ValueError):
+            top = None  # like within(): nothing is inside a directory that cannot resolve
+        inside = top if top == "/" else f"{top}/"
         rows = []
         for r in event.results:
             path = (jdir / r.path) if not os.path.isabs(r.path) else Path(r.path)
-            if not within(path, jdir) or not path.is_file():
+            try:
+                real = resolved(path)
+            except (OSError, ValueError):
+                real = None
+            if (
+                top is None
+                or real is None
+                or not (real == top or real.startswith(inside))
+                or not path.is_file()
+            ):
                 log.warning("refused result %r of %s: outside its directory", r.path, job.job_id)
                 continue
             rows.append(
@@ -210,7 +246,7 @@ class Lifecycle:
                     entity_id=new_entity_id(),
                     job_id=job.job_id,
                     name=r.name,
-                    path=str(path.resolve()),
+                    path=real,
                     location=None,
                     content_type=r.content_type,
                     size=r.size,

@@ -86,12 +86,34 @@ def read_private(path: Path | str, limit: int) -> bytes | None:
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
-    """The JSON form of a :class:`JobSpec` (``job_dir`` as a string)."""
-    from dataclasses import asdict
+    """The JSON form of a :class:`JobSpec` (``job_dir`` as a string).
 
-    data = asdict(spec)
+    What ``dataclasses.asdict`` gives (fields in order, containers copied), built
+    directly: ``asdict`` walks every value generically and deep-copies the leaves, a
+    noticeable part of a local job's start in the server process.
+    """
+    data = {name: getattr(spec, name) for name in _field_names(type(spec))}
     data["job_dir"] = str(spec.job_dir)
+    data["parameters"] = dict(spec.parameters)
+    data["generated"] = [
+        {name: getattr(e, name) for name in _field_names(type(e))} for e in spec.generated
+    ]
+    data["sbatch_options"] = list(spec.sbatch_options)
     return data
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names in order, looked up once per class (dataclasses is
+    imported here, never by the worker runner, which does not write specs)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        from dataclasses import fields
+
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 def spec_from_json(data: dict[str, Any]) -> JobSpec:
@@ -142,12 +164,93 @@ def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
 
 def write_spec(spec: JobSpec) -> Path:
     """Write ``job.json`` (mode 0600: it holds the callback token)."""
-    import json
     from pathlib import Path
 
     path = Path(spec.job_dir) / SPEC_FILE
-    atomic_write(path, json.dumps(spec_to_json(spec), indent=1).encode(), mode=0o600)
+    atomic_write(path, dumps_indent1(spec_to_json(spec)).encode(), mode=0o600)
     return path
+
+
+def dumps_indent1(value: Any) -> str:
+    """Exactly ``json.dumps(value, indent=1)``, a few times faster.
+
+    With an indent, ``json`` encodes everything in Python, one generator per level;
+    ``job.json`` and ``parameters.json`` are written for every job. Only dicts with
+    string keys, lists and tuples are laid out here, strings go to json's C escaper, and
+    ints, booleans and None are written as json writes them; anything else (other keys,
+    floats, subclasses, nesting deep enough to be a cycle) sends the whole value to
+    ``json.dumps``, so the output and the errors are always json's own.
+    """
+    import json
+
+    leaves = _json_leaves()
+    out: list[str] = []
+    try:
+        _indent1(value, "\n", out, leaves, 0)
+    except _NotPlain:
+        return json.dumps(value, indent=1)
+    return "".join(out)
+
+
+class _NotPlain(Exception):
+    """A value :func:`dumps_indent1` leaves to ``json.dumps``."""
+
+
+_LEAVES: dict[type, Any] = {}
+
+
+def _json_leaves() -> dict[type, Any]:
+    """Exact type -> how json writes a value of it (json imported on first use)."""
+    if not _LEAVES:
+        from json.encoder import encode_basestring_ascii
+
+        _LEAVES.update(
+            {
+                str: encode_basestring_ascii,
+                int: int.__repr__,
+                bool: {True: "true", False: "false"}.__getitem__,
+                type(None): lambda _: "null",
+            }
+        )
+    return _LEAVES
+
+
+def _indent1(value: Any, newline: str, out: list[str], leaves: dict[type, Any], depth: int) -> None:
+    cls = type(value)
+    leaf = leaves.get(cls)
+    if leaf is not None:
+        out.append(leaf(value))
+    elif cls is dict:
+        if not value:
+            out.append("{}")
+            return
+        if depth > 64:
+            raise _NotPlain
+        inner = newline + " "
+        sep = "{" + inner
+        key_of = leaves[str]
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotPlain
+            out.append(sep + key_of(key) + ": ")
+            _indent1(item, inner, out, leaves, depth + 1)
+            sep = "," + inner
+        out.append(newline + "}")
+    elif cls is list or cls is tuple:
+        if not value:
+            out.append("[]")
+            return
+        if depth > 64:
+            raise _NotPlain
+        inner = newline + " "
+        sep = "[" + inner
+        for item in value:
+            out.append(sep)
+            _indent1(item, inner, out, leaves, depth + 1)
+            sep = "," + inner
+        out.append(newline + "]")
+    else:
+        raise _NotPlain
 
 
 def load_spec(job_dir: Path | str) -> JobSpec:
@@ -223,13 +326,11 @@ def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -
     entities win over parameters of the same name so that the file the script writes is
     the one :func:`collect_results` looks for; ``UWS_*`` variables win over everything.
     """
-    env = base_environment(dict(os.environ) if base_env is None else base_env)
     python = spec.python or sys.executable
-    if python:
-        bin_dir = os.path.dirname(os.path.abspath(python))
-        path = env.get("PATH", "")
-        if bin_dir not in path.split(os.pathsep):
-            env["PATH"] = f"{bin_dir}{os.pathsep}{path}" if path else bin_dir
+    if base_env is None:
+        env = dict(_server_environment(python))
+    else:
+        env = _with_python_on_path(base_environment(base_env), python)
     for name, value in spec.parameters.items():
         if is_exportable(name):
             env[name] = str(value).replace("\x00", "")
@@ -244,4 +345,43 @@ def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -
     env["UWS_PARAMETERS_FILE"] = os.path.join(job_dir, PARAMETERS_FILE)
     env["UWS_CONTEXT_FILE"] = os.path.join(job_dir, CONTEXT_FILE)
     env["UWS_PYTHON"] = python
+    return env
+
+
+def _with_python_on_path(env: dict[str, str], python: str) -> dict[str, str]:
+    """``env`` with the directory of the job's Python first on its ``PATH`` (if not on
+    it already), so that ``python`` in a script is the interpreter the job asked for."""
+    if python:
+        bin_dir = os.path.dirname(os.path.abspath(python))
+        path = env.get("PATH", "")
+        if bin_dir not in path.split(os.pathsep):
+            env["PATH"] = f"{bin_dir}{os.pathsep}{path}" if path else bin_dir
+    return env
+
+
+# (process environment it was made from, python, cwd if python is relative, result)
+_server_env_cache: list[tuple[dict[bytes, bytes], str, str, dict[str, str]]] = []
+
+
+def _server_environment(python: str) -> dict[str, str]:
+    """The whitelisted part of this process's environment with ``python`` on ``PATH``,
+    worked out again only when the environment (or the interpreter) changed.
+
+    Filtering ``os.environ`` decodes every variable and checks each name against the
+    secret words: the same work for every job of the local pool. The cache is keyed on
+    a copy of the environment's raw mapping (``os.environ._data``, compared in C), so a
+    variable set, changed or removed through ``os.environ`` is seen by the next job.
+    Callers get the cached dict: they must copy it before changing it.
+    """
+    raw = getattr(os.environ, "_data", None)
+    if not isinstance(raw, dict):  # not CPython's os.environ: no cache
+        return _with_python_on_path(base_environment(dict(os.environ)), python)
+    cwd = "" if os.path.isabs(python) else os.getcwd()
+    if _server_env_cache:
+        c_raw, c_python, c_cwd, env = _server_env_cache[0]
+        if c_python == python and c_cwd == cwd and c_raw == raw:
+            return env
+    snapshot = dict(raw)
+    env = _with_python_on_path(base_environment(dict(os.environ)), python)
+    _server_env_cache[:] = [(snapshot, python, cwd, env)]
     return env
