@@ -267,6 +267,28 @@ def test_abort_of_a_queued_job(jobs_dir: Path, make_manager) -> None:  # type: i
     manager.abort(_job("second"))  # gone: must not raise
 
 
+def test_a_queued_job_submitted_again_is_queued_once(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
+    """The queue's id set follows the queue: a duplicate while queued is ignored, and
+    a job that left the queue (aborted, or started) can be submitted again."""
+    manager, sink = make_manager(slots=1)
+    manager.submit(make_spec(jobs_dir, "first", "sleep 0.5"))
+    again = make_spec(jobs_dir, "again", "echo run >> runs.txt")
+    manager.submit(again)
+    manager.submit(again)
+    assert manager.queued_jobs() == ["again"]
+    manager.abort(_job("again", Phase.QUEUED))
+    assert manager.queued_jobs() == [] and sink.wait_final("again").phase is Phase.ABORTED
+    manager.submit(again)  # out of the queue: accepted again
+    assert manager.queued_jobs() == ["again"]
+    assert sink.wait_final("first").phase is Phase.COMPLETED
+    deadline = time.monotonic() + 10
+    while not (jobs_dir / "again" / ".uws" / "exit_status").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert (jobs_dir / "again" / "runs.txt").read_text() == "run\n"
+    assert manager.queued_jobs() == [] and manager.running_jobs() in ([], ["again"])
+
+
 def test_sigkill_from_outside_is_an_error(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
     manager, sink = make_manager()
     spec = make_spec(jobs_dir, "killed", TREE)

@@ -117,6 +117,7 @@ class LocalManager(Manager):
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
         self._queue: deque[JobSpec] = deque()
+        self._queued_ids: set[str] = set()  # the job ids in _queue: no scan per submit
         self._outbox: deque[tuple[str, WorkerEvent]] = deque()
         self._drain_lock = threading.Lock()
         self._stopping = False
@@ -162,12 +163,13 @@ class LocalManager(Manager):
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the local manager is stopped")
-            if spec.job_id in self._running or any(q.job_id == spec.job_id for q in self._queue):
+            if spec.job_id in self._running or spec.job_id in self._queued_ids:
                 return
             if len(self._running) < self.slots and not self._queue:
                 self._launch_locked(spec)
             else:
                 self._queue.append(spec)
+                self._queued_ids.add(spec.job_id)
                 self._emit(spec.job_id, WorkerEvent(Phase.QUEUED))
         self._flush()
         self._wake()
@@ -178,6 +180,7 @@ class LocalManager(Manager):
             for queued in self._queue:
                 if queued.job_id == job.job_id:
                     self._queue.remove(queued)
+                    self._queued_ids.discard(job.job_id)
                     self._emit(job.job_id, WorkerEvent(Phase.ABORTED, end_time=_now()))
                     break
             else:
@@ -213,13 +216,13 @@ class LocalManager(Manager):
 
     def _launch_locked(self, spec: JobSpec) -> None:
         """Start the wrapper; on failure the job ends in ERROR instead of holding a slot."""
-        job_dir = Path(spec.job_dir)
+        job_dir = os.fspath(spec.job_dir)  # strings: no Path objects per launch
         try:
             prepare_job_dir(spec)
             env = prepare_environment(spec)
             proc = spawn_in_session(
                 ["bash", "-c", WRAPPER, "uws-job"], job_dir, env,
-                job_dir / STDOUT_FILE, job_dir / STDERR_FILE,
+                os.path.join(job_dir, STDOUT_FILE), os.path.join(job_dir, STDERR_FILE),
             )  # fmt: skip
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             log.exception("job %s: cannot start", spec.job_id)
@@ -227,7 +230,9 @@ class LocalManager(Manager):
             return
         identity = ProcessIdentity.of(proc.pid)
         try:
-            atomic_write(job_dir / IDENTITY_FILE, json.dumps(identity.to_json()).encode())
+            atomic_write(
+                os.path.join(job_dir, IDENTITY_FILE), json.dumps(identity.to_json()).encode()
+            )
         except OSError:
             log.exception("job %s: cannot record its process identity", spec.job_id)
         run = _Run(spec, identity, _now(), _deadline(spec.execution_duration), proc=proc)
@@ -434,7 +439,9 @@ class LocalManager(Manager):
         started = False
         with self._lock:
             while self._queue and len(self._running) < self.slots and not self._stopping:
-                self._launch_locked(self._queue.popleft())
+                spec = self._queue.popleft()
+                self._queued_ids.discard(spec.job_id)
+                self._launch_locked(spec)
                 started = True
         self._flush()
         return started
