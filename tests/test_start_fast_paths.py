@@ -1,9 +1,9 @@
 """The per-job fast paths of a local job's start and end, checked against the plain code
 they replace: the same bytes in the job directory, the same environment, the same answers.
 
-``dumps_indent1`` (``job.json``, ``parameters.json``), ``spec_to_json`` without
-``asdict``, the cached server environment, the cached definition snapshot, the
-``os.path`` version of ``within`` and the cached field lists of the JDL JSON form.
+``spec_to_json`` without ``asdict`` (``job.json``), the cached server environment, the
+cached definition snapshot, the ``os.path`` version of ``within`` and the cached field
+lists of the JDL JSON form.
 """
 
 from __future__ import annotations
@@ -29,73 +29,6 @@ from uws_server.provenance_service import (
 from workers import jobdir
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-LEAVES = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | TEXT
-)
-KEYS = TEXT | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
-JSON = st.recursive(
-    LEAVES,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.tuples(inner, inner)
-        | st.dictionaries(TEXT, inner, max_size=4)
-        | st.dictionaries(KEYS, inner, max_size=3)
-    ),
-    max_leaves=20,
-)
-
-
-# --- dumps_indent1 ---------------------------------------------------------------------
-
-
-@settings(max_examples=400, deadline=None)
-@given(JSON)
-def test_dumps_indent1_is_json_dumps_indent_1(value: object) -> None:
-    assert jobdir.dumps_indent1(value) == json.dumps(value, indent=1)
-
-
-def _nested(depth: int) -> object:
-    value: object = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-class _Str(str):
-    pass
-
-
-class _Int(int):
-    pass
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"s": _Str("x"), "i": _Int(3), "b": [True, False, None]},
-        {"deep": _nested(70)},
-        {"é\u2028": '\x00"\\', "": {}},
-        ({"a": ()},),
-    ],
-)
-def test_dumps_indent1_edge_cases(value: object) -> None:
-    assert jobdir.dumps_indent1(value) == json.dumps(value, indent=1)
-
-
-def test_dumps_indent1_errors_are_json_s() -> None:
-    looped: list[object] = []
-    looped.append(looped)
-    for bad in (looped, {"x": object()}, {("tuple", "key"): 1}):
-        with pytest.raises((ValueError, TypeError)) as want:
-            json.dumps(bad, indent=1)
-        with pytest.raises(want.type, match="."):
-            jobdir.dumps_indent1(bad)
-
-
 # --- spec_to_json ----------------------------------------------------------------------
 
 ENTITIES = st.builds(
@@ -125,7 +58,7 @@ def test_spec_to_json_is_asdict_with_the_directory_as_text(spec: JobSpec) -> Non
     got = jobdir.spec_to_json(spec)
     assert got == want and list(got) == list(want)
     assert [list(e) for e in got["generated"]] == [list(e) for e in want["generated"]]
-    assert jobdir.dumps_indent1(got) == json.dumps(want, indent=1)
+    assert json.dumps(got, indent=1) == json.dumps(want, indent=1)
     got["parameters"]["changed"] = "x"  # a copy, as asdict's
     got["sbatch_options"].append("x")
     assert "changed" not in spec.parameters and "x" not in spec.sbatch_options

@@ -28,7 +28,6 @@ from uws_server.managers.base import JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.storage import EntityRow, Store
 from uws_server.waiters import PhaseNotifier
-from workers.jobdir import dumps_indent1
 from workers.runner import load_spec, write_spec
 
 log = logging.getLogger("uws_server.lifecycle")
@@ -125,7 +124,7 @@ class Lifecycle:
         parameters = dict(job.parameters)
         for name, info in read_inputs(jdir).items():
             parameters[name] = str(info["file"])
-        (jdir / "parameters.json").write_text(dumps_indent1(parameters))
+        (jdir / "parameters.json").write_text(json.dumps(parameters, indent=1))
         # Only remote runners call back; the local manager reports in-process. The token
         # never goes into job.json (a job could copy that into a result): the manager
         # hands it to the runner through the environment.

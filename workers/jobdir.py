@@ -164,93 +164,12 @@ def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
 
 def write_spec(spec: JobSpec) -> Path:
     """Write ``job.json`` (mode 0600: it holds the callback token)."""
+    import json
     from pathlib import Path
 
     path = Path(spec.job_dir) / SPEC_FILE
-    atomic_write(path, dumps_indent1(spec_to_json(spec)).encode(), mode=0o600)
+    atomic_write(path, json.dumps(spec_to_json(spec), indent=1).encode(), mode=0o600)
     return path
-
-
-def dumps_indent1(value: Any) -> str:
-    """Exactly ``json.dumps(value, indent=1)``, a few times faster.
-
-    With an indent, ``json`` encodes everything in Python, one generator per level;
-    ``job.json`` and ``parameters.json`` are written for every job. Only dicts with
-    string keys, lists and tuples are laid out here, strings go to json's C escaper, and
-    ints, booleans and None are written as json writes them; anything else (other keys,
-    floats, subclasses, nesting deep enough to be a cycle) sends the whole value to
-    ``json.dumps``, so the output and the errors are always json's own.
-    """
-    import json
-
-    leaves = _json_leaves()
-    out: list[str] = []
-    try:
-        _indent1(value, "\n", out, leaves, 0)
-    except _NotPlain:
-        return json.dumps(value, indent=1)
-    return "".join(out)
-
-
-class _NotPlain(Exception):
-    """A value :func:`dumps_indent1` leaves to ``json.dumps``."""
-
-
-_LEAVES: dict[type, Any] = {}
-
-
-def _json_leaves() -> dict[type, Any]:
-    """Exact type -> how json writes a value of it (json imported on first use)."""
-    if not _LEAVES:
-        from json.encoder import encode_basestring_ascii
-
-        _LEAVES.update(
-            {
-                str: encode_basestring_ascii,
-                int: int.__repr__,
-                bool: {True: "true", False: "false"}.__getitem__,
-                type(None): lambda _: "null",
-            }
-        )
-    return _LEAVES
-
-
-def _indent1(value: Any, newline: str, out: list[str], leaves: dict[type, Any], depth: int) -> None:
-    cls = type(value)
-    leaf = leaves.get(cls)
-    if leaf is not None:
-        out.append(leaf(value))
-    elif cls is dict:
-        if not value:
-            out.append("{}")
-            return
-        if depth > 64:
-            raise _NotPlain
-        inner = newline + " "
-        sep = "{" + inner
-        key_of = leaves[str]
-        for key, item in value.items():
-            if type(key) is not str:
-                raise _NotPlain
-            out.append(sep + key_of(key) + ": ")
-            _indent1(item, inner, out, leaves, depth + 1)
-            sep = "," + inner
-        out.append(newline + "}")
-    elif cls is list or cls is tuple:
-        if not value:
-            out.append("[]")
-            return
-        if depth > 64:
-            raise _NotPlain
-        inner = newline + " "
-        sep = "[" + inner
-        for item in value:
-            out.append(sep)
-            _indent1(item, inner, out, leaves, depth + 1)
-            sep = "," + inner
-        out.append(newline + "]")
-    else:
-        raise _NotPlain
 
 
 def load_spec(job_dir: Path | str) -> JobSpec:
