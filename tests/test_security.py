@@ -224,3 +224,36 @@ def test_anonymous_listing_of_definitions_follows_settings(
         assert closed.add_user("x").get("/jdl").status_code == 200
     finally:
         closed.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/rest/test_activity_1"),
+        ("POST", "/rest/test_activity_1"),
+        ("GET", "/rest/test_activity_1/nosuchjob/phase"),
+        ("POST", "/callback/nosuchjob"),
+        ("GET", "/jdl"),
+        ("GET", "/provsap?ID=x"),
+        ("GET", "/ui/jobs"),
+    ],
+)
+def test_a_header_that_is_not_utf8_is_a_400_not_a_500(
+    live: LiveServer, method: str, path: str
+) -> None:
+    """Raw bytes in a header (what requests cannot send) reach bottle's lazy decoding."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", live.settings.port), timeout=10) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".encode()
+            + b"Authorization: Bearer \xff\xfe\r\n"
+            + b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\n"
+            + b"text=a"
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:300]
+    assert b"Traceback" not in answer

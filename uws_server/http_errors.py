@@ -19,6 +19,9 @@ from uws_server.errors import DefinitionError, UWSError
 
 log = logging.getLogger("uws_server")
 TEXT = "text/plain; charset=utf-8"
+# bottle decodes headers, the query and form values lazily, when a handler first reads
+# them, and raises UnicodeDecodeError for bytes that are not UTF-8: the client's error.
+NOT_UTF8 = "request text (a header, the query string or a form value) must be UTF-8"
 
 
 def definition_error_body(exc: DefinitionError) -> dict[str, Any]:
@@ -30,6 +33,8 @@ def error_response(exc: BaseException) -> HTTPResponse:
     if isinstance(exc, DefinitionError):
         body = json.dumps(definition_error_body(exc), ensure_ascii=False).encode("utf-8")
         return HTTPResponse(body, status=400, headers={"Content-Type": "application/json"})
+    if isinstance(exc, UnicodeDecodeError):
+        return HTTPResponse(NOT_UTF8 + "\n", status=400, headers={"Content-Type": TEXT})
     if isinstance(exc, UWSError):
         headers = {"Content-Type": TEXT}
         if exc.status == 401:

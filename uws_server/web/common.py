@@ -28,6 +28,7 @@ from uws_server.errors import (
     Forbidden,
     UWSError,
 )
+from uws_server.http_errors import NOT_UTF8
 from uws_server.models import User
 from uws_server.service import UWSService
 from uws_server.web.session import (
@@ -264,6 +265,8 @@ class WebApp:
                     result = self.error_page(ctx, exc.status, exc.message, api)
                 except HTTPResponse:
                     raise
+                except UnicodeDecodeError:
+                    result = self.error_page(ctx, 400, NOT_UTF8, api)
                 except Exception as exc:  # noqa: BLE001 - logged, never shown
                     log.error("web page %s failed", request.path, exc_info=exc)
                     result = self.error_page(ctx, 500, "internal server error", api)
