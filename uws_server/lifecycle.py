@@ -48,11 +48,19 @@ def within(path: Path | str, root: Path | str) -> bool:
     same answers (and the same ``RuntimeError`` for a symlink loop): this runs for every
     result of every job.
     """
+    return real_path_within(path, root) is not None
+
+
+def real_path_within(path: Path | str, root: Path | str) -> str | None:
+    """The real path of ``path`` when it lies inside ``root`` (or is ``root``), else
+    None (also when either cannot be resolved)."""
     try:
         real, top = resolved(path), resolved(root)
     except (OSError, ValueError):
-        return False
-    return real == top or real.startswith(top if top == "/" else top + "/")
+        return None
+    if real == top or real.startswith(top if top == "/" else top + "/"):
+        return real
+    return None
 
 
 def resolved(path: Path | str) -> str:
@@ -220,24 +228,11 @@ class Lifecycle:
         if not event.results:
             return None
         jdir = self.job_dir(job.job_id)
-        try:
-            top = resolved(jdir)
-        except (OSError, ValueError):
-            top = None  # like within(): nothing is inside a directory that cannot resolve
-        inside = top if top == "/" else f"{top}/"
         rows = []
         for r in event.results:
             path = (jdir / r.path) if not os.path.isabs(r.path) else Path(r.path)
-            try:
-                real = resolved(path)
-            except (OSError, ValueError):
-                real = None
-            if (
-                top is None
-                or real is None
-                or not (real == top or real.startswith(inside))
-                or not path.is_file()
-            ):
+            real = real_path_within(path, jdir)
+            if real is None or not path.is_file():
                 log.warning("refused result %r of %s: outside its directory", r.path, job.job_id)
                 continue
             rows.append(

@@ -33,11 +33,8 @@ JOB_COLUMNS = (
     "manager", "external_id", "callback_token_hash", "context", "version",
 )  # fmt: skip
 INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * 18)})"
-# The entities table's columns (EntityRow's fields).
-ENTITY_COLUMNS = (
-    "entity_id", "job_id", "name", "path", "location", "content_type", "size", "sha256",
-    "owner", "role", "kind", "created",
-)  # fmt: skip
+# The entities table's columns, each an attribute of storage.EntityRow.
+ENTITY_COLUMNS = tuple(c.name for c in db.entities.columns)
 INSERT_ENTITY = (
     f"INSERT INTO entities ({', '.join(ENTITY_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ENTITY_COLUMNS))})"

@@ -117,7 +117,6 @@ class LocalManager(Manager):
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
         self._queue: deque[JobSpec] = deque()
-        self._queued_ids: set[str] = set()  # the job ids in _queue: no scan per submit
         self._outbox: deque[tuple[str, WorkerEvent]] = deque()
         self._drain_lock = threading.Lock()
         self._stopping = False
@@ -163,13 +162,12 @@ class LocalManager(Manager):
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the local manager is stopped")
-            if spec.job_id in self._running or spec.job_id in self._queued_ids:
+            if spec.job_id in self._running or any(q.job_id == spec.job_id for q in self._queue):
                 return
             if len(self._running) < self.slots and not self._queue:
                 self._launch_locked(spec)
             else:
                 self._queue.append(spec)
-                self._queued_ids.add(spec.job_id)
                 self._emit(spec.job_id, WorkerEvent(Phase.QUEUED))
         self._flush()
         self._wake()
@@ -180,7 +178,6 @@ class LocalManager(Manager):
             for queued in self._queue:
                 if queued.job_id == job.job_id:
                     self._queue.remove(queued)
-                    self._queued_ids.discard(job.job_id)
                     self._emit(job.job_id, WorkerEvent(Phase.ABORTED, end_time=_now()))
                     break
             else:
@@ -439,9 +436,7 @@ class LocalManager(Manager):
         started = False
         with self._lock:
             while self._queue and len(self._running) < self.slots and not self._stopping:
-                spec = self._queue.popleft()
-                self._queued_ids.discard(spec.job_id)
-                self._launch_locked(spec)
+                self._launch_locked(self._queue.popleft())
                 started = True
         self._flush()
         return started
