@@ -132,4 +132,6 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
+    import uws_server.vo.obscore  # noqa: F401 - registers the catalogue's table (no cycle)
+
     metadata.create_all(engine)
