@@ -39,6 +39,10 @@ class Settings:
     provenance_dir: Path = Path("provenance_out")
     manager: str = "local"
     local_slots: int = 2
+    # Where each job's cgroup is made ("auto": under the server's own cgroup v2 when it
+    # is writable; "off": a subreaper instead; or a cgroup v2 directory). See
+    # workers/containment.py and docs/security.md.
+    job_cgroup: str = "auto"
     pipeline_python: str = ""
     slurm_partition: str = ""
     slurm_account: str = ""
