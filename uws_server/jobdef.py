@@ -59,6 +59,13 @@ class EntityDef:
     default: str = ""
     content_type: str = ""
     url: str = ""
+    # A generated entity that is a catalogued data set (a row of ivoa.obscore, found by
+    # cone search, TAP and DataLink) says so with its ObsCore dataproduct_type (event,
+    # image, cube, spectrum, timeseries) and calib_level (0-4); ``preview`` names the
+    # generated entity holding its PNG quick-look. Empty: not catalogued.
+    dataproduct_type: str = ""
+    calib_level: str = ""
+    preview: str = ""
 
 
 @dataclass

@@ -407,8 +407,65 @@ def validate(defn: JobDefinition) -> list[Problem]:
             problems.append(
                 (f"generated[{i}].name", f"{e.name!r} is also a parameter or used entity")
             )
+    problems.extend(_check_datasets(defn))
     if isinstance(defn.sbatch_options, list):
         problems.extend(_check_sbatch(defn.sbatch_options))
     else:
         problems.append(("sbatch_options", "must be a list of options"))
+    return problems
+
+
+# ObsCore 1.1 dataproduct_type values (plus the high-energy extension's event list names).
+DATAPRODUCT_TYPES = frozenset(
+    {
+        "image",
+        "cube",
+        "spectrum",
+        "sed",
+        "timeseries",
+        "visibility",
+        "event",
+        "measurements",
+        "hea-event-list",
+        "hea-event-bundle",
+    }
+)
+
+
+def _check_datasets(defn: JobDefinition) -> list[tuple[str, str]]:
+    """A generated entity marked as a catalogued data set: a known type, a level 0-4,
+    a preview that names another generated entity."""
+    problems: list[tuple[str, str]] = []
+    names = {e.name for e in defn.generated}
+    for i, e in enumerate(defn.generated):
+        kind = getattr(e, "dataproduct_type", "")
+        level = getattr(e, "calib_level", "")
+        preview = getattr(e, "preview", "")
+        if not isinstance(kind, str) or not isinstance(level, str):
+            problems.append((f"generated[{i}].dataproduct_type", "must be text"))
+            continue
+        if kind and kind not in DATAPRODUCT_TYPES:
+            problems.append(
+                (
+                    f"generated[{i}].dataproduct_type",
+                    f"{kind!r} is not an ObsCore data product type "
+                    f"({', '.join(sorted(DATAPRODUCT_TYPES))})",
+                )
+            )
+        if level and not (kind and level in ("0", "1", "2", "3", "4")):
+            problems.append(
+                (
+                    f"generated[{i}].calib_level",
+                    "must be 0 to 4, with a dataproduct_type",
+                )
+            )
+        if kind and not level:
+            problems.append((f"generated[{i}].calib_level", "a catalogued data set needs one"))
+        if preview and (not kind or preview not in names or preview == e.name):
+            problems.append(
+                (
+                    f"generated[{i}].preview",
+                    f"{preview!r} must name another generated entity of a catalogued data set",
+                )
+            )
     return problems

@@ -69,6 +69,13 @@ _TEXT_PARAMS = (
 )
 SBATCH_PARAM = "sbatch_options"
 _ENTITY_PARAMS = ("role", "multiplicity", "default", "content_type", "url")
+# Catalogue markers of a generated entity (written only when set, so that a definition
+# without them is written exactly as OPUS writes it).
+_DATASET_PARAMS = (
+    ("dataproduct_type", "obscore:ObsDataset.dataProductType", "char"),
+    ("calib_level", "obscore:ObsDataset.calibLevel", "int"),
+    ("preview", "", "char"),
+)
 _ENTITY_UTYPES = {
     "used": {
         "role": "voprov:UsedDescription.role",
@@ -199,6 +206,8 @@ def _read_entity(element: etree._Element) -> EntityDef:
         name = param.get("name") or ""
         if name in _ENTITY_PARAMS:
             setattr(entity, name, param.get("value") or "")
+        elif any(name == p[0] for p in _DATASET_PARAMS):
+            setattr(entity, name, (param.get("value") or "").strip())
     return entity
 
 
@@ -328,6 +337,16 @@ def _write_entity(group: etree._Element, kind: str, e: EntityDef) -> None:
         if attr == "url" and kind == "generated" and not value:
             continue  # OPUS writes no url for results
         _text_param(element, attr, value, utypes[attr])
+    if kind == "generated":
+        for attr, utype, datatype in _DATASET_PARAMS:
+            value = getattr(e, attr)
+            if value:
+                attrs = {"name": attr, "value": value, "datatype": datatype}
+                if datatype == "char":
+                    attrs["arraysize"] = "*"
+                if utype:
+                    attrs["utype"] = utype
+                _sub(element, "PARAM", **attrs)
 
 
 def write_votable(defn: JobDefinition) -> bytes:
