@@ -64,6 +64,8 @@ class Settings:
     allowed_fetch_hosts: list[str] = field(default_factory=list)
     max_fetch_bytes: int = 100 * 1024 * 1024
     dl3_store: Path = Path("var/dl3_store")
+    vo_authority: str = "uws-server.example"
+    dl3_proprietary_days: float = 0.0
 
     @property
     def effective_database_url(self) -> str:
