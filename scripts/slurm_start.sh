@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Start a single-node Slurm on localhost for the tests (see shared notes/slurm.md):
 # munged, slurmctld, slurmd; partition `debug` (Default, OverSubscribe=FORCE:10).
-# Idempotent: when all three daemons already run and the node is usable, it only says so.
+# Idempotent: when all three daemons already run with the configuration this script writes
+# and the node is usable, it only says so. When slurm.conf changed, or the running
+# slurmctld still uses other SchedulerParameters than the file's, the daemons are
+# restarted (running jobs survive: slurmstepd outlives slurmd, state is saved).
 # After a real start it submits a probe job and waits until it has COMPLETED, so that a
 # zero exit means jobs really run.
 #
@@ -21,6 +24,17 @@ SLURMD_PID="$STATE_DIR/slurmd.pid"
 CTLD_LOG="$STATE_DIR/slurmctld.log"
 SLURMD_LOG="$STATE_DIR/slurmd.log"
 MARKER="# Written by uws-server scripts/slurm_start.sh"
+# Scheduling for a test cluster (Slurm 22.05, man slurm.conf): the main scheduler tests
+# every pending job each sched_interval seconds (default 60) and the backfill scheduler
+# each bf_interval seconds (default 30); between those passes only events (a submit, a
+# job's end) start jobs. A job held by --begin becomes eligible with no event, so with the
+# defaults it waited up to 30-60 s past its begin time (issue 17). With 1 s each it starts
+# within about a second of becoming eligible (slurmctld's background loop ticks each
+# second); a pass over this cluster's few hundred jobs at most costs milliseconds.
+# batch_sched_delay=0: a submitted batch job is scheduled at once (default: up to 3 s).
+# No `defer`: it would postpone each submission's own scheduling attempt to the next pass.
+# tests/test_slurm.py reads these values back (scontrol show config) to bound its waits.
+SCHED_PARAMS="batch_sched_delay=0,sched_interval=1,bf_interval=1"
 
 log() { printf '[slurm_start] %s\n' "$*" >&2; }
 die() {
@@ -89,6 +103,11 @@ wait_for() {
 
 ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
+# The SchedulerParameters the running slurmctld uses (empty if it does not answer).
+live_sched_params() {
+    scontrol show config 2>/dev/null | sed -n 's/^SchedulerParameters *= *//p' | head -n 1
+}
+
 node_state() { sinfo -h -N -n localhost -o %T 2>/dev/null | head -n 1; }
 
 node_usable() {
@@ -153,7 +172,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=$SCHED_PARAMS
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
@@ -214,8 +233,16 @@ SLURMD_RUNNING=0
 pid_alive "$CTLD_PID" slurmctld && CTLD_RUNNING=1
 pid_alive "$SLURMD_PID" slurmd && SLURMD_RUNNING=1
 
+# The file may already be ours while the running slurmctld still has an older one (the
+# file was rewritten but the restart did not happen): that needs the restart too.
+if [ "$CONF_CHANGED" -eq 0 ] && [ "$CTLD_RUNNING" -eq 1 ] && ctld_up \
+    && [ "$(live_sched_params)" != "$SCHED_PARAMS" ]; then
+    log "slurmctld runs with SchedulerParameters='$(live_sched_params)', not '$SCHED_PARAMS'"
+    CONF_CHANGED=1
+fi
+
 if [ "$CONF_CHANGED" -eq 1 ] && [ $((CTLD_RUNNING + SLURMD_RUNNING)) -gt 0 ]; then
-    log "slurm.conf changed while the daemons run: restarting them"
+    log "the daemons do not run the current slurm.conf: restarting them"
     stop_daemon "$SLURMD_PID" slurmd
     stop_daemon "$CTLD_PID" slurmctld
     CTLD_RUNNING=0
@@ -250,6 +277,8 @@ if [ "$CTLD_RUNNING" -eq 0 ]; then
 fi
 wait_for 30 "slurmctld: UP ('scontrol ping')" ctld_up \
     || die_logs "slurmctld does not answer 'scontrol ping' after 30 s"
+[ "$(live_sched_params)" = "$SCHED_PARAMS" ] \
+    || die_logs "slurmctld runs with SchedulerParameters='$(live_sched_params)', not '$SCHED_PARAMS' from $CONF"
 
 if [ "$SLURMD_RUNNING" -eq 0 ]; then
     rm -f "$SLURMD_PID"
