@@ -28,6 +28,7 @@ from uws_server.managers.base import JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.storage import EntityRow, Store
 from uws_server.waiters import PhaseNotifier
+from workers.results import inspect_result
 from workers.runner import load_spec, write_spec
 
 log = logging.getLogger("uws_server.lifecycle")
@@ -194,13 +195,17 @@ class Lifecycle:
                 values["end_time"] = event.end_time or utcnow()
                 if job.start_time is None:
                     values["start_time"] = event.start_time or values["end_time"]
+                rows, refused = self._result_rows(job, event)
+                if refused:  # the worker's word is not enough: the service looked itself
+                    phase = Phase.ERROR if event.phase is Phase.COMPLETED else event.phase
+                    error = "; ".join(filter(None, [event.error, *refused]))
+                    event = dataclasses.replace(event, phase=phase, error=error)
+                    values["phase"] = phase
                 if event.phase != Phase.COMPLETED:
                     values["error_summary"] = self._error_text(job_id, event)
                 if event.context:
                     values["context"] = json.dumps(event.context)
-                changed = self.store.finish_job(
-                    job_id, [job.phase], self._result_rows(job, event), **values
-                )
+                changed = self.store.finish_job(job_id, [job.phase], rows, **values)
             else:
                 changed = self.store.update_if_phase(job_id, [job.phase], **values)
             if changed:
@@ -222,36 +227,60 @@ class Lifecycle:
             pass
         return text[:MAX_ERROR_CHARS]
 
-    def _result_rows(self, job: Job, event: WorkerEvent) -> list[EntityRow] | None:
-        """The event's results as entity rows (those inside the job directory); None
-        when it reports none (earlier rows are kept)."""
+    def _result_rows(
+        self, job: Job, event: WorkerEvent
+    ) -> tuple[list[EntityRow] | None, list[str]]:
+        """The event's results as entity rows, and why any was refused; rows None when
+        it reports none (earlier rows are kept).
+
+        Each result is checked here again, without trusting the worker (a Slurm node
+        runs the job's code as the runner's user): inside the job directory, reached
+        without following any link, a regular file with a single link, read-only, and
+        its size and SHA-256 are the service's own reading, which must match what the
+        worker reported (else the file changed after it was collected).
+        """
         if not event.results:
-            return None
+            return None, []
         jdir = self.job_dir(job.job_id)
-        rows = []
+        root = os.path.realpath(jdir)
+        rows: list[EntityRow] = []
+        refused: list[str] = []
         for r in event.results:
-            path = (jdir / r.path) if not os.path.isabs(r.path) else Path(r.path)
-            real = real_path_within(path, jdir)
-            if real is None or not path.is_file():
-                log.warning("refused result %r of %s: outside its directory", r.path, job.job_id)
+            path = r.path if os.path.isabs(r.path) else os.path.join(root, r.path)
+            inner = os.path.relpath(os.path.normpath(path), root)
+            if inner == "." or inner == ".." or inner.startswith("../"):
+                why: str | None = "it is outside its job directory"
+            else:
+                seen = inspect_result(root, inner)
+                if isinstance(seen, str):
+                    why = seen
+                elif (r.size is not None and r.size != seen[0]) or (
+                    r.sha256 is not None and r.sha256 != seen[1]
+                ):
+                    why = "it changed after it was collected (size or SHA-256 differ)"
+                else:
+                    why = None
+            if why is not None:
+                log.warning("job %s: result %s (%s) refused: %s", job.job_id, r.name, r.path, why)
+                refused.append(f"result {r.name}: {r.path} refused by the service: {why}")
                 continue
             rows.append(
                 EntityRow(
                     entity_id=new_entity_id(),
                     job_id=job.job_id,
                     name=r.name,
-                    path=real,
+                    path=os.path.join(root, inner),
                     location=None,
                     content_type=r.content_type,
-                    size=r.size,
-                    sha256=r.sha256,
+                    size=seen[0],
+                    sha256=seen[1],
                     owner=job.owner,
                     role=r.name,
                     kind="result",
                     created=utcnow(),
                 )
             )
-        return rows or None
+        return rows or None, refused
 
     def _after_final(self, job_id: str) -> None:
         """Run final hooks (provenance) in the background: never delay the phase change."""

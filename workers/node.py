@@ -61,7 +61,7 @@ _SPEC_FIELDS = {  # JobSpec's fields and their defaults
 }  # fmt: skip
 _ENTITY_FIELDS = {  # EntityDef's fields and their defaults
     "name": "", "description": "", "role": "", "multiplicity": "", "default": "",
-    "content_type": "", "url": "",
+    "content_type": "", "url": "", "dataproduct_type": "", "calib_level": "", "preview": "",
 }  # fmt: skip
 
 
@@ -147,6 +147,25 @@ def _send(
     return post_event(spec.callback_url, spec.job_id, spec.callback_token, payload, policy, cancel)
 
 
+def contain(job_id: str) -> tuple[str | None, bool]:
+    """(the job's cgroup, or None; whether this runner is a subreaper): how every process
+    the job starts is found again (:mod:`workers.containment`). A cgroup where this node
+    lets the runner make one, else a subreaper."""
+    from workers import containment
+
+    base = containment.cgroup_base()
+    if base is not None:
+        try:
+            return containment.create_cgroup(containment.job_cgroup(base, job_id)), False
+        except OSError as exc:
+            log.warning("job %s: no cgroup (%s): using a subreaper", job_id, exc)
+    if not containment.become_subreaper():
+        log.warning("job %s: neither a cgroup nor a subreaper: only its process group "
+                    "is killed", job_id)  # fmt: skip
+        return None, False
+    return None, True
+
+
 def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
     """Run the job to its end: events, script, results, status file, final callback.
     Returns the final phase."""
@@ -170,6 +189,7 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         thread.start()
         announcer.append((thread, cancel))
 
+    cgroup, subreaper = contain(spec.job_id)
     outcome = run_script(
         ["bash", SCRIPT_FILE],
         cwd=job_dir,
@@ -180,7 +200,11 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         grace=grace,
         on_start=on_start,
         start_delay=EXECUTING_DELAY,
+        cgroup=cgroup,
+        subreaper=subreaper,
     )
+    if outcome.leftovers:
+        log.warning("job %s: killed %d process(es) it left behind", spec.job_id, outcome.leftovers)
     status, event = final_records(
         spec,
         exit_code=outcome.exit_code,

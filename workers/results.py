@@ -1,8 +1,17 @@
 """Result collection and run context, after a job's script has ended.
 
-A result is a file the job definition declares (a generated entity). Only regular
-files inside the job directory qualify: ``..`` and symlinks leading out are refused,
-and so are the job's private files (``job.json`` holds the callback token).
+A result is a file the job definition declares (a generated entity). Only the job's own
+regular files inside its directory qualify: ``..``, absolute paths, symbolic links
+(anywhere in the path, even pointing inside), FIFOs, devices, sockets and directories
+are refused, and so are the job's private files (``job.json`` holds the callback token)
+and hard links (``st_nlink > 1``: ``ln /etc/shadow $output`` or a link to another job's
+result would otherwise be served, or changed behind the service's back). The path is
+walked with ``O_NOFOLLOW`` one component at a time (no symlink swapped in between the
+check and the open is followed), and a collected result is made read-only before its
+SHA-256 is taken, so that the recorded hash stays the hash of what is served.
+
+The service checks each result again the same way (:func:`inspect_result`), without
+trusting what the worker reported.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ _SMALL_FILE = 4 << 20
 
 _OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})
 _PRIVATE = "it is a private file of the job"
+_DIRECTORY = "it is a directory"
 _MAX_CONTEXT_BYTES = 64 * 1024
 _MAX_CONTEXT_ITEMS = 200
 
@@ -41,10 +51,14 @@ def is_optional(multiplicity: str) -> bool:
 
 
 def _resolve_inside(root: str, rel: str) -> tuple[str | None, str | None]:
-    """(path relative to the real job dir, None) or (None, why it is refused)."""
+    """(path relative to the job dir, None) or (None, why it is refused).
+
+    Lexical only (``..`` and absolute paths): links are refused by
+    :func:`inspect_result`, which walks the path without following any.
+    """
     if not rel or os.path.isabs(rel):
         return None, "an absolute or empty path is not allowed"
-    full = os.path.realpath(os.path.join(root, rel))
+    full = os.path.normpath(os.path.join(root, rel))
     if os.path.commonpath([full, root]) != root or full == root:
         return None, "it escapes the job directory"
     inner = os.path.relpath(full, root)
@@ -86,14 +100,93 @@ def hash_file(full: str) -> tuple[int, str] | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        digest = _sha256(info.st_size)
-        size = 0
-        while chunk := os.read(fd, 1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        return size, digest.hexdigest()
+        return _hash_fd(fd, info.st_size)
     finally:
         os.close(fd)
+
+
+def _hash_fd(fd: int, size_hint: int) -> tuple[int, str]:
+    digest = _sha256(size_hint)
+    size = 0
+    while chunk := os.read(fd, 1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "it is a directory"
+    if stat.S_ISFIFO(mode):
+        return "it is a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "it is a device"
+    if stat.S_ISSOCK(mode):
+        return "it is a socket"
+    return "it is not a regular file"
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def inspect_result(root: str, inner: str, read_only: bool = True) -> tuple[int, str] | str:
+    """(size, sha256) of the result ``inner`` (relative to the real directory ``root``),
+    or why it is refused: not a regular file of its own (see the module docstring).
+
+    Every directory on the way is opened with ``O_NOFOLLOW`` relative to the previous
+    one, the last component is looked at with ``lstat`` before it is opened (a device is
+    never opened) and opened with ``O_NOFOLLOW``; the opened file must be the one looked
+    at. With ``read_only`` its write bits are cleared (``fchmod``) before it is hashed.
+    """
+    parts = inner.split(os.sep)
+    try:
+        dir_fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        return f"its job directory cannot be opened ({exc.strerror})"
+    fd = -1
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return "it does not exist"
+            except OSError:  # ELOOP or ENOTDIR: a symlink or a file on the way
+                return f"{part} in its path is a symbolic link or not a directory"
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            before = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return "it does not exist"
+        if not stat.S_ISREG(before.st_mode):
+            return _kind(before.st_mode)
+        try:
+            fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            return f"it cannot be opened without following links ({exc.strerror})"
+        info = os.fstat(fd)
+        if (info.st_dev, info.st_ino) != (before.st_dev, before.st_ino):
+            return "it was replaced while it was being collected"
+        if not stat.S_ISREG(info.st_mode):
+            return _kind(info.st_mode)
+        if info.st_nlink != 1:
+            return (
+                f"it has {info.st_nlink} hard links (a result must be a file of its own, "
+                "not a link to another file)"
+            )
+        if read_only and info.st_mode & 0o222:
+            try:
+                os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~0o222)
+            except OSError as exc:
+                return f"it cannot be made read-only ({exc.strerror})"
+        return _hash_fd(fd, info.st_size)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        os.close(dir_fd)
 
 
 def collect_results(
@@ -141,11 +234,13 @@ def collect_result_records(
                 if not (is_pattern and why == _PRIVATE):
                     problems.append(f"result {entity.name}: {rel} refused: {why}")
                 continue
-            info = hash_file(os.path.join(root, inner))
-            if info is not None:
+            info = inspect_result(root, inner)
+            if not isinstance(info, str):
                 found.append((inner, *info))
-            elif os.path.lexists(os.path.join(root, inner)) and not is_pattern:
-                problems.append(f"result {entity.name}: {rel} is not a regular file")
+            elif info == "it does not exist" or (is_pattern and info == _DIRECTORY):
+                continue  # missing (said below), or a directory a pattern matched
+            else:
+                problems.append(f"result {entity.name}: {rel} refused: {info}")
         if (
             not found
             and not is_optional(entity.multiplicity)

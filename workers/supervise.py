@@ -23,6 +23,7 @@ import select
 import time
 from datetime import UTC, datetime
 
+from workers import containment
 from workers.procs import kill_group, open_log
 
 TYPE_CHECKING = False  # annotations only (see workers.jobdir)
@@ -45,7 +46,7 @@ class ScriptOutcome:
     """
 
     __slots__ = ("pid", "exit_code", "signal", "reason", "received_signal")
-    __slots__ += ("start_time", "end_time")
+    __slots__ += ("start_time", "end_time", "leftovers")
 
     def __init__(
         self,
@@ -60,6 +61,9 @@ class ScriptOutcome:
         self.pid, self.exit_code, self.signal = pid, exit_code, signal
         self.reason, self.received_signal = reason, received_signal
         self.start_time, self.end_time = start_time, end_time
+        # Processes still alive when the script ended (killed then); None when unknown
+        # (a cgroup is emptied with one write, without counting).
+        self.leftovers: int | None = None
 
 
 def exit_of(result: os.waitid_result) -> tuple[int | None, int | None]:
@@ -89,6 +93,11 @@ class _SignalTrap:
             self._old[sig] = _signal.signal(sig, self._handle)
         return self
 
+    def watch_children(self) -> None:
+        """Wake the loop when any child ends (a subreaper reaps what it inherits)."""
+        if self.active:
+            self._old[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, _ignore)
+
     def _handle(self, signum: int, _frame: object) -> None:
         self.received.append(signum)
 
@@ -108,6 +117,10 @@ class _SignalTrap:
         os.close(self.write_fd)
 
 
+def _ignore(_signum: int, _frame: object) -> None:
+    """A handler that does nothing: the wake-up pipe is what matters."""
+
+
 def _executable(name: str, path: str) -> str:
     """``name`` looked up in ``path`` (the job's PATH), as ``execvpe`` would."""
     if os.sep in name:
@@ -123,11 +136,12 @@ def spawn_script(
     argv: Sequence[str],
     cwd: Path | str,
     env: dict[str, str],
-    stdout: Path | str,
-    stderr: Path | str,
+    stdout: Path | str | int,
+    stderr: Path | str | int,
 ) -> int:
-    """Start ``argv`` in ``cwd`` in a new session, output to fresh log files, no input;
-    its pid. What :func:`workers.procs.spawn_in_session` does for the server, without
+    """Start ``argv`` in ``cwd`` in a new session, output to fresh log files (or to
+    descriptors this process already has, given as ints), no input; its pid. What
+    :func:`workers.procs.spawn_in_session` does for the server, without
     :mod:`subprocess`.
 
     ``posix_spawn`` has no working-directory action, so the runner moves into ``cwd``
@@ -144,9 +158,9 @@ def spawn_script(
                     os.set_inheritable(fd, False)
             except OSError:  # the listing's own descriptor, closed by now
                 pass
-    out = open_log(stdout)
+    out = os.dup(stdout) if isinstance(stdout, int) else open_log(stdout)
     try:
-        err = open_log(stderr)
+        err = os.dup(stderr) if isinstance(stderr, int) else open_log(stderr)
         try:
             return os.posix_spawn(
                 _executable(argv[0], env.get("PATH", os.defpath)),
@@ -170,12 +184,14 @@ def run_script(
     argv: Sequence[str],
     cwd: Path,
     env: dict[str, str],
-    stdout_path: Path,
-    stderr_path: Path,
+    stdout_path: Path | str | int,
+    stderr_path: Path | str | int,
     duration: float = 0,
     grace: float = 5.0,
     on_start: Callable[[int, datetime], None] | None = None,
     start_delay: float = 0.0,
+    cgroup: str | None = None,
+    subreaper: bool = False,
 ) -> ScriptOutcome:
     """Run ``argv`` to its end; ``duration`` seconds (0 = no limit) before it is killed.
 
@@ -183,8 +199,31 @@ def run_script(
     ``start_delay`` seconds (to report EXECUTING), never if it ends sooner: a job of a
     few milliseconds then costs its runner and the server one callback less, and its
     final event carries its start time anyway.
+
+    What left the script's process group is found again through ``cgroup`` (the job's
+    cgroup directory, created by the caller: the script enters it before it runs) or,
+    with ``subreaper`` (this process already called
+    :func:`~workers.containment.become_subreaper`), as this process's descendants. It
+    gets the same SIGTERM, then SIGKILL, as the group, and whatever is left when the
+    script ends is killed and gone before this function returns: the job's end is only
+    reported once none of its processes can still change its files.
     """
+    if cgroup is not None:
+        argv = [*containment.enter_command(cgroup), *argv]
+
+    def stop(signum: int) -> None:
+        kill_group(pid, signum)
+        if cgroup is not None:
+            if signum == _signal.SIGKILL:
+                containment.kill_cgroup(cgroup)
+            else:
+                containment.signal_cgroup(cgroup, signum)
+        elif subreaper:
+            containment.signal_descendants(signum)
+
     with _SignalTrap() as trap:
+        if subreaper:
+            trap.watch_children()
         pid = spawn_script(argv, cwd, env, stdout_path, stderr_path)
         start = datetime.now(UTC).replace(tzinfo=None)
         started = time.monotonic()
@@ -202,18 +241,20 @@ def run_script(
                 now = time.monotonic()
                 if trap.received and reason is None:
                     reason, received = "terminated", trap.received[0]
-                    kill_group(pid, _signal.SIGTERM)
+                    stop(_signal.SIGTERM)
                     kill_at = now + grace
                 if deadline is not None and now >= deadline and reason is None:
                     reason = "timeout"
-                    kill_group(pid, _signal.SIGTERM)
+                    stop(_signal.SIGTERM)
                     kill_at = now + grace
                 if kill_at is not None and now >= kill_at:
-                    kill_group(pid, _signal.SIGKILL)
+                    stop(_signal.SIGKILL)
                     kill_at = None
                 result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 if result is not None:
                     break
+                if subreaper:
+                    containment.reap_orphans(keep=pid)
                 if announce_at is not None and now >= announce_at and on_start is not None:
                     announce_at = None
                     on_start(pid, start)
@@ -227,9 +268,15 @@ def run_script(
         # The zombie still holds the group id: kill whatever the script left behind.
         kill_group(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
+        leftovers: int | None = None
+        if cgroup is not None:
+            if not containment.release_cgroup(cgroup):
+                raise OSError(f"processes of the job survive SIGKILL in {cgroup}")
+        elif subreaper:
+            leftovers = containment.kill_descendants()
         end = datetime.now(UTC).replace(tzinfo=None)
     exit_code, sig = exit_of(result)
-    return ScriptOutcome(
+    outcome = ScriptOutcome(
         pid=pid,
         exit_code=exit_code,
         signal=sig,
@@ -238,3 +285,5 @@ def run_script(
         start_time=start,
         end_time=end,
     )
+    outcome.leftovers = leftovers
+    return outcome

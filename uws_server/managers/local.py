@@ -14,6 +14,14 @@ abort and the execution-duration limit signal the whole group (SIGTERM, then SIG
 after ``kill_grace``), and when the wrapper ends whatever is left of the group is
 killed while the wrapper's zombie still pins the group id.
 
+What leaves the group (``setsid``, ``nohup``, a double fork) is contained too
+(:mod:`workers.containment`): where the machine allows it each job has a cgroup, which
+the wrapper enters before it starts the script, and which gets the same signals and is
+emptied with ``cgroup.kill`` when the job ends; elsewhere the wrapper runs under a child
+subreaper (:mod:`workers.reaper`, one Python start-up per job) that does the same with
+every process it inherits. Either way a job is reported final only once none of its
+processes is left.
+
 Events go through an ordered outbox delivered outside our lock, so the sink (the
 service, which has its own locks) is never called with our lock held, yet a job's
 events always arrive in the order they happened.
@@ -27,6 +35,7 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -36,8 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from uws_server.config import PROJECT_ROOT
 from uws_server.managers.base import JobSink, JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent
+from workers import containment, reaper
 from workers.procs import ProcessIdentity, kill_group, spawn_in_session, start_ticks
 from workers.runner import (
     EXIT_STATUS_FILE,
@@ -62,6 +73,13 @@ log = logging.getLogger(__name__)
 IDENTITY_FILE = f"{UWS_DIR}/local.json"
 # Runs the script as a child so the exit status is recorded even if the server is gone.
 WRAPPER = 'bash ./script.sh; rc=$?; printf "%d\\n" "$rc" > .uws/exit_status; exit "$rc"'
+# The same, entering the job's cgroup first ($1: its cgroup.procs), before anything runs.
+CGROUP_WRAPPER = (
+    'echo $$ >"$1" || { echo "cannot enter the job cgroup" >&2; exit 125; }; ' + WRAPPER
+)
+# Seconds the manager waits, after the subreaper's own grace, before it kills the
+# subreaper itself (which would let escaped processes go).
+REAPER_MARGIN = 2.0
 LOST_MESSAGE = "job lost: the server restarted while it ran"
 _ADOPTED_POLL = 0.25  # seconds between /proc checks of an adopted job without a pidfd
 
@@ -79,6 +97,7 @@ class _Run:
     kill_at: float | None = None  # when SIGTERM turns into SIGKILL
     pidfd: int | None = None
     pidfd_tried: bool = False  # pidfd_open failed: the reaper polls /proc instead
+    cgroup: str | None = None  # the job's cgroup; None: under a subreaper (or adopted)
 
     @property
     def pid(self) -> int:
@@ -114,6 +133,8 @@ class LocalManager(Manager):
         self.settings = settings
         self.slots = max(1, int(settings.local_slots))
         self.kill_grace = kill_grace
+        # Where job cgroups go; None: each job runs under a subreaper instead.
+        self.cgroup_base = containment.cgroup_base(str(getattr(settings, "job_cgroup", "")))
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
         self._queue: deque[JobSpec] = deque()
@@ -214,11 +235,23 @@ class LocalManager(Manager):
     def _launch_locked(self, spec: JobSpec) -> None:
         """Start the wrapper; on failure the job ends in ERROR instead of holding a slot."""
         job_dir = os.fspath(spec.job_dir)  # strings: no Path objects per launch
+        cgroup: str | None = None
         try:
             prepare_job_dir(spec)
             env = prepare_environment(spec)
+            if self.cgroup_base is not None:
+                cgroup = containment.create_cgroup(
+                    containment.job_cgroup(self.cgroup_base, spec.job_id)
+                )
+                procs = os.path.join(cgroup, "cgroup.procs")
+                argv = ["bash", "-c", CGROUP_WRAPPER, "uws-job", procs]
+            else:
+                argv = reaper.command(
+                    sys.executable, str(PROJECT_ROOT), self.kill_grace,
+                    ["bash", "-c", WRAPPER, "uws-job"],
+                )  # fmt: skip
             proc = spawn_in_session(
-                ["bash", "-c", WRAPPER, "uws-job"], job_dir, env,
+                argv, job_dir, env,
                 os.path.join(job_dir, STDOUT_FILE), os.path.join(job_dir, STDERR_FILE),
             )  # fmt: skip
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -233,6 +266,7 @@ class LocalManager(Manager):
         except OSError:
             log.exception("job %s: cannot record its process identity", spec.job_id)
         run = _Run(spec, identity, _now(), _deadline(spec.execution_duration), proc=proc)
+        run.cgroup = cgroup
         self._running[spec.job_id] = run
         self._emit(
             spec.job_id,
@@ -245,7 +279,19 @@ class LocalManager(Manager):
         run.reason = reason
         if run.proc is not None or run.identity.is_running():
             kill_group(run.pid, signal.SIGTERM)
-        run.kill_at = time.monotonic() + self.kill_grace
+        grace = self.kill_grace
+        if run.cgroup is not None:
+            containment.signal_cgroup(run.cgroup, signal.SIGTERM)
+        else:  # the subreaper passes SIGTERM on and kills after the same grace itself
+            grace += REAPER_MARGIN
+        run.kill_at = time.monotonic() + grace
+
+    def _kill_locked(self, run: _Run) -> None:
+        """SIGKILL: the group, and the cgroup when there is one."""
+        if run.proc is not None or run.identity.is_running():
+            kill_group(run.pid, signal.SIGKILL)
+        if run.cgroup is not None:
+            containment.kill_cgroup(run.cgroup)
 
     def _abort_unknown_locked(self, job: Job) -> None:
         """Abort a job we do not track (left by an earlier server, not yet recovered)."""
@@ -254,6 +300,7 @@ class LocalManager(Manager):
         if spec is None or identity is None or not identity.is_running():
             return
         run = _Run(spec, identity, job.start_time or _now(), None)
+        run.cgroup = self._existing_cgroup(job.job_id)
         self._running[job.job_id] = run
         self._terminate_locked(run, "abort")
 
@@ -265,6 +312,18 @@ class LocalManager(Manager):
             if not job_dir.is_dir():
                 return None
             return JobSpec(job.job_id, job.jobname, job_dir, "", dict(job.parameters))
+
+    def _existing_cgroup(self, job_id: str) -> str | None:
+        """The cgroup a previous server made for this job, if it is still there."""
+        if self.cgroup_base is None:
+            return None
+        path = containment.job_cgroup(self.cgroup_base, job_id)
+        return path if os.path.isdir(path) else None
+
+    def _release_cgroup(self, run: _Run) -> None:
+        """Kill what is left in the job's cgroup and wait until it is gone."""
+        if run.cgroup is not None and not containment.release_cgroup(run.cgroup):
+            log.error("job %s: processes survive SIGKILL in %s", run.spec.job_id, run.cgroup)
 
     @staticmethod
     def _was_launched(spec: JobSpec) -> bool:
@@ -293,12 +352,16 @@ class LocalManager(Manager):
                 started = started.astimezone(UTC).replace(tzinfo=None)
             elapsed = (_now() - started).total_seconds()
             run = _Run(spec, identity, started, _deadline(spec.execution_duration, elapsed))
+            run.cgroup = self._existing_cgroup(job.job_id)
             with self._lock:
                 self._running[job.job_id] = run
             log.info("job %s: adopted running process %d", job.job_id, identity.pid)
             return
         if identity is not None and start_ticks(identity.pid) in (None, identity.start_ticks):
             kill_group(identity.pid, signal.SIGKILL)  # leftovers of a killed wrapper
+        cgroup = self._existing_cgroup(job.job_id)
+        if cgroup is not None and not containment.release_cgroup(cgroup):
+            log.error("job %s: processes survive SIGKILL in %s", job.job_id, cgroup)
         code = read_exit_status(job_dir)
         if code is not None:
             status = final_status(
@@ -335,8 +398,7 @@ class LocalManager(Manager):
                     if run.reason is None and run.deadline is not None and now >= run.deadline:
                         self._terminate_locked(run, "timeout")
                     if run.kill_at is not None and now >= run.kill_at:
-                        if run.proc is not None or run.identity.is_running():
-                            kill_group(run.pid, signal.SIGKILL)
+                        self._kill_locked(run)
                         run.kill_at = None
             timeout: float | None = None
             for run in runs:
@@ -402,6 +464,8 @@ class LocalManager(Manager):
             run.proc.wait()
         elif start_ticks(run.pid) in (None, run.identity.start_ticks):
             kill_group(run.pid, signal.SIGKILL)
+        if run.cgroup is not None:
+            containment.kill_cgroup(run.cgroup)  # what left the group; waited for below
         finisher = self._finisher
         if finisher is None:
             self._finish(run, ended, end_time)
@@ -412,6 +476,7 @@ class LocalManager(Manager):
         """Collect results, write the status file, then report (in that order)."""
         exit_code, sig = ended
         spec = run.spec
+        self._release_cgroup(run)  # none of the job's processes may outlive its end
         try:
             status = final_status(
                 spec,

@@ -57,6 +57,7 @@ from uws_server.managers.slurm_cli import (
     time_limit,
 )
 from uws_server.models import Job, Phase, WorkerEvent
+from workers.containment import CGROUP_ENV
 from workers.jobdir import base_environment, read_private
 from workers.runner import (
     TOKEN_ENV,
@@ -292,6 +293,9 @@ class SlurmManager(Manager):
         env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *path])
         if spec.callback_token:
             env[TOKEN_ENV] = spec.callback_token
+        # How the runner contains the job on its node (a cgroup or a subreaper); with
+        # proctrack/cgroup Slurm itself also ends every process of the job.
+        env[CGROUP_ENV] = str(getattr(self.settings, "job_cgroup", "") or "auto")
         return env
 
     def _sbatch(self, spec: JobSpec) -> str:
