@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="IVOA UWS 1.1 job execution service with provenance (OPUS-compatible)",
     python_requires=">=3.11",
-    packages=find_packages(include=["uws_server", "uws_server.*", "workers", "workers.*"]),
+    packages=find_packages(
+        include=["uws_server", "uws_server.*", "workers", "workers.*", "uws_client", "uws_client.*"]
+    ),
     include_package_data=True,
     package_data={"uws_server": ["templates/*", "web/templates/*", "web/static/*"]},
     install_requires=[
@@ -42,5 +44,7 @@ setup(
             "matplotlib>=3.8",
         ],
     },
-    entry_points={"console_scripts": ["uws-server=uws_server.cli:main"]},
+    entry_points={
+        "console_scripts": ["uws-server=uws_server.cli:main", "uws=uws_client.cli:main"]
+    },
 )
