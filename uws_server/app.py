@@ -25,8 +25,10 @@ from uws_server.jdl.routes import register_jdl_routes
 from uws_server.managers.base import Manager
 from uws_server.models import User
 from uws_server.prov_handlers import register_provenance_routes
+from uws_server.request_guard import install_guard
 from uws_server.service import UWSService
 from uws_server.storage import Store
+from uws_server.vo.tap_routes import register_tap_routes
 from uws_server.web import register_web_routes
 
 log = logging.getLogger("uws_server")
@@ -83,6 +85,8 @@ def build_service(settings: Settings) -> UWSService:
 def build_app(service: UWSService) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
     app.install(error_plugin)
+    # Before any route reads a body: its size, its sender, cross-site requests.
+    install_guard(app, service)
     for code in (400, 401, 403, 404, 405, 413, 500):
         app.error(code)(_plain_error)
 
@@ -109,6 +113,7 @@ def build_app(service: UWSService) -> bottle.Bottle:
     register_provenance_routes(app, service)
     register_jdl_routes(app, service.registry, authenticate)
     register_web_routes(app, service)
+    register_tap_routes(app, service)
     return app
 
 

@@ -59,6 +59,8 @@ class Settings:
     max_upload_bytes: int = 100 * 1024 * 1024
     threads: int = 600
     reserved_threads: int = 32
+    head_timeout: float = 10.0  # seconds for a request's head (and small body) to arrive
+    max_connections: int = 4096  # open client connections at once; past it, 503
     allow_anonymous: bool = False
     anonymous_can_list_jdl: bool = True
     allowed_fetch_hosts: list[str] = field(default_factory=list)

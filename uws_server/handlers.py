@@ -13,9 +13,11 @@ import bottle
 from bottle import HTTPResponse, request, response
 
 from uws_server import direct, uws_xml
-from uws_server.errors import BadRequest
+from uws_server.auth import tokens_match
+from uws_server.errors import BadRequest, Forbidden
 from uws_server.formdata import header, urlencoded_pairs
 from uws_server.models import Job, User
+from uws_server.request_guard import RouteRule, rules_of
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
 from uws_server.waiters import Deliver
@@ -25,6 +27,11 @@ JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
 JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"
 XML = "application/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
+CALLBACK = "/callback/"
+CALLBACK_BODY = 1 << 20  # a worker event: a phase, a message and the result list
+# The largest integer the databases store (SQLite and PostgreSQL BIGINT): a number in a
+# query beyond it is the client's error, not the database's.
+MAX_INT = (1 << 63) - 1
 
 
 def _utf8(value: str) -> str:
@@ -123,7 +130,11 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
     @app.get(f"/rest/{JOBNAME}")
     def list_jobs(jobname: str) -> str:
         u = user()
-        query = service.parse_list_query([(k.upper(), v) for k, v in request.query.allitems()])
+        pairs = [(k.upper(), v) for k, v in request.query.allitems()]
+        for key, value in pairs:
+            if key == "LAST":
+                check_int("LAST", value)
+        query = service.parse_list_query(pairs)
         refs = service.list_jobs(u, jobname, query)
         response.content_type = XML
         return uws_xml.jobs_document(refs, base(), jobname)
@@ -245,9 +256,10 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
 
     @app.post(f"/rest/{JOB}/parameters")
     def post_parameters(jobname: str, job_id: str) -> HTTPResponse:
+        u = user()  # before the body is read
         if uploads():
             raise BadRequest("files can only be uploaded when the job is created")
-        service.update_parameters(user(), jobname, job_id, form_pairs())
+        service.update_parameters(u, jobname, job_id, form_pairs())
         return see_other(job_url(jobname, job_id))
 
     @app.get(f"/rest/{JOB}/parameters/<name>")
@@ -275,16 +287,40 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
             return text("")
         return bottle.static_file(path.name, root=str(path.parent), mimetype="text/plain")
 
-    @app.post("/callback/<job_id:re:[A-Za-z0-9_-]{1,64}>")
-    def callback(job_id: str) -> dict:
-        header = request.get_header("Authorization") or ""
-        scheme, _, token = header.partition(" ")
+    def callback_token(environ: dict[str, Any]) -> str:
+        value = header(environ, "HTTP_AUTHORIZATION") or ""
+        scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise BadRequest("a worker event needs Authorization: Bearer <job token>")
+        return token.strip()
+
+    def callback_allowed(job_id: str, token: str) -> bool:
+        job = service.store.get_job(job_id)
+        return job is not None and tokens_match(token, job.callback_token_hash)
+
+    def callback_authenticated(environ: dict[str, Any]) -> bool:
+        """A large worker event is read only with its job's token (request_guard)."""
+        job_id = environ.get("PATH_INFO", "")[len(CALLBACK) :]
+        return callback_allowed(job_id, callback_token(environ))
+
+    rules_of(app).add(RouteRule(CALLBACK, CALLBACK_BODY, callback_authenticated))
+
+    @app.post("/callback/<job_id:re:[A-Za-z0-9_-]{1,64}>")
+    def callback(job_id: str) -> dict:
+        token = callback_token(request.environ)
+        if not callback_allowed(job_id, token):  # before the body is read
+            raise Forbidden("invalid callback token for this job")
         try:
-            payload = json.loads(request.body.read(1 << 20) or b"null")
+            payload = json.loads(request.body.read(CALLBACK_BODY) or b"null")
             event = event_from_json(payload)
         except (ValueError, TypeError, KeyError) as exc:
             raise BadRequest(f"malformed worker event: {exc}") from None
-        service.worker_event(job_id, token.strip(), event)
+        service.worker_event(job_id, token, event)
         return {"accepted": True}
+
+
+def check_int(name: str, value: str) -> None:
+    """400 for a number no database column can hold (the service checks the rest)."""
+    text = value.strip().lstrip("+-")
+    if text.isascii() and text.isdigit() and int(text) > MAX_INT:
+        raise BadRequest(f"{name}: {value[:32]} is too large")

@@ -9,10 +9,17 @@ a worker thread, so waiting clients cost one sleeping thread each and nothing mo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import re
+import resource
+import select
 import signal
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cheroot import server as cheroot_server
@@ -24,6 +31,217 @@ from uws_server.app import build_app, build_service, start_background, stop_back
 from uws_server.config import Settings
 
 log = logging.getLogger("uws_server")
+
+# This module subclasses cheroot's HTTPRequest and HTTPConnection and replaces the
+# connection's reader: it relies on cheroot internals (communicate(), send_headers(),
+# respond(), rfile's read/readline/has_data, ConnectionManager.put and _expire reading
+# last_used). setup.py pins this version; tests/test_hardening_http.py fails when the
+# installed cheroot differs, so that an upgrade re-checks them first.
+CHEROOT_VERSION = "11.1.2"
+
+
+# --------------------------------------------------------------------------- requests
+# Reading a request head without a thread (slow clients), with its sizes capped.
+#
+# cheroot hands a connection to a worker thread as soon as its first byte arrives, and
+# the thread then blocks until the whole head is in: 620 clients sending one header
+# line every 5 s held every thread. Here the thread only takes what the socket already
+# has (one non-blocking read) and gives the connection back to cheroot's selector until
+# the request is complete: its head and, when it is small, its body. A head must be
+# complete within ``head_timeout`` seconds of its first byte (408), its request line at
+# most ``max_line`` bytes (414) and the head at most ``max_head`` bytes (431): a 300 MB
+# header line costs the server one 64 KB read before the connection is closed.
+
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r?\n", re.IGNORECASE)
+NO_BODY_WAIT = re.compile(rb"\n(?:expect|transfer-encoding):", re.IGNORECASE)
+# A body up to this size is read with the head, without a thread; a larger one is read
+# by the request's thread once the route has let it in (uws_server.request_guard).
+PREREAD_BODY = 64 * 1024
+READ_SIZE = 64 * 1024
+# A body being read by a thread must keep coming: BODY_GRACE seconds, plus one second per
+# MIN_BODY_RATE bytes received (what Apache's mod_reqtimeout does).
+BODY_GRACE = 10.0
+MIN_BODY_RATE = 1000
+
+WAITING, READY, CLOSED = "waiting", "ready", "closed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a connection may cost before it is served (see the comment above)."""
+
+    head_timeout: float = 10.0
+    max_line: int = 16 * 1024
+    max_head: int = 64 * 1024
+    max_connections: int = 4096
+    io_timeout: float = 60.0  # a blocked read of a body, at most
+
+
+class _Reader:
+    """A plain-HTTP connection's read side, in place of cheroot's buffered reader.
+
+    What cheroot calls (``read``, ``readline``, ``has_data``, ``close``) behaves as its
+    own reader does, over one buffer that :meth:`fill` also feeds without blocking.
+    ``has_data`` is true only once a whole request is buffered, so that cheroot's
+    selector gives the connection to a thread only then.
+    """
+
+    def __init__(self, sock: socket.socket, limits: Limits) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._limits = limits
+        self._buf = bytearray()
+        self.bytes_read = 0
+        self.closed = False
+        self._body_start = 0.0  # monotonic time a thread started reading a body, or 0
+        self._body_bytes = 0
+
+    # ---------------------------------------------------------------- without a thread
+    def fill(self) -> bool:
+        """Take what the socket has, without waiting; False at the end of the stream."""
+        try:
+            data = os.read(self._fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def request_state(self) -> str:
+        """READY when a whole request is buffered, WAITING when more is to come, else
+        the status to answer ("414", "431") for a request line or head too large."""
+        buf = self._buf
+        limits = self._limits
+        end = HEAD_END.search(buf)
+        line_end = buf.find(b"\n", 0, limits.max_line + 2)
+        if line_end < 0 and len(buf) > limits.max_line + 1:
+            return "414"
+        if end is None:
+            return "431" if len(buf) > limits.max_head else WAITING
+        head_end = end.end()
+        if head_end > limits.max_head:
+            return "431"
+        head = bytes(buf[:head_end])
+        if NO_BODY_WAIT.search(head):
+            return READY
+        match = CONTENT_LENGTH.search(head)
+        length = int(match.group(1)) if match else 0
+        if length > PREREAD_BODY or len(buf) >= head_end + length:
+            return READY
+        return WAITING
+
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def has_data(self) -> bool:
+        """cheroot's question "is a request waiting here?": a whole one is buffered."""
+        return bool(self._buf) and self.request_state() == READY
+
+    # ---------------------------------------------------------------- from a thread
+    def begin_body(self) -> None:
+        """A thread is about to read a body: from now on it must keep coming."""
+        self._body_start = time.monotonic()
+        self._body_bytes = 0
+
+    def end_body(self) -> None:
+        self._body_start = 0.0
+
+    def _recv(self, size: int) -> bytes:
+        """Wait (within the limits) until the socket has data, then read it."""
+        until = time.monotonic() + self._limits.io_timeout
+        while True:
+            try:
+                data = os.read(self._fd, size)
+            except (BlockingIOError, InterruptedError):
+                pass
+            else:
+                self.bytes_read += len(data)
+                self._body_bytes += len(data)
+                return data
+            if self._body_start:
+                until = min(until, self._body_start + BODY_GRACE + self._body_bytes / MIN_BODY_RATE)
+            wait = until - time.monotonic()
+            if wait <= 0:
+                raise TimeoutError("timed out")  # cheroot answers 408 and closes
+            _readable(self._fd, wait)
+
+    def _take(self, size: int) -> bytes:
+        out = bytes(self._buf[:size])
+        del self._buf[:size]
+        return out
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._take(len(self._buf))]
+            while chunk := self._recv(READ_SIZE):
+                parts.append(chunk)
+            return b"".join(parts)
+        if len(self._buf) >= size:
+            return self._take(size)
+        parts = [self._take(len(self._buf))]
+        need = size - len(parts[0])
+        while need > 0:
+            chunk = self._recv(max(need, 1))
+            if not chunk:
+                break
+            parts.append(chunk)
+            need -= len(chunk)
+        return b"".join(parts)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        start = 0
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end >= 0 and (limit is None or end < limit):
+                return self._take(end + 1)
+            if limit is not None and len(self._buf) >= limit:
+                return self._take(limit)
+            start = len(self._buf)
+            chunk = self._recv(READ_SIZE)
+            if not chunk:
+                return self._take(len(self._buf))
+            self._buf += chunk
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines, total = [], 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def close(self) -> None:
+        self.closed = True
+        self._buf = bytearray()
+
+
+def _readable(fd: int, seconds: float) -> bool:
+    poller = select.poll()  # not select(): descriptors above 1024 with many clients
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(max(0.0, seconds) * 1000))
+
+
+REASONS = {
+    "408": "408 Request Timeout",
+    "414": "414 URI Too Long",
+    "431": "431 Request Header Fields Too Large",
+    "503": "503 Service Unavailable",
+}
+MESSAGES = {
+    "408": "the request did not arrive in time",
+    "414": "the request line is too long",
+    "431": "the request headers are too large",
+    "503": "too many connections: try again later",
+}
 
 
 class _HeadThenBody(StreamWriter):
@@ -73,6 +291,17 @@ class _Request(cheroot_server.HTTPRequest):
     thread)."""
 
     def send_headers(self) -> None:
+        # A body the application left unread is never read to the end (cheroot does so
+        # to keep the connection): a refused 1 GB upload, or one sent a byte at a
+        # time, would hold this thread. The connection closes instead, unless what is
+        # left is already buffered.
+        remaining = getattr(self.rfile, "remaining", 0) or 0
+        if self.chunked_read:
+            self.close_connection = True
+        elif remaining > 0:
+            reader = self.conn.rfile
+            if not isinstance(reader, _Reader) or reader.pending() < remaining:
+                self.close_connection = True
         wfile = self.conn.wfile
         if not isinstance(wfile, _HeadThenBody):
             super().send_headers()
@@ -91,33 +320,162 @@ class _Request(cheroot_server.HTTPRequest):
 
     def respond(self) -> None:
         direct.begin(self)
+        reader = self.conn.rfile
+        if isinstance(reader, _Reader):
+            reader.begin_body()
         try:
             super().respond()
         finally:
             direct.end()
+            if isinstance(reader, _Reader):
+                reader.end_body()
             wfile = self.conn.wfile
             if isinstance(wfile, _HeadThenBody):
                 wfile.release()
 
 
 class _Connection(cheroot_server.HTTPConnection):
+    """A connection that is given a thread only once a whole request has arrived.
+
+    Until then each wake-up of cheroot's selector costs one non-blocking read (see
+    :class:`_Reader`), and :meth:`communicate` hands the connection straight back. The
+    connection counts against ``Limits.max_connections`` while it is open (503 past it).
+    """
+
     RequestHandlerClass = _Request
 
     def __init__(self, server: Any, sock: Any, makefile: Any = MakeFile) -> None:
+        limits: Limits = getattr(server, "uws_limits", None) or Limits()
+        plain = makefile is MakeFile  # plain HTTP; TLS brings its own files
+
         def files(sock: Any, mode: str, bufsize: int) -> Any:
-            if makefile is MakeFile and "w" in mode:  # plain HTTP; TLS brings its own
+            if plain and "w" in mode:
                 return _HeadThenBody(sock, mode, bufsize)
+            if plain:
+                return _Reader(sock, limits)
             return makefile(sock, mode, bufsize)
 
         super().__init__(server, sock, files)
+        self._limits = limits
+        self._head_since: float | None = time.time()  # a new connection owes a request
+        self._last_used: float | None = None
+        self._counted = _count_connection(server, +1)
+        self._refused = self._counted > limits.max_connections
+        self._closed = False
+
+    # cheroot's ConnectionManager closes a connection whose ``last_used`` is older than
+    # the server's timeout (minutes: keep-alive between requests). A request under way
+    # owes its head within head_timeout: it looks that much older to the manager.
+    @property  # type: ignore[override]
+    def last_used(self) -> float | None:
+        if self._head_since is None or self._last_used is None:
+            return self._last_used
+        shift = self.server.timeout - self._limits.head_timeout
+        return min(self._last_used, self._head_since - shift)
+
+    @last_used.setter
+    def last_used(self, value: float | None) -> None:
+        self._last_used = value
+
+    def communicate(self) -> bool:
+        reader = self.rfile
+        if not isinstance(reader, _Reader):
+            return bool(super().communicate())
+        if self._refused:
+            self._answer("503")
+            return False
+        state = reader.request_state() if reader.pending() else WAITING
+        if state == WAITING:
+            if not reader.fill():
+                return False  # the client went away
+            if self._head_since is None:
+                self._head_since = time.time()
+            state = reader.request_state() if reader.pending() else WAITING
+        if state == WAITING:
+            if time.time() - (self._head_since or 0) > self._limits.head_timeout:
+                self._answer("408")
+                return False
+            return True  # back to the selector until more arrives
+        if state != READY:
+            self._answer(state)
+            return False
+        keep = bool(super().communicate())
+        self._head_since = time.time() if keep and reader.pending() else None
+        return keep
+
+    def _answer(self, status: str) -> None:
+        """A refusal written without waiting (the client may not be reading)."""
+        body = (MESSAGES[status] + "\n").encode()
+        head = (
+            f"HTTP/1.1 {REASONS[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            os.write(self.socket.fileno(), head.encode() + body)
+            self.socket.shutdown(socket.SHUT_WR)
+            # What the client already sent is read (not all of it: a bounded amount),
+            # so that closing does not reset the connection before it reads the answer.
+            for _ in range(16):
+                if not os.read(self.socket.fileno(), READ_SIZE):
+                    break
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _count_connection(self.server, -1)
+        super().close()
+
+
+_count_lock = threading.Lock()
+
+
+def _count_connection(server: Any, delta: int) -> int:
+    """The server's open connections after adding ``delta``."""
+    with _count_lock:
+        count = getattr(server, "uws_connections", 0) + delta
+        server.uws_connections = count
+        return count
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open files to the hard one: every connection
+    is a descriptor, and running out of them stops accept() for everyone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 class WSGIServer:
-    """A cheroot server with a port known after binding and a stop usable from any thread."""
+    """A cheroot server with a port known after binding and a stop usable from any thread.
+
+    ``limits``: what a connection may cost before it is served (see :class:`Limits`);
+    ``max_body``: cheroot's own cap on any request body (0: none), a backstop behind the
+    per-route limits of :mod:`uws_server.request_guard`.
+    """
 
     def __init__(
-        self, app: Callable[..., Any], host: str, port: int, threads: int, timeout: int
+        self,
+        app: Callable[..., Any],
+        host: str,
+        port: int,
+        threads: int,
+        timeout: int,
+        limits: Limits | None = None,
+        max_body: int = 0,
     ) -> None:
+        limits = limits or Limits()
+        descriptors = raise_descriptor_limit()
+        # Every connection is a descriptor; leave room for the database, jobs and logs.
+        cap = max(16, min(limits.max_connections, descriptors - 256))
+        limits = dataclasses.replace(limits, max_connections=cap)
         self._server = wsgi.Server(
             (host, port),
             app,
@@ -130,9 +488,19 @@ class WSGIServer:
         )
         self._server.server_name = "uws-server"
         self._server.ConnectionClass = _Connection
+        self._server.uws_limits = limits
+        # cheroot's supported caps, behind ours (a plain-HTTP head never reaches them).
+        self._server.max_request_header_size = limits.max_head + READ_SIZE
+        self._server.max_request_body_size = max_body
         self._server.prepare()  # binds now: the port is known and in use from here on
+        self.limits = limits
         self.host = host
         self.port: int = self._server.bind_addr[1]
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (served, waiting in the selector or refused)."""
+        return int(getattr(self._server, "uws_connections", 0))
 
     def serve_forever(self) -> None:
         self._server.serve()
@@ -149,8 +517,21 @@ class WSGIServer:
 def make_wsgi_server(
     app: Callable[..., Any], settings: Settings, host: str, port: int
 ) -> WSGIServer:
-    # A WAIT holds its request silent for up to max_wait seconds before answering.
-    return WSGIServer(app, host, port, settings.threads, settings.max_wait + 60)
+    limits = Limits(
+        head_timeout=settings.head_timeout,
+        max_connections=settings.max_connections,
+    )
+    # The socket timeout (writes, keep-alive between requests): a WAIT holds its
+    # request silent for up to max_wait seconds before answering.
+    return WSGIServer(
+        app,
+        host,
+        port,
+        settings.threads,
+        settings.max_wait + 60,
+        limits,
+        max_body=settings.max_upload_bytes + (1 << 20),
+    )
 
 
 def serve(settings: Settings) -> None:

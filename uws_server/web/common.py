@@ -21,6 +21,7 @@ from urllib.parse import quote
 import bottle
 from bottle import HTTPResponse, request, response
 
+from uws_server.cross_site import is_cross_site
 from uws_server.errors import (
     AuthenticationRequired,
     BadRequest,
@@ -30,13 +31,13 @@ from uws_server.errors import (
 )
 from uws_server.http_errors import NOT_UTF8
 from uws_server.models import User
+from uws_server.served_files import FILE_CSP, file_headers
 from uws_server.service import UWSService
 from uws_server.web.session import (
     COOKIE_PATH,
     SESSION_COOKIE,
     Session,
     SessionManager,
-    cross_site,
     load_secret,
 )
 
@@ -65,8 +66,8 @@ PAGE_CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 # Job outputs are whatever a script wrote: served sandboxed (an opaque origin), so an
-# SVG or HTML result opened directly cannot run script with the service's cookies.
-FILE_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+# SVG or HTML result opened directly cannot run script with the service's cookies
+# (FILE_CSP and the other headers: uws_server.served_files).
 
 
 class NeedSignIn(Exception):
@@ -197,11 +198,7 @@ class WebApp:
     def check_post(self, ctx: Ctx) -> None:
         """CSRF: the session's token for cookie requests, same-site for header ones."""
         if ctx.session is None:
-            if cross_site(
-                request.get_header("Origin"),
-                request.get_header("Sec-Fetch-Site"),
-                request.urlparts.netloc,
-            ):
+            if is_cross_site(request.environ, self.settings.base_url):
                 raise Forbidden("cross-site request refused")
             return
         presented = request.get_header("X-CSRF-Token") or form_value("_csrf")
@@ -290,7 +287,14 @@ class WebApp:
         """Security headers on the response object that will actually be sent."""
         target = result if isinstance(result, HTTPResponse) else response
         ctype = target.headers.get("Content-Type", "") or ""
-        is_page = ctype.startswith("text/html") or ctype.startswith("application/json")
+        if isinstance(result, HTTPResponse) and hasattr(result.body, "read"):
+            # A file (bottle.static_file): whatever its type, never a page of ours.
+            for name, value in file_headers(ctype).items():
+                if name != "Content-Disposition" or not target.headers.get(name):
+                    target.set_header(name, value)
+            is_page = False
+        else:
+            is_page = ctype.startswith("text/html") or ctype.startswith("application/json")
         if not target.headers.get("Content-Security-Policy"):
             target.set_header("Content-Security-Policy", PAGE_CSP if is_page else FILE_CSP)
         target.set_header("X-Content-Type-Options", "nosniff")

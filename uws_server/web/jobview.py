@@ -14,6 +14,7 @@ from typing import Any
 
 from uws_server.lifecycle import within
 from uws_server.models import Job, Phase
+from uws_server.served_files import PREVIEW_IMAGES
 from uws_server.service import UWSService
 from uws_server.web.common import iso, url_part
 
@@ -31,13 +32,16 @@ PROVENANCE_FILES: dict[str, tuple[str, str, str]] = {
     "votable": ("provenance.vot.xml", "VOTable", "application/x-votable+xml"),
 }
 
-_IMAGE_TYPES = {"image/png", "image/svg+xml", "image/jpeg", "image/gif", "image/webp"}
+# Previews show only what cannot act: raster images in an <img>, and text as escaped
+# text in a <pre> (the source of an XML or JSON file). An SVG, HTML or anything else is
+# a link; opened, it is served sandboxed (uws_server.served_files).
+_IMAGE_TYPES = PREVIEW_IMAGES
 _TEXT_TYPES = {"application/json", "application/xml", "application/x-votable+xml", "text/xml"}
 _EXTENSIONS = {
     ".png": "image",
-    ".svg": "image",
     ".jpg": "image",
     ".jpeg": "image",
+    ".gif": "image",
     ".txt": "text",
     ".log": "text",
     ".csv": "text",
@@ -54,6 +58,8 @@ def preview_kind(content_type: str, path: str) -> str:
     media = (content_type or "").split(";")[0].strip().lower()
     if media in _IMAGE_TYPES:
         return "image"
+    if media in ("text/html", "image/svg+xml", "application/xhtml+xml"):
+        return ""  # its source as text would be safe, but a preview suggests a rendering
     if media.startswith("text/") or media in _TEXT_TYPES or media.endswith(("+xml", "+json")):
         return "text"
     if media in ("", "application/octet-stream"):
