@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a Debian 12 machine, idempotently:
-#   1. Debian packages: Slurm (slurmctld, slurmd, client), munge, PostgreSQL, graphviz,
+#   1. Debian packages: Slurm (slurmctld, slurmd, client), munge, PostgreSQL with pgSphere,
+#      STILTS (taplint, the TAP validator), graphviz,
 #      Chromium, fonts, procps. `apt-get update` runs only when a package is missing and
 #      the package lists cannot provide it.
 #   2. The project venv `.venv` (Python 3.12), created only if missing or broken.
@@ -24,6 +25,8 @@ case "$PROFILE" in
         APT_PACKAGES=(
             slurmctld slurmd slurm-client munge
             postgresql
+            postgresql-15-pgsphere
+            stilts
             graphviz
             chromium
             fonts-dejavu-core fonts-liberation2

@@ -3,7 +3,8 @@
 # (no systemd, no Debian cluster: a cluster of our own under $UWS_PG_DIR).
 #   - listens on 127.0.0.1 only, on port 55432 (or the first free port up to 55451);
 #     trust authentication (tests only);
-#   - role `uws` (LOGIN CREATEDB) and database `uws_test` owned by it.
+#   - role `uws` (LOGIN CREATEDB) and database `uws_test` owned by it;
+#   - the pgSphere extension in uws_test and template1 (when Debian's package is there).
 # Progress goes to stderr; stdout gets exactly one line, the SQLAlchemy URL, e.g.
 #   postgresql+psycopg://uws@127.0.0.1:55432/uws_test
 # so that:  UWS_TEST_DATABASE_URL="$(bash scripts/pg_start.sh)"
@@ -161,6 +162,20 @@ else
     psql_admin -c "CREATE DATABASE $DB_NAME OWNER $DB_ROLE" >/dev/null \
         || die "CREATE DATABASE $DB_NAME failed"
     log "created database $DB_NAME (owner $DB_ROLE)"
+fi
+
+# pgSphere (ADQL geometry for TAP) in the test database and in template1, so that every
+# database created later (createdb uws_<letter>) has it too. CREATE EXTENSION needs a
+# superuser: the role uws cannot do it itself.
+if [ "$(psql_admin -c "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_sphere'")" = "1" ]; then
+    for db in template1 "$DB_NAME"; do
+        "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d "$db" -v ON_ERROR_STOP=1 \
+            -c "CREATE EXTENSION IF NOT EXISTS pg_sphere" >/dev/null \
+            || die "CREATE EXTENSION pg_sphere failed in $db"
+    done
+    log "pgSphere enabled in template1 and $DB_NAME"
+else
+    log "WARNING: pgSphere is not installed (Debian: postgresql-$PG_MAJOR-pgsphere): TAP geometry on PostgreSQL will fail"
 fi
 
 URL="postgresql+psycopg://$DB_ROLE@127.0.0.1:$PORT/$DB_NAME"

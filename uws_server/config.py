@@ -68,6 +68,10 @@ class Settings:
     dl3_store: Path = Path("var/dl3_store")
     vo_authority: str = "uws-server.example"
     dl3_proprietary_days: float = 0.0
+    tap_maxrec_default: int = 10000  # TAP rows per answer when MAXREC is not given
+    tap_maxrec_hard: int = 100000  # the most a MAXREC may ask for
+    tap_sync_timeout: float = 30.0  # seconds a /tap/sync query may run
+    tap_async_timeout: float = 600.0  # seconds an async TAP job may run (its executionDuration)
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,404 @@
+"""ADQL → the database's SQL, through queryparser-python3 (no ADQL grammar of our own).
+
+The parser does the language: ``ADQLQueryTranslator`` turns ADQL 2.x into PostgreSQL
+(geometry as pgSphere operators) or MySQL (geometry as function calls, identifiers in
+backticks), and ``PostgreSQLQueryProcessor`` lists the tables, columns and functions a
+query touches. This module only decides what a query may touch and where the names
+point:
+
+- every table must be a published one (``ivoa.obscore`` or a ``TAP_SCHEMA`` table),
+  every named column a published column of it, every function one of :data:`FUNCTIONS`;
+  anything else is an :class:`ADQLError` (a 400 saying why);
+- one statement only (the translator silently drops what follows a ``;``);
+- a published table reference ``schema.table`` becomes one quoted name,
+  ``"schema.table"``, which the executor defines as a common table expression (the
+  visible rows of ``obscore``, or TAP_SCHEMA's rows as literals): the query cannot name
+  the physical tables at all;
+- a cone (``CONTAINS(POINT(..), CIRCLE(<constants>))``) gets the declination band it
+  implies added next to it, so that the index on ``s_dec`` cuts the rows the geometry
+  test sees; ``band AND contains`` is the same predicate as ``contains`` (a point in the
+  circle is always in the band), so the answer never changes.
+
+SQLite runs the MySQL form, with the geometry functions of :mod:`adql_sqlite`;
+PostgreSQL runs the PostgreSQL form on pgSphere.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from queryparser.adql import ADQLQueryTranslator
+from queryparser.exceptions import QueryError, QuerySyntaxError
+from queryparser.postgresql import PostgreSQLQueryProcessor
+
+MAX_QUERY_CHARS = 20000
+
+# Functions the translated SQL may call (lower case): ADQL's math, string and aggregate
+# functions as the translator spells them, and the geometry it emits.
+FUNCTIONS = frozenset(
+    """
+    count sum avg min max abs ceiling ceil degrees exp floor log log10 ln mod pi power
+    radians sqrt rand random round truncate trunc sin cos tan asin acos atan atan2 cot
+    lower upper coalesce
+    spoint scircle sbox spoly sdist srcontainsl soverlaps area sarea square_degrees
+    """.split()
+)
+
+# Words that may follow a table reference without being its alias.
+_NOT_ALIAS = frozenset(
+    """
+    where join inner left right full outer cross natural on using group order limit offset
+    union except intersect having as window fetch for
+    """.split()
+)
+
+_TOKEN = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|[A-Za-z_][A-Za-z0-9_$]*|\s+|.""",
+    re.S,
+)
+_NUM = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+_COL = r"([A-Za-z0-9_`\".]+)"
+# The cone as each translation writes it (constants only in the circle).
+_CONE = {
+    "mysql": re.compile(
+        rf"srcontainsl\(spoint\(RADIANS\({_COL}\), RADIANS\({_COL}\)\), "
+        rf"scircle\(spoint\(RADIANS\({_NUM}\), RADIANS\({_NUM}\)\), RADIANS\({_NUM}\)\)\)"
+    ),
+    "postgresql": re.compile(
+        rf"spoint\(RADIANS\({_COL}\), RADIANS\({_COL}\)\) @ "
+        rf"scircle\(spoint\(RADIANS\({_NUM}\), RADIANS\({_NUM}\)\), RADIANS\({_NUM}\)\)"
+    ),
+}
+
+
+class ADQLError(ValueError):
+    """A query this service refuses; the message tells the user why (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Translated:
+    """A query ready for one database.
+
+    ``sql`` names each published table as ``"schema.table"`` (to be defined by the
+    executor as a common table expression); ``tables`` lists those canonical names;
+    ``display`` maps each output column (by name) to the published column it shows, if
+    it shows one directly (``(canonical table, column)``), for the result's metadata.
+    """
+
+    sql: str
+    tables: tuple[str, ...]
+    display: dict[str, tuple[str, str]]
+
+
+def _unquote(token: str) -> str:
+    if token[:1] in ('"', "`") and len(token) >= 2:
+        return token[1:-1].replace(token[0] * 2, token[0])
+    return token
+
+
+def _is_name(token: str) -> bool:
+    return token[:1].isalpha() or token[:1] in ('"', "`", "_")
+
+
+def check_single_statement(adql: str) -> None:
+    """One statement only: a ``;`` may end the query, nothing may follow it."""
+    tokens = _TOKEN.findall(adql)
+    for i, tok in enumerate(tokens):
+        if tok == ";" and any(not t.isspace() for t in tokens[i + 1 :]):
+            raise ADQLError("only one statement is allowed: nothing may follow ';'")
+
+
+def _syntax_message(exc: QuerySyntaxError) -> str:
+    try:
+        line, col, near = exc.syntax_errors[0]
+        return f"ADQL syntax error at line {line}, column {col + 1}, near '{near}'"
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return "ADQL syntax error"
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What the parser says about one query text (cached by its literal-free shape)."""
+
+    postgresql: str
+    mysql: str
+    tables: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str, str | None], ...]
+    functions: tuple[str, ...]
+    display: tuple[tuple[str, tuple[str, ...] | None], ...]
+
+
+_LITERAL = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|"""
+    r"""(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|\s+|.""",
+    re.S,
+)
+_SENTINEL_BASE = 731_000_000
+
+
+def _run_parser(adql: str) -> _Parsed:
+    """queryparser on one text (slow: ANTLR in pure Python, ~0.3-1 s a query)."""
+    try:
+        translator = ADQLQueryTranslator(adql)
+        pg_sql = translator.to_postgresql()
+        my_sql = translator.to_mysql()
+        processor = PostgreSQLQueryProcessor()
+        processor.set_query(pg_sql)
+        processor.process_query()
+    except QuerySyntaxError as exc:
+        raise ADQLError(_syntax_message(exc)) from None
+    except QueryError as exc:
+        text = str(exc)
+        if "schema" in text.lower():
+            text = "every table must be named with its schema (e.g. ivoa.obscore)"
+        raise ADQLError(f"ADQL error: {text}") from None
+    except Exception as exc:  # noqa: BLE001 - the parser's own failures are the query's
+        raise ADQLError(f"ADQL the parser cannot handle: {type(exc).__name__}: {exc}") from None
+    if not pg_sql or not pg_sql.strip():
+        raise ADQLError("the query is not a SELECT statement")
+    return _Parsed(
+        pg_sql,
+        my_sql,
+        tuple((s, t) for s, t in processor.tables),
+        tuple((s, t, c) for s, t, c in processor.columns),
+        tuple(processor.functions),
+        tuple((n, tuple(p) if p else None) for n, p in processor.display_columns),
+    )
+
+
+_GEOMETRY = frozenset({"point", "circle", "box", "polygon", "region"})
+
+
+def _is_frame(tokens: list[str], i: int) -> bool:
+    """A geometry's coordinate system ('ICRS'): the translator drops it, so it is kept
+    in the shape as written."""
+    j = i - 1
+    while j >= 0 and tokens[j].isspace():
+        j -= 1
+    if j < 0 or tokens[j] != "(":
+        return False
+    j -= 1
+    while j >= 0 and tokens[j].isspace():
+        j -= 1
+    return j >= 0 and tokens[j].lower() in _GEOMETRY
+
+
+class _ShapeCache:
+    """Parses by shape: literals become sentinels, the parser runs once per shape.
+
+    The ANTLR runtime costs far more than running a cone query, and clients send the
+    same query with other numbers (a position, a radius, TOP). So each numeric literal
+    is replaced by a sentinel number and each string by a sentinel string, the shape is
+    parsed once, and the literals are put back into the translated SQL. Whenever a
+    sentinel does not come out verbatim (e.g. BOX, whose corners the translator
+    computes, or POLYGON's vertex list), the query is parsed as written instead.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._shapes: dict[str, _Parsed] = {}
+        self._lock = threading.Lock()
+
+    def parse(self, adql: str) -> _Parsed:
+        tokens = _LITERAL.findall(adql)
+        literals: list[str] = []
+        shape: list[str] = []
+        for i, tok in enumerate(tokens):
+            if tok in ("0", "1"):  # CONTAINS(...) = 1 must stay as written
+                shape.append(tok)
+            elif tok[:1].isdigit() or (tok[:1] == "." and tok[1:2].isdigit()):
+                literals.append(tok)
+                shape.append(str(_SENTINEL_BASE + len(literals)))
+            elif tok[:1] == "'" and not _is_frame(tokens, i):
+                literals.append(tok)
+                shape.append(f"'tapq{len(literals)}z'")
+            else:
+                shape.append(tok)
+        if not literals:
+            return self._cached(adql)
+        text = "".join(shape)
+        if str(_SENTINEL_BASE)[:3] in "".join(t for t in tokens if t[:1].isdigit()):
+            return _run_parser(adql)  # a literal that looks like a sentinel
+        parsed = self._cached(text)
+        out = []
+        for sql in (parsed.postgresql, parsed.mysql):
+            filled = self._fill(sql, literals)
+            if filled is None:
+                return _run_parser(adql)
+            out.append(filled)
+        return _Parsed(out[0], out[1], parsed.tables, parsed.columns, parsed.functions,
+                       parsed.display)  # fmt: skip
+
+    @staticmethod
+    def _fill(sql: str, literals: list[str]) -> str | None:
+        seen: set[int] = set()
+
+        def put(match: re.Match[str]) -> str:
+            if match.group(1):
+                k = int(match.group(1)) - _SENTINEL_BASE
+            else:
+                k = int(match.group(2))
+            if not 1 <= k <= len(literals):
+                raise KeyError(k)
+            seen.add(k)
+            return literals[k - 1]
+
+        pattern = re.compile(rf"\b({str(_SENTINEL_BASE)[:3]}[0-9]{{6}})(?:\.0)?\b|'tapq([0-9]+)z'")
+        try:
+            filled = pattern.sub(put, sql)
+        except KeyError:
+            return None
+        return filled if len(seen) == len(literals) else None
+
+    def _cached(self, text: str) -> _Parsed:
+        hit = self._shapes.get(text)
+        if hit is not None:
+            return hit
+        parsed = _run_parser(text)
+        with self._lock:
+            if len(self._shapes) >= self.size:
+                self._shapes.clear()
+            self._shapes[text] = parsed
+        return parsed
+
+
+_shapes = _ShapeCache()
+
+
+def parse(adql: str, dialect: str, published: Mapping[str, frozenset[str]]) -> Translated:
+    """Translate ``adql`` for ``dialect`` ('sqlite' or 'postgresql') or raise ADQLError.
+
+    ``published``: canonical table name (``schema.table``) → its published column names.
+    """
+    if not adql or not adql.strip():
+        raise ADQLError("QUERY is empty")
+    if len(adql) > MAX_QUERY_CHARS:
+        raise ADQLError(f"QUERY is longer than {MAX_QUERY_CHARS} characters")
+    if "\x00" in adql:
+        raise ADQLError("QUERY contains a NUL character")
+    check_single_statement(adql)
+    parsed = _shapes.parse(adql)
+    sql = parsed.mysql if dialect == "sqlite" else parsed.postgresql
+
+    by_lower = {name.lower(): name for name in published}
+    tables: list[str] = []
+    for schema, table in parsed.tables:
+        canonical = by_lower.get(f"{schema}.{table}".lower())
+        if canonical is None:
+            known = ", ".join(sorted(published))
+            raise ADQLError(f"unknown table '{schema}.{table}': this service publishes {known}")
+        if canonical not in tables:
+            tables.append(canonical)
+    for schema, table, column in parsed.columns:
+        if column is None or column == "*":
+            continue
+        canonical = by_lower.get(f"{schema}.{table}".lower(), f"{schema}.{table}")
+        columns = {c.lower() for c in published.get(canonical, frozenset())}
+        if column.lower() not in columns:
+            raise ADQLError(f"unknown column '{column}' in table {canonical}")
+    for name in parsed.functions:
+        if name.lower() not in FUNCTIONS:
+            raise ADQLError(f"function '{name}' is not available in this service's ADQL")
+
+    display: dict[str, tuple[str, str]] = {}
+    for name, path in parsed.display:
+        if path and len(path) == 3 and path[2] not in (None, "*"):
+            canonical = by_lower.get(f"{path[0]}.{path[1]}".lower())
+            if canonical is not None:
+                display[name] = (canonical, path[2].lower())
+
+    key = "mysql" if dialect == "sqlite" else "postgresql"
+    sql = add_cone_bands(sql.strip().rstrip(";").strip(), _CONE[key])
+    sql = rename_tables(sql, by_lower)
+    return Translated(sql=sql, tables=tuple(tables), display=display)
+
+
+def _string_spans(sql: str) -> list[tuple[int, int]]:
+    spans = []
+    pos = 0
+    for tok in _TOKEN.findall(sql):
+        if tok.startswith("'"):
+            spans.append((pos, pos + len(tok)))
+        pos += len(tok)
+    return spans
+
+
+def add_cone_bands(sql: str, pattern: re.Pattern[str]) -> str:
+    """Add ``dec BETWEEN b-r AND b+r`` to each constant cone (see the module's text)."""
+    spans = _string_spans(sql)
+
+    def band(match: re.Match[str]) -> str:
+        start, end = match.span()
+        if any(s < end and start < e for s, e in spans):
+            return match.group(0)  # inside a string literal: not SQL
+        dec_col = match.group(2)
+        dec, radius = float(match.group(4)), float(match.group(5))
+        if not 0 <= radius < 90:
+            return match.group(0)
+        lo, hi = max(-90.0, dec - radius), min(90.0, dec + radius)
+        return f"({match.group(0)} AND {dec_col} BETWEEN {lo!r} AND {hi!r})"
+
+    return pattern.sub(band, sql)
+
+
+def rename_tables(sql: str, by_lower: Mapping[str, str]) -> str:
+    """``schema.table`` → ``"schema.table" AS "table"`` (or without the alias when the
+    query gives one); ``schema.table.column`` → ``"table".column``."""
+    tokens = _TOKEN.findall(sql)
+    out: list[str] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        tok = tokens[i]
+        if (
+            _is_name(tok)
+            and i + 2 < n
+            and tokens[i + 1] == "."
+            and _is_name(tokens[i + 2])
+            and (out[-1:] != ["."])
+        ):
+            canonical = by_lower.get(f"{_unquote(tok)}.{_unquote(tokens[i + 2])}".lower())
+            if canonical is not None:
+                alias = canonical.split(".", 1)[1]
+                if i + 3 < n and tokens[i + 3] == ".":  # a column: table.column
+                    out.append(_quote(alias))
+                else:
+                    out.append(_quote(canonical))
+                    if not _has_alias(tokens, i + 3):
+                        out.append(f" AS {_quote(alias)}")
+                i += 3
+                continue
+        out.append(tok)
+        i += 1
+    return "".join(out)
+
+
+def _has_alias(tokens: list[str], i: int) -> bool:
+    while i < len(tokens) and tokens[i].isspace():
+        i += 1
+    if i >= len(tokens):
+        return False
+    tok = tokens[i]
+    return _is_name(tok) and _unquote(tok).lower() not in _NOT_ALIAS or tok.lower() == "as"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: object) -> str:
+    """A SQL literal for our own metadata values (TAP_SCHEMA rows)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+Quote = Callable[[str], str]
+quote_identifier: Quote = _quote
