@@ -27,6 +27,7 @@ setup(
         "python-dateutil>=2.8",
         "rdflib>=7",
         "astropy>=6",
+        "rocrate>=0.11,<1",
         # ADQL 2.x -> PostgreSQL/pgSphere or MySQL-style SQL (TAP); see uws_server/vo/adql.py
         "queryparser-python3>=0.8,<0.9",
     ],

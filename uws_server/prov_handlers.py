@@ -24,19 +24,33 @@ def register_provenance_routes(app: bottle.Bottle, service: UWSService) -> None:
         service.visible_job(user(), jobname, job_id)
         base = f"/rest/{jobname}/{job_id}/provenance"
         return {
-            "formats": {fmt: f"{base}/{fmt}" for fmt in ("json", "xml", "provn", "votable", "svg")}
+            "formats": {
+                fmt: f"{base}/{fmt}"
+                for fmt in ("json", "xml", "provn", "votable", "svg", "rocrate")
+            }
         }
 
     @app.get(f"/rest/{JOB}/provenance/<fmt>")
     def job_provenance(jobname: str, job_id: str, fmt: str):  # type: ignore[no-untyped-def]
         job = service.visible_job(user(), jobname, job_id)
+        if fmt.lower() == "rocrate":
+            return HTTPResponse(
+                prov.job_crate(job),
+                headers={
+                    "Content-Type": "application/zip",
+                    "Content-Disposition": f'attachment; filename="{job_id}-rocrate.zip"',
+                },
+            )
         path, media = prov.job_file(job, fmt)
         return bottle.static_file(path.name, root=str(path.parent), mimetype=media)
 
     @app.get("/provsap")
     def provsap() -> HTTPResponse:
         body, media = prov.provsap(user(), list(request.query.allitems()))
-        return HTTPResponse(body, headers={"Content-Type": media})
+        headers = {"Content-Type": media}
+        if media == "application/zip":  # RESPONSEFORMAT=RO-CRATE
+            headers["Content-Disposition"] = 'attachment; filename="provsap-rocrate.zip"'
+        return HTTPResponse(body, headers=headers)
 
     @app.get("/provsearch")
     def provsearch():  # type: ignore[no-untyped-def]

@@ -45,6 +45,9 @@ from uws_server.provenance import (
     traverse,
 )
 from uws_server.provenance.background import render_in_background
+from uws_server.provenance.rocrate import MEDIA_TYPE as ROCRATE_MEDIA_TYPE
+from uws_server.provenance.rocrate import RESPONSE_FORMAT as ROCRATE_FORMAT
+from uws_server.provenance.rocrate import crate_zip
 from uws_server.storage import EntityRow, Store
 from workers.results import hash_file
 
@@ -345,6 +348,15 @@ class ProvenanceService:
             raise NotFound(f"no {fmt} provenance for job {job.job_id}")
         return path, MEDIA_TYPES[fmt]
 
+    def job_crate(self, job: Job) -> bytes:
+        """The job's Workflow Run RO-Crate (zip), once it has ended."""
+        if not job.phase.is_final:
+            raise Conflict(f"provenance is written when the job ends (it is {job.phase.value})")
+        records = self.job(job.job_id)
+        if records is None:
+            raise NotFound(f"no job {job.job_id}")
+        return crate_zip([records], self.base_url(), f"{job.jobname} job {job.job_id}")
+
     def provsap(self, user: User, query: list[tuple[str, str]]) -> tuple[bytes, str]:
         """ProvSAP: parameters are case-insensitive, as in IVOA protocols."""
         values: dict[str, list[str]] = {}
@@ -366,8 +378,10 @@ class ProvenanceService:
         )
         fmt_name = values.get("RESPONSEFORMAT", ["PROV-JSON"])[0].upper()
         fmt = RESPONSE_FORMATS.get(fmt_name)
-        if fmt is None:
-            raise BadRequest(f"RESPONSEFORMAT must be one of {', '.join(RESPONSE_FORMATS)}")
+        if fmt is None and fmt_name != ROCRATE_FORMAT:
+            raise BadRequest(
+                f"RESPONSEFORMAT must be one of {', '.join([*RESPONSE_FORMATS, ROCRATE_FORMAT])}"
+            )
         is_job = {i: self.store.get_job(i) is not None for i in ids}
         try:
             steps = provsap_steps(
@@ -392,6 +406,11 @@ class ProvenanceService:
             return bool(owners[job_id]) and can_read(user, owners[job_id])
 
         jobs = traverse(self, ids, steps, direction, readable)
+        if fmt is None:  # one RO-Crate for the whole chain
+            if not jobs:
+                raise NotFound(f"no job within DEPTH of {', '.join(i[:64] for i in ids)}")
+            title = f"Provenance ({direction}) of {', '.join(ids)}"
+            return crate_zip(jobs, self.base_url(), title), ROCRATE_MEDIA_TYPE
         doc = build_graph_document(
             jobs, include_agents=agent, model=model, base_url=self.base_url()
         )
