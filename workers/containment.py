@@ -274,7 +274,7 @@ def kill_descendants(timeout: float = 10.0) -> int:
     next round. Returns when this process has no child left, or after ``timeout``.
     """
     me = os.getpid()
-    killed = 0
+    killed: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
         found = descendants_of(me)
@@ -284,15 +284,15 @@ def kill_descendants(timeout: float = 10.0) -> int:
                     os.kill(pid, sig)
                 except OSError:
                     pass
-        killed += len(found)
+        killed.update(found)
         while True:  # reap every exited child
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return killed  # no child at all: everything is gone
+                return len(killed)  # no child at all: everything is gone
             if pid == 0:
                 break
         if time.monotonic() >= deadline:
-            return killed
+            return len(killed)
         if not found:
             time.sleep(0.002)  # children exiting but not yet reapable

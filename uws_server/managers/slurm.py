@@ -54,6 +54,7 @@ from uws_server.managers.slurm_cli import (
     ending_message,
     job_name,
     option_argv,
+    runner_grace,
     time_limit,
 )
 from uws_server.models import Job, Phase, WorkerEvent
@@ -301,7 +302,8 @@ class SlurmManager(Manager):
     def _sbatch(self, spec: JobSpec) -> str:
         args = self.sbatch_args(spec)
         env = self.sbatch_environment(spec)
-        script = batch_script(spec.python or sys.executable, str(self.worker_dir(spec)))
+        grace = runner_grace(self.cli.kill_wait())
+        script = batch_script(spec.python or sys.executable, str(self.worker_dir(spec)), grace)
         error: SlurmError | None = None
         for delay in SUBMIT_RETRY_DELAYS:
             if error is not None:

@@ -203,6 +203,7 @@ class SlurmCLI:
     def __init__(self, timeout: float = TIMEOUT) -> None:
         self.timeout = timeout
         self._jobcomp: Path | None | bool = False  # False: not looked up yet
+        self._config: dict[str, str] | None = None
 
     def _run(
         self, tool: str, args: list[str], *, stdin: bytes | None = None, env: dict | None = None
@@ -274,19 +275,36 @@ class SlurmCLI:
         if proc.returncode != 0:
             raise SlurmError(f"scancel: {self._error(proc)}")
 
-    def jobcomp_path(self) -> Path | None:
-        """The ``jobcomp/filetxt`` file if this cluster writes one we can read."""
-        if self._jobcomp is False:
-            self._jobcomp = None
+    def config(self) -> dict[str, str]:
+        """``scontrol show config`` as ``{key: value}``, read once ({} if unreachable)."""
+        if self._config is None:
             try:
                 proc = self._run("scontrol", ["show", "config"])
             except SlurmError:
-                return None
+                return {}
             conf: dict[str, str] = {}
             for line in proc.stdout.decode("utf-8", "replace").splitlines():
                 key, sep, value = line.partition("=")
                 if sep:
                     conf[key.strip()] = value.strip()
+            self._config = conf
+        return self._config
+
+    def kill_wait(self) -> float | None:
+        """Slurm's ``KillWait``: seconds between its SIGTERM and SIGKILL of a job."""
+        text = self.config().get("KillWait", "").split()
+        try:
+            return float(text[0]) if text else None
+        except ValueError:
+            return None
+
+    def jobcomp_path(self) -> Path | None:
+        """The ``jobcomp/filetxt`` file if this cluster writes one we can read."""
+        if self._jobcomp is False:
+            self._jobcomp = None
+            conf = self.config()
+            if not conf:
+                return None
             loc = conf.get("JobCompLoc", "")
             if conf.get("JobCompType") == "jobcomp/filetxt" and os.path.isfile(loc):
                 self._jobcomp = Path(loc)
@@ -363,7 +381,20 @@ def ending_message(
     return f"the job's runner ended without a status file ({where})"
 
 
-def batch_script(python: str, worker_dir: str) -> str:
+def runner_grace(kill_wait: float | None) -> float:
+    """The runner's SIGTERM-to-SIGKILL grace on Slurm: shorter than Slurm's ``KillWait``.
+
+    On ``scancel`` (or Slurm's time limit) Slurm signals the runner and, ``KillWait``
+    later, SIGKILLs what it tracks. The runner must have killed and reaped the job's
+    escaped processes by then (with ``proctrack/linuxproc`` Slurm does not see those in
+    the runner's cgroup), and written its status file.
+    """
+    if kill_wait is None:
+        return 10.0
+    return max(0.5, min(10.0, kill_wait - 2.0))
+
+
+def batch_script(python: str, worker_dir: str, grace: float | None = None) -> str:
     """The batch script: ``exec`` the runner, so no shell keeps the token in its
     environment while the job runs (the runner removes it from its own).
 
@@ -377,5 +408,7 @@ def batch_script(python: str, worker_dir: str) -> str:
     return (
         "#!/bin/bash\n"
         "# uws-server: the worker runner runs script.sh, writes .uws/status.json, calls back\n"
-        f"exec {quote(python)} -S -P -m workers.node {quote(worker_dir)}\n"
+        f"exec {quote(python)} -S -P -m workers.node {quote(worker_dir)}"
+        + (f" --grace {grace:g}" if grace is not None else "")
+        + "\n"
     )
