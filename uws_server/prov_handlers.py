@@ -67,6 +67,7 @@ def register_provenance_routes(app: bottle.Bottle, service: UWSService) -> None:
                 "size",
                 "sha256",
                 "url",
+                "job_url",
             ]
             table = Table(
                 rows=[[str(r[c] or "") for c in columns] for r in rows] or None,

@@ -427,12 +427,16 @@ class ProvenanceService:
                 if not sep or not name:
                     raise BadRequest("param must be name=value")
                 params[name] = value
-            elif key in ("activity", "version", "agent", "from", "to", "format"):
-                single[key] = v
+            elif key in ("activity", "version", "agent", "from", "to", "format", "sha256"):
+                single[key] = v.strip()
             else:
                 raise BadRequest(
-                    f"unknown search filter '{k[:32]}' (activity, version, param, agent, from, to)"
+                    f"unknown search filter '{k[:32]}'"
+                    " (activity, version, param, agent, from, to, sha256)"
                 )
+        digest = single.get("sha256")
+        if digest is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise BadRequest("sha256 must be 64 hexadecimal digits")
         times: dict[str, datetime | None] = {}
         for key in ("from", "to"):
             times[key] = None
@@ -447,6 +451,7 @@ class ProvenanceService:
             single.get("agent"),
             times["from"],
             times["to"],
+            digest,
         )
         j = db.jobs
         stmt = select(j.c.job_id, j.c.owner)
@@ -474,6 +479,7 @@ class ProvenanceService:
                         "size": ent.size,
                         "sha256": ent.sha256,
                         "url": ent.location,
+                        "job_url": f"{self.base_url()}/rest/{rec.activity.jobname}/{job_id}",
                     }
                 )
         return out

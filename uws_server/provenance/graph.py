@@ -14,6 +14,7 @@ input: the caller gave it to the job.)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,7 +135,47 @@ def provsap_steps(depth: int | str | None, from_entity: bool) -> int | None:
 
 # --- search ------------------------------------------------------------------------
 
-Field = Literal["jobname", "version", "owner", "param", "generated_from", "generated_to"]
+Field = Literal[
+    "jobname", "version", "owner", "param", "sha256", "generated_from", "generated_to"
+]
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def value_items(value: str) -> list[str]:
+    """The items of a (possibly list-valued) parameter value: ``"1001 1002"``,
+    ``"1001,1002"`` and ``"1001; 1002"`` all hold ``1001`` and ``1002``."""
+    return [v for v in _SEPARATORS.split(value.strip()) if v]
+
+
+def value_contains(value: str, wanted: str) -> bool:
+    """Whether a job's parameter ``value`` holds what a search asks for.
+
+    Exact equality first; else every item of ``wanted`` must be an item of ``value``,
+    where an item ``a-b`` of whole numbers (``1001-1004``) holds every number from a to
+    b. So ``obs_ids=1001`` finds the jobs run on ``"1001 1002"`` and on ``"1001-1004"``,
+    and a scalar parameter still matches only its own value (``"1"`` never matches
+    ``"10"``).
+    """
+    if value == wanted:
+        return True
+    wanted_items = value_items(wanted)
+    if not wanted_items:
+        return False
+    items = value_items(value)
+    plain = set(items)
+    ranges = []
+    for item in items:
+        m = _RANGE.match(item)
+        if m:
+            ranges.append((int(m.group(1)), int(m.group(2))))
+    for w in wanted_items:
+        if w in plain:
+            continue
+        if w.isdigit() and any(lo <= int(w) <= hi for lo, hi in ranges):
+            continue
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -145,8 +186,9 @@ class Condition:
     ``jobname``             ``jobs.jobname = :value``
     ``version``             the definition version recorded for the job ``= :value``
     ``owner``               ``jobs.owner = :value``
-    ``param``               ``EXISTS (parameter row of the job with name = :name AND
-                            value = :value)``, exact string comparison
+    ``param``               a parameter of the job named ``:name`` whose value holds
+                            ``:value`` (:func:`value_contains`: list items and ranges)
+    ``sha256``              an entity the job used or generated has this SHA-256
     ``generated_from``      ``jobs.end_time >= :value`` (products are generated at the end)
     ``generated_to``        ``jobs.end_time <= :value``
     ======================  ==============================================================
@@ -168,7 +210,12 @@ class Condition:
         if self.field == "owner":
             return a.owner == self.value
         if self.field == "param":
-            return any(p.name == self.name and p.value == self.value for p in job.parameters)
+            return any(
+                p.name == self.name and value_contains(p.value, str(self.value))
+                for p in job.parameters
+            )
+        if self.field == "sha256":
+            return any((e.sha256 or "").lower() == str(self.value).lower() for e in job.entities)
         if a.end_time is None or not isinstance(self.value, datetime):
             return False
         if self.field == "generated_from":
@@ -193,6 +240,7 @@ class SearchQuery:
     agent: str | None = None
     time_from: datetime | None = None
     time_to: datetime | None = None
+    sha256: str | None = None
 
     @classmethod
     def of(
@@ -203,10 +251,17 @@ class SearchQuery:
         agent: str | None = None,
         time_from: datetime | None = None,
         time_to: datetime | None = None,
+        sha256: str | None = None,
     ) -> SearchQuery:
         """Build a query from keyword values, a parameter mapping included."""
         return cls(
-            activity, version, tuple(sorted((params or {}).items())), agent, time_from, time_to
+            activity,
+            version,
+            tuple(sorted((params or {}).items())),
+            agent,
+            time_from,
+            time_to,
+            sha256,
         )
 
     def conditions(self) -> list[Condition]:
@@ -223,6 +278,8 @@ class SearchQuery:
             out.append(Condition("generated_from", self.time_from))
         if self.time_to is not None:
             out.append(Condition("generated_to", self.time_to))
+        if self.sha256 is not None:
+            out.append(Condition("sha256", self.sha256))
         return out
 
     def matches(self, job: JobProvenance) -> bool:
