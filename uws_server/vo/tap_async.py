@@ -112,13 +112,12 @@ class TapJobs:
 
     def create(self, user: User, pairs: list[tuple[str, str]]) -> Job:
         params = tap_parameters(pairs)
-        if "UPLOAD" in params:
-            raise BadRequest("UPLOAD is not supported by this service (see /tap/capabilities)")
+        # Parameters are checked when the job runs: a bad LANG, QUERY or MAXREC makes the
+        # job ERROR with the reason (TAP 1.1 §3: the job is created all the same).
         control = {k.upper(): v for k, v in pairs if k.upper() in ("PHASE", "RUNID")}
         phase = control.get("PHASE", "").strip().upper()
         if phase not in ("", "RUN"):
             raise BadRequest(f"PHASE: only RUN is accepted when creating a job, not {phase[:32]!r}")
-        self._check(params, complete=False)
         now = self.service.clock.now()
         job = Job(
             job_id=new_job_id(),
@@ -137,18 +136,10 @@ class TapJobs:
             self.start(job)
         return job
 
-    def _check(self, params: dict[str, str], complete: bool) -> None:
-        """A job may be created without QUERY (posted later); what is given must be valid."""
-        given = dict(params)
-        if not complete and not given.get("QUERY", "").strip():
-            given["QUERY"] = "SELECT 1"
-        check_request(given, self.settings.tap_maxrec_default, self.settings.tap_maxrec_hard)
-
     def update(self, job: Job, pairs: list[tuple[str, str]]) -> None:
         """POST .../parameters while PENDING."""
         params = tap_parameters(pairs)
         merged = {**job.parameters, **params}
-        self._check(merged, complete=False)
         if not self.service.store.update_if_phase(
             job.job_id, [Phase.PENDING], parameters=json.dumps(merged)
         ):

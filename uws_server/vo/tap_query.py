@@ -170,8 +170,10 @@ class QueryExecutor:
         if action == _SQLITE_SELECT:
             return sqlite3.SQLITE_OK
         if action == _SQLITE_READ:
-            # the physical table only ever appears inside the visibility expression
-            return sqlite3.SQLITE_OK if arg1 == "obscore" else sqlite3.SQLITE_DENY
+            # the physical table only ever appears inside the visibility expression; the
+            # other names are the common table expressions of the published tables
+            ok = arg1 == "obscore" or arg1 in PUBLISHED
+            return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
         if action == _SQLITE_FUNCTION:
             ok = (arg2 or "").lower() in _SQLITE_FUNCS
             return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY

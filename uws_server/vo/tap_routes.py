@@ -9,6 +9,7 @@ service refuses is a 400 with the TAP error VOTable saying why.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from xml.sax.saxutils import escape
 
@@ -37,6 +38,7 @@ JOB = "/tap/async/<job_id:re:[A-Za-z0-9_-]{1,64}>"
 XML = "application/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 VOTABLE_MIME = "application/x-votable+xml"
+log = logging.getLogger("uws_server.tap")
 GEOMETRY_FEATURES = (
     "POINT",
     "CIRCLE",
@@ -160,6 +162,7 @@ def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
             )
             result = executor.run(req.query, query_user(u), req.maxrec, settings.tap_sync_timeout)
         except ADQLError as exc:
+            log.info("tap sync query refused: %s (%r)", exc, request.params.get("QUERY", "")[:200])
             return _error(str(exc))
         except UWSError as exc:
             return _error(exc.message, exc.status if 400 <= exc.status < 500 else 400)

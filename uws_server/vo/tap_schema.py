@@ -27,6 +27,44 @@ from uws_server.vo.adql import literal, quote_identifier
 from uws_server.vo.obscore import OBSCORE_COLUMNS, PUBLISHED_COLUMNS, ColumnDesc, visible_to
 
 OBSCORE = "ivoa.obscore"
+
+# ADQL 2.1 reserved words (SQL-92's and ADQL's own): a column named like one is
+# published delimited ("size", "offset") in TAP_SCHEMA and /tap/tables, so that clients
+# (and taplint) quote it in their queries.
+ADQL_RESERVED = frozenset(
+    """
+    absolute action add all allocate alter and any are as asc assertion at authorization
+    avg begin between bit bit_length both by cascade cascaded case cast catalog char
+    character char_length character_length check close coalesce collate collation column
+    commit connect connection constraint constraints continue convert corresponding count
+    create cross current current_date current_time current_timestamp current_user cursor
+    date day deallocate decimal declare default deferrable deferred delete desc describe
+    descriptor diagnostics disconnect distinct domain double drop else end end-exec escape
+    except exception exec execute exists external extract false fetch first float for
+    foreign found from full get global go goto grant group having hour identity immediate
+    in indicator initially inner input insensitive insert int integer intersect interval
+    into is isolation join key language last leading left level like local lower match max
+    min minute module month names national natural nchar next no not null nullif numeric
+    octet_length of on only open option or order outer output overlaps pad partial position
+    precision prepare preserve primary prior privileges procedure public read real
+    references relative restrict revoke right rollback rows schema scroll second section
+    select session session_user set size smallint some space sql sqlcode sqlerror sqlstate
+    substring sum system_user table temporary then time timestamp timezone_hour
+    timezone_minute to trailing transaction translate translation trim true union unique
+    unknown update upper usage user using value values varchar varying view when whenever
+    where with work write year zone
+    abs acos area asin atan atan2 box ceiling centroid circle contains coord1 coord2
+    coordsys cos cot degrees distance exp floor intersects log log10 mod pi point polygon
+    power radians region rand round sin sqrt top tan truncate offset ilike
+    """.split()
+)
+
+
+def published_name(name: str) -> str:
+    """A column's name as TAP_SCHEMA and /tap/tables give it (reserved words delimited)."""
+    return f'"{name}"' if name.lower() in ADQL_RESERVED else name
+
+
 OBSCORE_UTYPE = "ivo://ivoa.net/std/ObsCore#table-1.1"
 
 # ADQL type names (E's) → VOTable datatype; timestamps are char with xtype timestamp.
@@ -195,6 +233,22 @@ SCHEMAS: tuple[tuple[str, str], ...] = (
 )
 
 
+# The foreign keys between TAP_SCHEMA's tables (TAP 1.1 §4): key id, from table,
+# target table, description, [(from column, target column)].
+KEYS: tuple[tuple[str, str, str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("tables_schema", "TAP_SCHEMA.tables", "TAP_SCHEMA.schemas", "A table's schema",
+     (("schema_name", "schema_name"),)),
+    ("columns_table", "TAP_SCHEMA.columns", "TAP_SCHEMA.tables", "A column's table",
+     (("table_name", "table_name"),)),
+    ("keys_from", "TAP_SCHEMA.keys", "TAP_SCHEMA.tables", "The table holding a key",
+     (("from_table", "table_name"),)),
+    ("keys_target", "TAP_SCHEMA.keys", "TAP_SCHEMA.tables", "The table a key points to",
+     (("target_table", "table_name"),)),
+    ("key_columns_key", "TAP_SCHEMA.key_columns", "TAP_SCHEMA.keys", "A key column's key",
+     (("key_id", "key_id"),)),
+)  # fmt: skip
+
+
 def _flag(value: bool) -> int:
     return 1 if value else 0
 
@@ -207,15 +261,15 @@ def tap_schema_rows() -> dict[str, list[tuple[object, ...]]]:
             (t.schema, t.name, "table", t.utype, t.description, i) for i, t in enumerate(TABLES)
         ],
         "TAP_SCHEMA.columns": [],
-        "TAP_SCHEMA.keys": [],
-        "TAP_SCHEMA.key_columns": [],
+        "TAP_SCHEMA.keys": [(k, f, t, d, None) for k, f, t, d, _ in KEYS],
+        "TAP_SCHEMA.key_columns": [(k, fc, tc) for k, _, _, _, cols in KEYS for fc, tc in cols],
     }
     for t in TABLES:
         for i, f in enumerate(t.fields):
             rows["TAP_SCHEMA.columns"].append(
                 (
                     t.name,
-                    f.name,
+                    published_name(f.name),
                     f.datatype,
                     f.arraysize,
                     f.xtype,
@@ -313,7 +367,7 @@ def _column_xml(f: Field) -> str:
     )
     return (
         "<column>"
-        + _el("name", f.name)
+        + _el("name", published_name(f.name))
         + _el("description", f.description)
         + _el("unit", f.unit)
         + _el("ucd", f.ucd)
@@ -342,6 +396,21 @@ def tableset_xml() -> str:
                 + _el("utype", t.utype)
             )
             out.extend(_column_xml(f) for f in t.fields)
+            for _key, source, target, description, columns in KEYS:
+                if source == t.name:
+                    out.append(
+                        "<foreignKey>"
+                        + _el("targetTable", target)
+                        + "".join(
+                            "<fkColumn>"
+                            + _el("fromColumn", fc)
+                            + _el("targetColumn", tc)
+                            + "</fkColumn>"
+                            for fc, tc in columns
+                        )
+                        + _el("description", description)
+                        + "</foreignKey>"
+                    )
             out.append("</table>")
         out.append("</schema>")
     out.append("</vosi:tableset>\n")
