@@ -142,12 +142,14 @@ class Guard:
         size = int(length)
         if size > rule.max_body:
             raise refusal(
-                413, f"request body of {size} bytes: {method} {rule.prefix}... takes at most "
+                413,
+                f"request body of {size} bytes: {method} {rule.prefix}... takes at most "
                 f"{rule.max_body} bytes",
             )
         if size > ANONYMOUS_BODY and not self._authenticated(rule, env):
             raise refusal(
-                401, f"a request body over {ANONYMOUS_BODY} bytes is read only from an "
+                401,
+                f"a request body over {ANONYMOUS_BODY} bytes is read only from an "
                 "authenticated caller (HTTP Basic name:token, Bearer, or a signed-in session)",
             )
 

@@ -362,6 +362,7 @@ class _Connection(cheroot_server.HTTPConnection):
         self._counted = _count_connection(server, +1)
         self._refused = self._counted > limits.max_connections
         self._closed = False
+        self._answered = False
 
     # cheroot's ConnectionManager closes a connection whose ``last_used`` is older than
     # the server's timeout (minutes: keep-alive between requests). A request under way
@@ -404,7 +405,10 @@ class _Connection(cheroot_server.HTTPConnection):
         return keep
 
     def _answer(self, status: str) -> None:
-        """A refusal written without waiting (the client may not be reading)."""
+        """A refusal written without waiting (the client may not be reading), once."""
+        if self._answered:
+            return
+        self._answered = True
         body = (MESSAGES[status] + "\n").encode()
         head = (
             f"HTTP/1.1 {REASONS[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -425,6 +429,11 @@ class _Connection(cheroot_server.HTTPConnection):
         if not self._closed:
             self._closed = True
             _count_connection(self.server, -1)
+            reader = self.rfile
+            since = self._head_since
+            if isinstance(reader, _Reader) and reader.pending() and since is not None:
+                if time.time() - since > self._limits.head_timeout:
+                    self._answer("408")  # expired by cheroot's manager mid-head
         super().close()
 
 
