@@ -255,6 +255,8 @@ class LocalManager(Manager):
                 os.path.join(job_dir, STDOUT_FILE), os.path.join(job_dir, STDERR_FILE),
             )  # fmt: skip
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if cgroup is not None:
+                containment.release_cgroup(cgroup)
             log.exception("job %s: cannot start", spec.job_id)
             self._emit(spec.job_id, WorkerEvent(Phase.ERROR, error=f"cannot start the job: {exc}"))
             return
@@ -343,6 +345,9 @@ class LocalManager(Manager):
         job_dir = Path(spec.job_dir)
         status = read_status(job_dir)
         if status is not None:  # finished; the final report was lost with the old server
+            cgroup = self._existing_cgroup(job.job_id)
+            if cgroup is not None:
+                containment.release_cgroup(cgroup)
             self._emit_now(job.job_id, status_to_event(status, job.external_id))
             return
         identity = self._identity(job, job_dir)
