@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.conftest import Client, LiveServer, make_settings
 from tests.test_slurm import (
     RecordingSink,
     _need_slurm,  # noqa: F401 - autouse fixture: Slurm must be up
+    cluster_timing,
     job_dir,
     kill_leftovers,
     processes_in_tree,
@@ -29,7 +29,9 @@ from tests.test_slurm import (
     slurm_settings,
     slurm_state,
     wait_for,
+    wait_started,
 )
+from tests.timing import MACHINE
 from uws_server.managers.base import JobSpec
 from uws_server.managers.slurm import SlurmManager
 from uws_server.managers.slurm_cli import FINAL_STATES, parse_squeue
@@ -37,9 +39,11 @@ from uws_server.models import Job, Phase
 from workers.runner import JobStatus, read_status, write_status
 
 
-def started(live: LiveServer, job: str, timeout: float = 20) -> Path:
+def started(live: LiveServer, job: str) -> Path:
+    """The job's directory once its script runs (a job Slurm can start at once)."""
     jdir = job_dir(live, job)
-    assert wait_for(lambda: (jdir / "started.txt").exists(), timeout), "the job never started"
+    bound = cluster_timing().job_bound()
+    assert wait_for(lambda: (jdir / "started.txt").exists(), bound), "the job never started"
     return jdir
 
 
@@ -75,10 +79,11 @@ def test_restart_while_jobs_run_on_slurm_and_on_the_local_pool(tmp_path: Path) -
     s_client, l_client = s_live.add_user("carol"), l_live.add_user("carol")
     try:
         # on Slurm: one that ends while the server is down, one that outlives the
-        # restart, and one still PENDING in Slurm (--begin) across the restart
+        # restart, and one still PENDING in Slurm (--begin=now+10) across the restart:
+        # the waits for the others to start and the stop take a few seconds of those 10
         short = s_client.create("sleep_job", {"seconds": "1", "PHASE": "RUN"})
         long = s_client.create("sleep_job", {"seconds": "12", "PHASE": "RUN"})
-        pending = s_client.create("pending_job", {"text": "begun late", "PHASE": "RUN"})
+        pending = s_client.create("late_job", {"text": "begun late", "PHASE": "RUN"})
         # on the local pool: one running, one waiting for the only slot
         running = l_client.create("sleep_job", {"seconds": "3", "PHASE": "RUN"})
         queued = l_client.create("echo_job", {"text": "after restart", "PHASE": "RUN"})
@@ -89,23 +94,27 @@ def test_restart_while_jobs_run_on_slurm_and_on_the_local_pool(tmp_path: Path) -
     finally:
         s_live.stop()
         l_live.stop()
-    time.sleep(4)  # short ends meanwhile: its runner cannot call back
-    assert read_status(job_dir(s_live, short)) is not None
+    # short ends meanwhile (1 s): its runner cannot call back, its status file tells
+    assert wait_for(lambda: read_status(job_dir(s_live, short)) is not None, 1 + MACHINE)
+    # long (12 s) outlives the restart: it started before the stop, a few seconds ago
     assert slurm_state(slurm_id(s_live, long)) == "RUNNING"
     # the same addresses again: the runners' callbacks reach the new servers
     s_live = LiveServer(slurm_settings(slurm_dir, port=s_settings.port))
     l_live = LiveServer(make_settings(local_dir, local_slots=1, port=l_settings.port))
     try:
         s2, l2 = Client(s_live.base, s_client.token), Client(l_live.base, l_client.token)
-        assert s2.wait_final(short, timeout=20) == "COMPLETED"
+        # Each wait below follows the previous one: what it waits for is the rest of a
+        # script's sleep (at most the 12 s of long), then the runner on the machine.
+        assert s2.wait_final(short, timeout=MACHINE) == "COMPLETED"  # from its status file
         assert s2.get(short + "/results/output").text == "done\n"
-        assert s2.wait_final(long, timeout=30) == "COMPLETED"
+        assert s2.wait_final(long, timeout=12 + MACHINE) == "COMPLETED"
         assert s2.get(long + "/results/output").text == "done\n"
-        assert s2.wait_final(pending, timeout=30) == "COMPLETED"
+        wait_started(slurm_id(s_live, pending))  # its begin time, then Slurm's next pass
+        assert s2.wait_final(pending, timeout=MACHINE) == "COMPLETED"
         assert s2.get(pending + "/results/output").text == "begun late\n"
-        assert l2.wait_final(running, timeout=30) == "COMPLETED"
+        assert l2.wait_final(running, timeout=3 + MACHINE) == "COMPLETED"
         assert l2.get(running + "/results/output").text == "done\n"
-        assert l2.wait_final(queued, timeout=30) == "COMPLETED"
+        assert l2.wait_final(queued, timeout=MACHINE) == "COMPLETED"
         assert l2.get(queued + "/results/output").text.startswith("after restart")
     finally:
         s_live.stop()
@@ -121,10 +130,11 @@ def test_script_killed_with_sigkill_is_an_error_saying_so(slurm_server: LiveServ
     job = alice.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
     jdir = started(slurm_server, job)
     os.kill(pid_with(jdir, "bash script.sh"), signal.SIGKILL)
-    assert alice.wait_final(job, timeout=20) == "ERROR"
+    assert alice.wait_final(job, timeout=MACHINE) == "ERROR"  # the runner reports it
     error = alice.get(job + "/error").text
     assert "killed by signal 9 (SIGKILL)" in error, error
-    assert wait_for(lambda: not processes_in_tree(jdir), 10)  # the runner killed the rest
+    # the runner killed the rest before its final callback; Slurm would after KillWait
+    assert wait_for(lambda: not processes_in_tree(jdir), cluster_timing().end_bound())
 
 
 def test_runner_killed_with_sigkill_is_an_error_saying_so(slurm_server: LiveServer) -> None:
@@ -132,7 +142,8 @@ def test_runner_killed_with_sigkill_is_an_error_saying_so(slurm_server: LiveServ
     job = alice.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
     jdir = started(slurm_server, job)
     os.kill(pid_with(jdir, "workers.node"), signal.SIGKILL)
-    assert alice.wait_final(job, timeout=20) == "ERROR"
+    bound = cluster_timing().report_bound(slurm_server.settings.slurm_poll_interval)
+    assert alice.wait_final(job, timeout=bound) == "ERROR"  # only Slurm saw it
     error = alice.get(job + "/error").text
     assert "runner was killed by signal 9 (SIGKILL)" in error, error
     assert f"Slurm job {slurm_id(slurm_server, job)} FAILED" in error
@@ -146,9 +157,10 @@ def test_scancel_behind_the_services_back_never_leaves_it_executing(
     alice = slurm_server.client("alice")
     job = alice.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
     started(slurm_server, job)
-    assert wait_for(lambda: alice.phase(job) == "EXECUTING", 10)
+    assert wait_for(lambda: alice.phase(job) == "EXECUTING", MACHINE)  # callback or poll
     subprocess.run(["scancel", slurm_id(slurm_server, job)], check=True)
-    assert alice.wait_final(job, timeout=20) in ("ABORTED", "ERROR")
+    bound = cluster_timing().report_bound(slurm_server.settings.slurm_poll_interval)
+    assert alice.wait_final(job, timeout=bound) in ("ABORTED", "ERROR")
     assert "cancel" in alice.get(job + "/error").text
 
 
@@ -158,7 +170,8 @@ def test_job_cancelled_while_pending_is_aborted(slurm_server: LiveServer) -> Non
     sid = slurm_id(slurm_server, job)
     assert slurm_state(sid) == "PENDING"
     subprocess.run(["scancel", sid], check=True)  # the runner never starts
-    assert alice.wait_final(job, timeout=20) == "ABORTED"
+    bound = cluster_timing().report_bound(slurm_server.settings.slurm_poll_interval)
+    assert alice.wait_final(job, timeout=bound) == "ABORTED"
     assert "cancelled in Slurm" in alice.get(job + "/error").text
 
 
@@ -210,7 +223,7 @@ def test_forgotten_and_foreign_slurm_ids_end_in_error(tmp_path: Path) -> None:
         assert "is not this job's (it is named 'not-uws')" in sink.last("foreign").error
         assert sink.last("finished").phase is Phase.COMPLETED
         assert manager.active_jobs() == {}
-        assert wait_for(lambda: slurm_state(foreign) == "RUNNING", 10)
+        assert wait_for(lambda: slurm_state(foreign) == "RUNNING", cluster_timing().start_bound())
         # the outcome is persisted: a second restart finds it without asking Slurm
         assert read_status(specs["forgotten"].job_dir).phase is Phase.ERROR
     finally:
@@ -245,5 +258,6 @@ def test_abort_right_after_submit_cancels_in_slurm(slurm_server: LiveServer) -> 
     assert alice.post(job + "/phase", data={"PHASE": "RUN"}).status_code == 303
     assert alice.post(job + "/phase", data={"PHASE": "ABORT"}).status_code == 303
     sid = slurm_id(slurm_server, job)
-    assert wait_for(lambda: slurm_state(sid) in FINAL_STATES, 15), slurm_state(sid)
+    bound = cluster_timing().end_bound()  # scancel: SIGTERM, SIGKILL KillWait later
+    assert wait_for(lambda: slurm_state(sid) in FINAL_STATES, bound), slurm_state(sid)
     assert alice.phase(job) == "ABORTED"

@@ -8,6 +8,7 @@ Slurm fails these tests instead of skipping them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,11 @@ import pytest
 import requests
 
 from tests.conftest import Client, LiveServer, make_settings, need
+from tests.timing import MACHINE
 from uws_server.config import Settings
 from uws_server.jdl.votable import write_votable
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
-from uws_server.managers.slurm import RECORD_FILE, SlurmManager
+from uws_server.managers.slurm import RECORD_FILE, STATUS_GRACE, SlurmManager
 from uws_server.managers.slurm_cli import FINAL_STATES
 
 OUTPUT = [EntityDef("output", default="output.txt", content_type="text/plain")]
@@ -48,6 +52,13 @@ DEFINITIONS = [
         parameters=[ParameterDef("text", default="late")],
         generated=OUTPUT,
         sbatch_options=["--begin=now+5", "--comment=uws test"],
+    ),
+    JobDefinition(  # held longer: still pending after other jobs started (test_faults)
+        "late_job",
+        script="echo $text > $output\n",
+        parameters=[ParameterDef("text", default="late")],
+        generated=OUTPUT,
+        sbatch_options=["--begin=now+10"],
     ),
     JobDefinition(
         "misplaced_job",
@@ -157,6 +168,111 @@ def wait_for(predicate: Any, timeout: float, step: float = 0.1) -> bool:
     return bool(predicate())
 
 
+# --- how long a wait may take ------------------------------------------------------------
+#
+# Each wait races one of two things, and its bound is built from what that thing is:
+#
+# * slurmctld's periodic work. A job Slurm can run starts at submission
+#   (batch_sched_delay=0); one held back (by --begin, or for a free slot) starts on the
+#   next pass that tests every pending job: the main scheduler's (sched_interval) or the
+#   backfill's (bf_interval). A cancelled job gets SIGTERM, then SIGKILL KillWait seconds
+#   later. These periods are read from the running slurmctld (ClusterTiming), so the
+#   bounds follow scripts/slurm_start.sh (1 s passes) and stay right on a cluster left
+#   with Slurm's defaults (60 s and 30 s, which a fixed 40 s wait raced: issue 17).
+# * the machine: tests.timing.MACHINE, plus SLURM_OBSERVE to watch slurmctld through squeue.
+
+SLURM_OBSERVE = 5.0
+"""Seeing through squeue a change slurmctld makes on a pass or at once: its one-second
+loop running late and the squeue calls that watch it, on the loaded machine (a pass
+takes microseconds, see sdiag; a squeue call well under a second)."""
+
+
+@dataclass(frozen=True)
+class ClusterTiming:
+    """The periods of the running slurmctld that a test's wait may race."""
+
+    sched_pass: float  # longest wait of a pending, runnable job for a pass that starts it
+    kill_wait: float  # SIGTERM to SIGKILL of a cancelled job (KillWait)
+
+    def start_bound(self) -> float:
+        """Seconds within which Slurm starts a job that can run (free slot, no --begin)."""
+        return self.sched_pass + SLURM_OBSERVE
+
+    def job_bound(self, seconds: float = 0) -> float:
+        """Seconds within which a job submitted now, whose script takes ``seconds``, is
+        reported final: started by the next pass at the latest, then the machine."""
+        return self.start_bound() + seconds + MACHINE
+
+    def end_bound(self) -> float:
+        """Seconds within which a cancelled job leaves Slurm and its processes are gone."""
+        return self.kill_wait + SLURM_OBSERVE
+
+    def report_bound(self, poll_interval: float) -> float:
+        """Seconds within which the service reports an end that Slurm alone saw (a
+        cancel, a killed runner): Slurm ends the job within KillWait, the poller waits
+        STATUS_GRACE for a status file, sees it on a later poll, then the machine."""
+        return self.end_bound() + STATUS_GRACE + 2 * poll_interval + MACHINE
+
+
+def timing_from_config(config: str) -> ClusterTiming:
+    """The periods in ``scontrol show config``'s text (Slurm 22.05, ``man slurm.conf``)."""
+    values = {k.strip(): v.strip() for k, _, v in (ln.partition("=") for ln in config.splitlines())}
+    raw = values.get("SchedulerParameters", "(null)")
+    params = dict(p.partition("=")[::2] for p in raw.split(",")) if raw != "(null)" else {}
+    # The main loop checks each second whether sched_interval (default 60) has passed;
+    # the backfill thread sleeps bf_interval (default 30) between its cycles; -1 disables.
+    periods = [int(params.get("sched_interval", 60))]
+    if values.get("SchedulerType") == "sched/backfill":
+        periods.append(int(params.get("bf_interval", 30)))
+    periods = [max(p, 1) for p in periods if p != -1]
+    assert periods, f"slurmctld runs no periodic scheduling pass: {raw}"
+    kill_wait = float(values.get("KillWait", "30 sec").split()[0])
+    # + 1 s: a pass starts on a one-second tick, and Slurm's times have whole seconds
+    return ClusterTiming(min(periods) + 1.0, kill_wait)
+
+
+@functools.cache
+def cluster_timing() -> ClusterTiming:
+    """The running slurmctld's periods, read once per session."""
+    config = subprocess.run(
+        ["scontrol", "show", "config"], capture_output=True, text=True, check=True
+    ).stdout
+    return timing_from_config(config)
+
+
+def seconds_until_eligible(sid: str) -> float:
+    """How long Slurm holds job ``sid`` back by its begin time (0 once eligible)."""
+    eligible = scontrol(sid).get("EligibleTime", "")
+    try:  # Slurm prints local time, in whole seconds
+        return max(0.0, (datetime.fromisoformat(eligible) - datetime.now()).total_seconds())
+    except ValueError:  # "Unknown", "None": no begin time holds it
+        return 0.0
+
+
+def wait_started(sid: str) -> None:
+    """Wait until Slurm starts job ``sid``: on the first pass after its begin time."""
+    bound = seconds_until_eligible(sid) + cluster_timing().start_bound()
+    assert wait_for(lambda: slurm_state(sid) not in ("PENDING", ""), bound), (
+        f"Slurm job {sid} not started {bound:.0f} s later: "
+        + " ".join(f"{k}={scontrol(sid).get(k)}" for k in ("JobState", "Reason", "EligibleTime"))
+    )
+
+
+def wait_none_active(client: Client, jobname: str, stall: float) -> None:
+    """Wait until no job of ``jobname`` is active, failing when none ended for ``stall``
+    seconds: a burst's length depends on the machine, a lost job shows as a stall."""
+    active = ("PENDING", "QUEUED", "EXECUTING")
+    left, changed = -1, time.monotonic()
+    while left:
+        listing = client.get(f"/rest/{jobname}", params=[("PHASE", p) for p in active])
+        assert listing.status_code == 200, listing.text
+        now, count = time.monotonic(), listing.text.count("<uws:jobref ")
+        if count != left:
+            left, changed = count, now
+        assert now - changed < stall, f"{left} jobs still active, none ended for {stall:.0f} s"
+        time.sleep(0.5)
+
+
 def manager_of(live: LiveServer) -> SlurmManager:
     manager = live.service.lifecycle.manager
     assert isinstance(manager, SlurmManager)
@@ -187,22 +303,54 @@ def test_job_completes_with_results_and_slurm_sees_our_options(
     job = alice.create("pending_job", {"text": "from slurm", "PHASE": "RUN"})
     sid = slurm_id(slurm_live, job)
     info = scontrol(sid)
-    # --begin from the definition keeps it PENDING in Slurm: QUEUED in UWS
-    assert info["JobState"] == "PENDING" and alice.phase(job) == "QUEUED"
+    # --begin=now+5 from the definition holds it 5 s (4 if sbatch's clock second turned
+    # before slurmctld's): PENDING in Slurm for its BeginTime, QUEUED in UWS. These two
+    # checks come a fraction of a second after the submission, well within the 5 s.
+    held = datetime.fromisoformat(info["EligibleTime"]) - datetime.fromisoformat(info["SubmitTime"])
+    assert 4 <= held.total_seconds() <= 5, info
+    assert (info["JobState"], info["Reason"]) == ("PENDING", "BeginTime")
+    assert alice.phase(job) == "QUEUED"
     jdir = job_dir(slurm_live, job)
     assert info["JobName"] == f"uws-{jdir.name}"
     assert Path(info["WorkDir"]) == jdir
     assert Path(info["StdOut"]) == jdir / ".uws" / "slurm.out"
     assert info["TimeLimit"] == "00:01:00"  # executionDuration 60 s -> 1 min
-    comment = subprocess.run(
-        ["squeue", "-h", "-j", sid, "-o", "%k"], capture_output=True, text=True
+    comment = subprocess.run(  # -t all: whatever state the job has reached by now
+        ["squeue", "-h", "-t", "all", "-j", sid, "-o", "%k"], capture_output=True, text=True
     )
     assert comment.stdout.strip() == "uws test"  # "--comment=uws test" is one argument
-    assert alice.wait_final(job, timeout=40) == "COMPLETED"
+    wait_started(sid)  # held until its begin time, then started by Slurm's next pass
+    assert alice.wait_final(job, timeout=MACHINE) == "COMPLETED"
     assert alice.get(job + "/results/output").text == "from slurm\n"
     status = json.loads((jdir / ".uws" / "status.json").read_text())
     assert status["results"][0]["sha256"] and status["results"][0]["size"] == 11
     assert slurm_live.service.store.get_job(jdir.name).external_id == sid
+
+
+@pytest.mark.parametrize(
+    ("parameters", "sched_type", "sched_pass"),
+    [
+        ("(null)", "sched/backfill", 31.0),  # Slurm's defaults: backfill every 30 s
+        ("batch_sched_delay=0", "sched/backfill", 31.0),  # this cluster before issue 17
+        ("batch_sched_delay=0", "sched/builtin", 61.0),  # the main scheduler alone: 60 s
+        ("batch_sched_delay=0,sched_interval=1,bf_interval=1", "sched/backfill", 2.0),
+        ("sched_interval=-1,bf_interval=5", "sched/backfill", 6.0),  # main loop disabled
+    ],
+)
+def test_scheduling_period_from_the_configuration(
+    parameters: str, sched_type: str, sched_pass: float
+) -> None:
+    config = (
+        f"KillWait                = 5 sec\nSchedulerParameters     = {parameters}\n"
+        f"SchedulerTimeSlice      = 30 sec\nSchedulerType           = {sched_type}\n"
+    )
+    assert timing_from_config(config) == ClusterTiming(sched_pass, 5.0)
+
+
+def test_the_test_cluster_schedules_every_second() -> None:
+    """scripts/slurm_start.sh's SchedulerParameters are what slurmctld runs with: a job
+    held by --begin starts within two seconds of its begin time, not 30 to 60 s late."""
+    assert cluster_timing().sched_pass == 2.0
 
 
 def test_a_job_slurm_refuses_is_an_error_with_sbatchs_reason(slurm_live: LiveServer) -> None:
@@ -216,8 +364,9 @@ def test_a_job_slurm_refuses_is_an_error_with_sbatchs_reason(slurm_live: LiveSer
 def test_opus_test_activity_1_unchanged(slurm_live: LiveServer) -> None:
     alice = slurm_live.client("alice")
     job = alice.create("test_activity_1", {"text": "Hello $(whoami) ; OPUS", "PHASE": "RUN"})
-    assert wait_for(lambda: alice.phase(job) == "EXECUTING", 15)
-    assert alice.wait_final(job, timeout=60) == "COMPLETED"
+    timing = cluster_timing()
+    assert wait_for(lambda: alice.phase(job) == "EXECUTING", timing.job_bound())
+    assert alice.wait_final(job, timeout=timing.job_bound(10)) == "COMPLETED"  # sleeps 10 s
     assert alice.get(job + "/results/output").text.strip() == "Hello $(whoami) ; OPUS"
 
 
@@ -227,7 +376,7 @@ def test_callbacks_alone_finish_a_job(tmp_path: Path) -> None:
     try:
         c = live.add_user("carol")
         job = c.create("id_job", {"PHASE": "RUN"})
-        assert c.wait_final(job, timeout=30) == "COMPLETED"
+        assert c.wait_final(job, timeout=cluster_timing().job_bound()) == "COMPLETED"
         assert c.get(job + "/results/output").text.strip() == job.rsplit("/", 1)[1]
     finally:
         live.stop()
@@ -242,9 +391,11 @@ def test_polling_alone_finishes_a_job(tmp_path: Path, monkeypatch: pytest.Monkey
         c = live.add_user("carol")
         job = c.create("id_job", {"PHASE": "RUN"})
         fail = c.create("fail_job", {"PHASE": "RUN"})
-        assert c.wait_final(job, timeout=30) == "COMPLETED"
+        # the poll reads the status file as soon as it is written: the runner's retries
+        # of its callbacks (2 s) do not delay the outcome
+        assert c.wait_final(job, timeout=cluster_timing().job_bound()) == "COMPLETED"
         assert c.get(job + "/results/output").text.strip() == job.rsplit("/", 1)[1]
-        assert c.wait_final(fail, timeout=30) == "ERROR"
+        assert c.wait_final(fail, timeout=cluster_timing().job_bound()) == "ERROR"
         assert "something went wrong" in c.get(fail + "/error").text
     finally:
         live.stop()
@@ -255,7 +406,8 @@ def test_the_token_never_reaches_the_job(slurm_live: LiveServer) -> None:
     tokens = capture_tokens(slurm_live)
     alice = slurm_live.client("alice")
     job = alice.create("env_job", {"PHASE": "RUN"})
-    assert alice.wait_final(job, timeout=30) == "COMPLETED"  # callbacks used the token
+    final = alice.wait_final(job, timeout=cluster_timing().job_bound())
+    assert final == "COMPLETED"  # callbacks used the token
     token = tokens[job.rsplit("/", 1)[1]]
     assert len(token) > 20
     jdir = job_dir(slurm_live, job)
@@ -283,25 +435,31 @@ def test_execution_duration_exceeded_is_an_error_naming_the_limit(
     job = alice.create("sleep_job", {"seconds": "30", "EXECUTIONDURATION": "2", "PHASE": "RUN"})
     sid = slurm_id(slurm_live, job)
     assert scontrol(sid)["TimeLimit"] == "00:01:00"  # 2 s rounded up to Slurm's minute
-    started = time.monotonic()
-    assert alice.wait_final(job, timeout=30) == "ERROR"
-    assert time.monotonic() - started < 15  # the runner enforced the exact seconds
+    assert alice.wait_final(job, timeout=cluster_timing().job_bound(2)) == "ERROR"
     assert "execution duration of 2 s exceeded" in alice.get(job + "/error").text
+    # the runner stopped the script at 2 s, by its own clock: not at the end of its 30 s
+    # sleep, nor at Slurm's one minute
+    status = json.loads((job_dir(slurm_live, job) / ".uws" / "status.json").read_text())
+    ran = datetime.fromisoformat(status["end_time"]) - datetime.fromisoformat(status["start_time"])
+    assert 2 <= ran.total_seconds() < 30, status
 
 
 def test_abort_cancels_the_slurm_job(slurm_live: LiveServer) -> None:
     alice = slurm_live.client("alice")
     job = alice.create("sleep_job", {"seconds": "120", "PHASE": "RUN"})
     jdir = job_dir(slurm_live, job)
-    assert wait_for(lambda: (jdir / "started.txt").exists(), 20)
+    timing = cluster_timing()
+    assert wait_for(lambda: (jdir / "started.txt").exists(), timing.job_bound())
     sid = slurm_id(slurm_live, job)
     assert slurm_state(sid) == "RUNNING"
     assert alice.post(job + "/phase", data={"PHASE": "ABORT"}).status_code == 303
     assert alice.phase(job) == "ABORTED"
-    assert wait_for(lambda: slurm_state(sid) in FINAL_STATES, 15), slurm_state(sid)
+    # scancel: SIGTERM, and SIGKILL KillWait later to whatever is left
+    assert wait_for(lambda: slurm_state(sid) in FINAL_STATES, timing.end_bound()), slurm_state(sid)
     assert slurm_state(sid) == "CANCELLED"
-    assert wait_for(lambda: not processes_in_tree(jdir), 15)
-    time.sleep(1.5)  # the runner's own ABORTED callback and later polls change nothing
+    assert wait_for(lambda: not processes_in_tree(jdir), timing.end_bound())
+    # The runner has exited (its own ABORTED callback sent): three more polls change nothing
+    time.sleep(3 * slurm_live.settings.slurm_poll_interval)
     assert alice.phase(job) == "ABORTED"
     assert sid not in manager_of(slurm_live).active_jobs().values()
 
@@ -321,8 +479,9 @@ def test_burst_of_200_jobs_none_lost_or_duplicated(slurm_live: LiveServer) -> No
     with ThreadPoolExecutor(max_workers=16) as pool:
         jobs = list(pool.map(lambda _: alice.create("id_job", {"PHASE": "RUN"}), range(200)))
     assert len(set(jobs)) == 200
+    wait_none_active(alice, "id_job", stall=cluster_timing().job_bound())
     with ThreadPoolExecutor(max_workers=16) as pool:
-        phases = list(pool.map(lambda j: Client(alice.base, alice.token).wait_final(j, 90), jobs))
+        phases = list(pool.map(lambda j: Client(alice.base, alice.token).phase(j), jobs))
     assert phases == ["COMPLETED"] * 200
     for job in jobs:
         assert alice.get(job + "/results/output").text.strip() == job.rsplit("/", 1)[1]
