@@ -54,7 +54,10 @@ CHEROOT_VERSION = "11.1.2"
 
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,15})[ \t]*\r?\n", re.IGNORECASE)
-NO_BODY_WAIT = re.compile(rb"\n(?:expect|transfer-encoding):", re.IGNORECASE)
+EXPECT = re.compile(rb"\nexpect:", re.IGNORECASE)
+# No route takes a body of unknown length (uws_server.request_guard), and cheroot would
+# answer 501 to a coding other than chunked: refused here, before anything else.
+TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding:", re.IGNORECASE)
 # A body up to this size is read with the head, without a thread; a larger one is read
 # by the request's thread once the route has let it in (uws_server.request_guard).
 PREREAD_BODY = 64 * 1024
@@ -113,7 +116,8 @@ class _Reader:
 
     def request_state(self) -> str:
         """READY when a whole request is buffered, WAITING when more is to come, else
-        the status to answer ("414", "431") for a request line or head too large."""
+        the status to answer: "414" or "431" for a request line or head too large,
+        "411" for a body with a transfer coding."""
         buf = self._buf
         limits = self._limits
         end = HEAD_END.search(buf)
@@ -126,7 +130,9 @@ class _Reader:
         if head_end > limits.max_head:
             return "431"
         head = bytes(buf[:head_end])
-        if NO_BODY_WAIT.search(head):
+        if TRANSFER_ENCODING.search(head):
+            return "411"
+        if EXPECT.search(head):
             return READY
         match = CONTENT_LENGTH.search(head)
         length = int(match.group(1)) if match else 0
@@ -232,12 +238,14 @@ def _readable(fd: int, seconds: float) -> bool:
 
 REASONS = {
     "408": "408 Request Timeout",
+    "411": "411 Length Required",
     "414": "414 URI Too Long",
     "431": "431 Request Header Fields Too Large",
     "503": "503 Service Unavailable",
 }
 MESSAGES = {
     "408": "the request did not arrive in time",
+    "411": "a request body needs Content-Length (no Transfer-Encoding)",
     "414": "the request line is too long",
     "431": "the request headers are too large",
     "503": "too many connections: try again later",
