@@ -65,6 +65,8 @@ class Settings:
     anonymous_can_list_jdl: bool = True
     allowed_fetch_hosts: list[str] = field(default_factory=list)
     max_fetch_bytes: int = 100 * 1024 * 1024
+    allowed_fetch_networks: list[str] = field(default_factory=list)  # see fetch.py
+    fetch_timeout: float = 60.0  # seconds for a whole fetch (connect, headers, body)
     dl3_store: Path = Path("var/dl3_store")
     vo_authority: str = "uws-server.example"
     dl3_proprietary_days: float = 0.0

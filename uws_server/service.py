@@ -21,6 +21,7 @@ from dateutil import parser as dateparser
 from uws_server.auth import Authenticator, tokens_match
 from uws_server.config import Settings
 from uws_server.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyJobs
+from uws_server.fetch import SafeFetcher
 from uws_server.inputs import InputStager, can_read, utcnow
 from uws_server.jobdef import JobDefinition
 from uws_server.lifecycle import (
@@ -140,8 +141,18 @@ class UWSService:
         # A woken WAIT answers from one read made before the waiters wake.
         self.notifier = PhaseNotifier(settings.max_waiters, store.get_job)
         self.auth = Authenticator(store, settings.allow_anonymous)
+        fetcher = SafeFetcher(
+            settings.allowed_fetch_hosts,
+            settings.allowed_fetch_networks,
+            settings.max_fetch_bytes,
+            settings.fetch_timeout,
+        )
         self.stager = InputStager(
-            store, settings.allowed_fetch_hosts, settings.max_fetch_bytes, settings.max_upload_bytes
+            store,
+            fetcher,
+            settings.max_upload_bytes,
+            roots=(settings.jobs_dir, settings.provenance_dir, settings.dl3_store),
+            job_roots=(settings.jobs_dir,),
         )
         self.lifecycle = Lifecycle(settings, store, self.notifier, self.definition)
         self.clock = CreationClock()
@@ -166,10 +177,10 @@ class UWSService:
     def by_reference(self, job: Job) -> list[str]:
         """Parameters holding an uploaded file (shown byReference in the job XML)."""
         try:
-            used = self.definition(job.jobname).used
+            defn = self.definition(job.jobname)
         except NotFound:
             return []
-        if not used:
+        if not defn.used and not any(p.datatype == "file" for p in defn.parameters):
             return []
         inputs = read_inputs(self.job_dir(job.job_id))
         return [name for name, info in inputs.items() if info.get("upload")]
@@ -273,7 +284,7 @@ class UWSService:
         if "DESTRUCTION" in req.control:
             job.destruction_time = self._parse_destruction(req.control["DESTRUCTION"])
         staged = []
-        if defn.used:
+        if defn.used or req.uploads:
             jdir = self.job_dir(job.job_id)
             try:
                 staged = self.stager.stage(defn, user, jdir, params, req.uploads)
