@@ -257,3 +257,178 @@ def test_a_header_that_is_not_utf8_is_a_400_not_a_500(
     status = int(answer.split(b" ", 2)[1])
     assert 400 <= status < 500, answer[:300]
     assert b"Traceback" not in answer
+
+
+# ------------------------------------------- inputs are copied, never followed
+def _finished_result(alice: Client, live: LiveServer, text: str) -> tuple[str, Path]:
+    """A finished job of alice's: its result's entity id and file."""
+    job = alice.create("echo_job", {"text": text, "PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    stored = live.service.store.get_job(job.rsplit("/", 1)[1])
+    assert stored is not None
+    result = next(r for r in stored.results if r.name == "output")
+    return result.entity_id, Path(result.path)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("swap", ["symlink", "hardlink", "directory symlink", "rewritten", "fifo"])
+def test_an_input_swapped_after_collection_is_refused(
+    live: LiveServer, alice: Client, tmp_path: Path, swap: str
+) -> None:
+    """Issue 11, class 6 (inputs): a job's result replaced after it was collected (by a
+    process the job left behind) by a link to another file, or rewritten: staging it as
+    a later job's input refuses it, and nothing of the other file reaches the job."""
+    import os
+    import shutil
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for alice\n")
+    entity, path = _finished_result(alice, live, "genuine")
+    if swap == "symlink":
+        path.unlink()
+        path.symlink_to(secret)
+    elif swap == "hardlink":
+        path.unlink()
+        os.link(secret, path)
+    elif swap == "directory symlink":
+        moved = path.parent.with_name(path.parent.name + ".moved")
+        shutil.copytree(path.parent, moved)
+        (moved / path.name).unlink()
+        (moved / path.name).symlink_to(secret)  # even a plain file there would be refused
+        shutil.rmtree(path.parent)
+        path.parent.symlink_to(moved, target_is_directory=True)
+    elif swap == "rewritten":
+        path.write_text("not what the provenance says\n")
+    else:
+        path.unlink()
+        os.mkfifo(path)
+    before = set(live.settings.jobs_dir.iterdir())
+    r = alice.post("/rest/copy_job", data={"input": entity, "PHASE": "RUN"})
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert "input 'input'" in r.text and entity in r.text
+    assert set(live.settings.jobs_dir.iterdir()) == before  # no job, no copy left
+
+
+def test_an_untouched_input_is_copied_with_its_entity(live: LiveServer, alice: Client) -> None:
+    entity, path = _finished_result(alice, live, "genuine")
+    job = alice.create("copy_job", {"input": entity, "PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    assert alice.get(job + "/results/output").text == path.read_text() + "+\n"
+    staged = live.settings.jobs_dir / job.rsplit("/", 1)[1] / "output.txt"
+    assert staged.is_file()
+
+
+# ---------------------------------------------- provenance stays with its owner
+def definition_xml(name: str, script: str, inputs: str = "") -> str:
+    """A minimal OPUS job definition (one generated output.txt) for these tests."""
+    from xml.sax.saxutils import quoteattr
+
+    return f"""<VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">
+  <RESOURCE ID="{name}" name="{name}" type="meta">
+    <DESCRIPTION>test definition {name}</DESCRIPTION>
+    <PARAM name="executionDuration" value="60" datatype="int"/>
+    <PARAM name="script" value={quoteattr(script)} arraysize="*" datatype="char"/>
+    <GROUP name="InputParams">{inputs}</GROUP>
+    <GROUP name="Generated">
+      <GROUP name="output">
+        <PARAM name="default" value="output.txt" arraysize="*" datatype="char"/>
+      </GROUP>
+    </GROUP>
+  </RESOURCE>
+</VOTABLE>
+"""
+
+
+# Writes its text to data.txt and reports having read it (.uws/used.json).
+REPORTING_JOB = definition_xml(
+    "report_job",
+    "printf '%s\\n' \"$text\" > data.txt\n"
+    "mkdir -p .uws\n"
+    """echo '[{"path": "data.txt", "role": "calib"}]' > .uws/used.json\n"""
+    "{ cat data.txt; echo done; } > $output\n",
+    '<PARAM name="text" datatype="char" arraysize="*" value="x"/>',
+)
+
+
+def test_reported_inputs_link_only_to_entities_the_owner_may_read(tmp_path: Path) -> None:
+    """Issue 11, class 9: a file a job reports reading is matched by SHA-256 to an
+    entity of its owner (or any, for an admin's job), never to another user's: alice's
+    ProvSAP does not show bob's entity id or job."""
+    settings = make_settings(tmp_path)
+    (settings.job_definitions_dir / "report_job_vot.xml").write_text(REPORTING_JOB)
+    live = LiveServer(settings)
+    try:
+        alice, bob = live.add_user("alice"), live.add_user("bob")
+        root = live.add_user("root", admin=True)
+        store = live.service.store
+
+        def run(c: Client) -> tuple[str, list]:  # type: ignore[type-arg]
+            job = c.create("report_job", {"text": "same bytes", "PHASE": "RUN"})
+            assert c.wait_final(job) == "COMPLETED"
+            job_id = job.rsplit("/", 1)[1]
+            r = c.get(job + "/provenance/json")  # written by the final hook, or now
+            assert r.status_code == 200
+            used = [store.get_entity(e) for e, _ in store.usages_of_job(job_id)]
+            return job_id, used
+
+        bob_job, bob_used = run(bob)
+        bob_entities = {e.entity_id for e in bob_used} | {
+            e.entity_id for e in store.entities_of_job(bob_job)
+        }
+        alice_job, alice_used = run(alice)
+        assert len(alice_used) == 1 and alice_used[0].owner == "alice"
+        assert alice_used[0].entity_id not in bob_entities
+        assert alice_used[0].sha256 == bob_used[0].sha256  # the same bytes
+        for fmt in ("PROV-JSON", "PROV-XML", "PROV-N"):
+            text = alice.get(
+                "/provsap", params={"ID": alice_job, "DEPTH": "ALL", "RESPONSEFORMAT": fmt}
+            ).text
+            assert alice_job in text and bob_job not in text
+            assert not any(e in text for e in bob_entities), fmt
+        # bob's next job links to bob's own entity: the chain by content still works
+        _, bob_again = run(bob)
+        assert bob_again[0].entity_id in bob_entities
+        # an admin's job may link to any user's entity of that content
+        _, root_used = run(root)
+        assert root_used[0].owner in ("alice", "bob")
+    finally:
+        live.stop()
+
+
+# ------------------------------------------- a file parameter is never dropped
+# Copies the file given as its ``file``-typed config parameter (not a used entity).
+PARAM_FILE_JOB = definition_xml(
+    "param_file_job",
+    'cat "$config" > $output\n',
+    '<PARAM name="config" datatype="char" xtype="file" value="config.txt" type="no_query"/>',
+)
+
+
+def test_an_upload_to_a_file_parameter_is_the_parameters_file(tmp_path: Path) -> None:
+    """Issue 11, class 11: a file uploaded to a ``file``-typed parameter that is not a
+    used entity is kept (OPUS's behaviour): stored in the job's directory under a safe
+    name, the parameter's value, served back, recorded as a used entity."""
+    settings = make_settings(tmp_path)
+    (settings.job_definitions_dir / "param_file_job_vot.xml").write_text(PARAM_FILE_JOB)
+    live = LiveServer(settings)
+    try:
+        carol = live.add_user("carol")
+        job = carol.create(
+            "param_file_job",
+            {"PHASE": "RUN"},
+            files={"config": ("../my settings.ini", b"threshold = 3\n", "text/plain")},
+        )
+        assert carol.wait_final(job) == "COMPLETED"
+        assert carol.get(job + "/results/output").text == "threshold = 3\n"
+        assert carol.get(job + "/parameters/config").content == b"threshold = 3\n"
+        job_id = job.rsplit("/", 1)[1]
+        stored = live.service.store.get_job(job_id)
+        assert stored is not None and stored.parameters["config"] == "my_settings.ini"
+        used = [
+            live.service.store.get_entity(e) for e, _ in live.service.store.usages_of_job(job_id)
+        ]
+        assert [(u.name, u.role, u.kind) for u in used] == [("my_settings.ini", "config", "upload")]
+        # a file upload to a parameter that takes none is still a 400 saying so
+        r = carol.post("/rest/echo_job", files={"text": ("t.txt", b"x")})
+        assert r.status_code == 400 and "does not accept a file upload" in r.text
+    finally:
+        live.stop()

@@ -110,6 +110,14 @@ def definition_from_snapshot(text: str) -> JobDefinition:
     return defn
 
 
+def entity_readable(owner: User | None, owner_name: str, row: EntityRow) -> bool:
+    """Whether a job's owner may read an entity, so that their job may be linked to it:
+    entities belong to the user whose job generated, uploaded or reported them (there
+    are no public entities; the DL3 store's files become each user's own entity when
+    their job reports reading one); an admin owner may read every entity."""
+    return row.owner == owner_name or (owner is not None and owner.is_admin)
+
+
 class ProvenanceService:
     """Builds, stores and serves provenance; also the ``RecordSource`` of the graph walk."""
 
@@ -200,9 +208,10 @@ class ProvenanceService:
             )
         entities: dict[str, EntityRecord] = {}
         usages = []
+        owner = self._owner(job.owner)
         for entity_id, role in self.store.usages_of_job(job_id):
             row = self.store.get_entity(entity_id)
-            if row is not None:
+            if row is not None and entity_readable(owner, job.owner, row):
                 entities[entity_id] = self._entity_record(row)
                 usages.append(UsageRecord(job_id, entity_id, role))
         generations = []
@@ -254,6 +263,7 @@ class ProvenanceService:
         if not isinstance(reported, list):
             return
         roots = (jdir, self.settings.dl3_store)
+        owner = self._owner(job.owner)
         known = {e for e, _ in self.store.usages_of_job(job.job_id)}
         pairs: list[tuple[str, str]] = []
         for item in reported[:10000]:
@@ -268,7 +278,7 @@ class ProvenanceService:
             if hashed is None:
                 continue
             digest = hashed[1]
-            row = self._entity_by_sha(digest)
+            row = self._entity_by_sha(digest, owner, job.owner)
             if row is None:
                 row = EntityRow(
                     entity_id=new_entity_id(),
@@ -291,15 +301,21 @@ class ProvenanceService:
                 pairs.append((row.entity_id, role))
         self.store.add_usages(job.job_id, pairs)
 
-    def _entity_by_sha(self, digest: str) -> EntityRow | None:
+    def _owner(self, name: str) -> User | None:
+        """A job owner's account (None when it is gone: then no admin rights)."""
+        return self.store.user_by_name(name)
+
+    def _entity_by_sha(self, digest: str, owner: User | None, owner_name: str) -> EntityRow | None:
+        """The stored entity with this content that the job's owner may read: their own
+        (uploads, results, files their jobs reported), or any for an admin. Another
+        user's entity of the same SHA-256 is never linked: the owner's provenance would
+        then show that user's entity id and job URL."""
         e = db.entities
+        stmt = select(e).where(e.c.sha256 == digest)
+        if owner is None or not owner.is_admin:
+            stmt = stmt.where(e.c.owner == owner_name)
         with self.store.engine.connect() as conn:
-            row = conn.execute(
-                select(e)
-                .where(e.c.sha256 == digest)
-                .order_by(e.c.kind.desc(), e.c.created)
-                .limit(1)
-            ).first()
+            row = conn.execute(stmt.order_by(e.c.kind.desc(), e.c.created).limit(1)).first()
         return EntityRow(**row._mapping) if row else None
 
     def write_job(self, job_id: str) -> dict[str, Path]:
