@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from uws_server.db import create_schema, make_engine
+from uws_server.db import create_schema, jobs, make_engine
 from uws_server.models import User
 from uws_server.vo.obscore import (
     HC_TEV_M,
@@ -59,6 +59,15 @@ def cat(database_url: str) -> Iterator[Catalogue]:
     engine = make_engine(database_url)
     create_schema(engine)
     catalogue = Catalogue(engine)
+    now = datetime(2026, 1, 1)
+    with engine.begin() as conn:  # the job alice's product comes from (rows follow their job)
+        conn.execute(
+            jobs.insert().values(
+                job_id="a1", jobname="gammapy_maps", owner="alice", phase="COMPLETED",
+                creation_time=now, destruction_time=datetime(2999, 1, 1),
+                execution_duration=0, parameters="{}", version=0,
+            )
+        )  # fmt: skip
     future = datetime(2999, 1, 1)
     catalogue.add_or_update_many(
         [
@@ -160,6 +169,9 @@ def test_update_replaces_and_remove(cat: Catalogue) -> None:
     assert cat.get(None, "ivo://t/cta?1")["target_name"] == "moved"
     assert dids(cat.search(None, ra=10, dec=10, radius=0.1)) == ["ivo://t/cta?1"]
     assert cat.remove("ivo://t/cta?1") and cat.get(None, "ivo://t/cta?1") is None
-    assert cat.remove_job("a1") == 1
+    assert cat.get(ROOT, "ivo://t/job?a1") is not None
+    with cat.engine.begin() as conn:  # deleting the job (as the Store does) takes its rows
+        conn.execute(jobs.delete().where(jobs.c.job_id == "a1"))
+    assert cat.get(ROOT, "ivo://t/job?a1") is None
     with pytest.raises(ValueError, match="no column"):
         cat.add_or_update({"obs_publisher_did": "x", "bogus": 1})

@@ -28,7 +28,7 @@ from uws_server.prov_handlers import register_provenance_routes
 from uws_server.request_guard import install_guard
 from uws_server.service import UWSService
 from uws_server.storage import Store
-from uws_server.vo.tap_routes import register_tap_routes
+from uws_server.vo.routes import register_vo_routes
 from uws_server.vo.tap_routes import register_tap_routes
 from uws_server.web import register_web_routes
 
@@ -115,7 +115,7 @@ def build_app(service: UWSService) -> bottle.Bottle:
     register_jdl_routes(app, service.registry, authenticate)
     register_web_routes(app, service)
     register_tap_routes(app, service)
-    register_tap_routes(app, service)
+    register_vo_routes(app, service)
     return app
 
 

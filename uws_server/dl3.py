@@ -1,4 +1,4 @@
-"""What the DL3 data store offers: its observation ids, for forms and checks.
+"""What the DL3 data store offers: its observation ids and files (forms, the catalogue).
 
 The store is written by the CTA job scripts (``scripts/cta/dl3_store.py``: GADF files
 plus ``obs-index.fits.gz``); the service only reads its index, cached by modification
@@ -40,3 +40,44 @@ def observation_ids(store: Path) -> list[int]:
     with _lock:
         _cache[index] = (mtime, ids)
     return ids
+
+
+HDU_INDEX = "hdu-index.fits.gz"
+_files_cache: dict[Path, tuple[float, dict[int, Path]]] = {}
+
+
+def observation_files(store: Path) -> dict[int, Path]:
+    """obs_id -> the file holding its EVENTS, from the store's HDU index; {} if none.
+
+    Only files inside the store are returned (the index is data: a FILE_DIR of
+    ``../..`` must not make the service serve a file from elsewhere).
+    """
+    root = Path(store).resolve()
+    index = root / HDU_INDEX
+    try:
+        mtime = index.stat().st_mtime
+    except OSError:
+        return {}
+    with _lock:
+        hit = _files_cache.get(index)
+        if hit is not None and hit[0] == mtime:
+            return dict(hit[1])
+    from astropy.io import fits
+
+    files: dict[int, Path] = {}
+    try:
+        with fits.open(index, memmap=False) as hdus:
+            data = hdus[1].data
+            for obs_id, hdu_type, file_dir, file_name in zip(
+                data["OBS_ID"], data["HDU_TYPE"], data["FILE_DIR"], data["FILE_NAME"], strict=True
+            ):
+                if str(hdu_type).strip().lower() != "events":
+                    continue
+                path = (root / str(file_dir).strip() / str(file_name).strip()).resolve()
+                if path.is_relative_to(root) and path.is_file():
+                    files[int(obs_id)] = path
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
+        return {}
+    with _lock:
+        _files_cache[index] = (mtime, files)
+    return dict(files)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Engine,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -540,7 +541,8 @@ obscore = Table(
     metadata,
     *(_sql_column(d) for d in OBSCORE_COLUMNS),
     Column("owner", String(64), nullable=True),  # NULL: public (once released)
-    Column("job_id", String(32), nullable=True),  # NULL: a DL3 store row
+    # NULL: a DL3 store row. A product's row goes with its job (deleted or reaped).
+    Column("job_id", String(32), ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=True),
     Column("entity_id", String(48), nullable=True),  # the product's entity (provenance)
     Column("file_path", Text, nullable=True),  # server-side path, never published
     Column("pos_x", Double, nullable=True),
@@ -842,6 +844,19 @@ class Catalogue:
                 )
             conn.execute(obscore.insert(), prepared)
         return len(prepared)
+
+    def set_internal(self, obs_publisher_did: str, **values: Any) -> None:
+        """Set internal bookkeeping columns of a row (e.g. the entity a store file was
+        generated as, found after the row was made)."""
+        bad = sorted(set(values) - set(INTERNAL_COLUMNS))
+        if bad:
+            raise ValueError(f"not internal columns: {', '.join(bad)}")
+        with self.engine.begin() as conn:
+            conn.execute(
+                obscore.update()
+                .where(obscore.c.obs_publisher_did == obs_publisher_did)
+                .values(**values)
+            )
 
     def remove(self, obs_publisher_did: str) -> bool:
         """Delete one row; True if it existed."""
