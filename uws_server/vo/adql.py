@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from queryparser.adql import ADQLQueryTranslator
 from queryparser.exceptions import QueryError, QuerySyntaxError
+from queryparser.mysql import MySQLQueryProcessor
 from queryparser.postgresql import PostgreSQLQueryProcessor
 
 MAX_QUERY_CHARS = 20000
@@ -44,6 +45,7 @@ FUNCTIONS = frozenset(
     radians sqrt rand random round truncate trunc sin cos tan asin acos atan atan2 cot
     lower upper coalesce
     spoint scircle sbox spoly sdist srcontainsl soverlaps area sarea square_degrees
+    spoint_dwithin
     """.split()
 )
 
@@ -123,8 +125,7 @@ def _syntax_message(exc: QuerySyntaxError) -> str:
 class _Parsed:
     """What the parser says about one query text (cached by its literal-free shape)."""
 
-    postgresql: str
-    mysql: str
+    sql: str
     tables: tuple[tuple[str, str], ...]
     columns: tuple[tuple[str, str, str | None], ...]
     functions: tuple[str, ...]
@@ -139,14 +140,18 @@ _LITERAL = re.compile(
 _SENTINEL_BASE = 731_000_000
 
 
-def _run_parser(adql: str) -> _Parsed:
-    """queryparser on one text (slow: ANTLR in pure Python, ~0.3-1 s a query)."""
+def _run_parser(adql: str, dialect: str) -> _Parsed:
+    """queryparser on one text (slow: ANTLR in pure Python, ~0.3-1 s a query): the
+    translation for ``dialect`` and what its processor finds in it."""
     try:
         translator = ADQLQueryTranslator(adql)
-        pg_sql = translator.to_postgresql()
-        my_sql = translator.to_mysql()
-        processor = PostgreSQLQueryProcessor()
-        processor.set_query(pg_sql)
+        if dialect == "sqlite":
+            sql = translator.to_mysql()
+            processor = MySQLQueryProcessor()
+        else:
+            sql = translator.to_postgresql()
+            processor = PostgreSQLQueryProcessor()
+        processor.set_query(sql)
         processor.process_query()
     except QuerySyntaxError as exc:
         raise ADQLError(_syntax_message(exc)) from None
@@ -157,11 +162,10 @@ def _run_parser(adql: str) -> _Parsed:
         raise ADQLError(f"ADQL error: {text}") from None
     except Exception as exc:  # noqa: BLE001 - the parser's own failures are the query's
         raise ADQLError(f"ADQL the parser cannot handle: {type(exc).__name__}: {exc}") from None
-    if not pg_sql or not pg_sql.strip():
+    if not sql or not sql.strip():
         raise ADQLError("the query is not a SELECT statement")
     return _Parsed(
-        pg_sql,
-        my_sql,
+        sql,
         tuple((s, t) for s, t in processor.tables),
         tuple((s, t, c) for s, t, c in processor.columns),
         tuple(processor.functions),
@@ -199,10 +203,10 @@ class _ShapeCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._shapes: dict[str, _Parsed] = {}
+        self._shapes: dict[tuple[str, str], _Parsed] = {}
         self._lock = threading.Lock()
 
-    def parse(self, adql: str) -> _Parsed:
+    def parse(self, adql: str, dialect: str) -> _Parsed:
         tokens = _LITERAL.findall(adql)
         literals: list[str] = []
         shape: list[str] = []
@@ -218,19 +222,15 @@ class _ShapeCache:
             else:
                 shape.append(tok)
         if not literals:
-            return self._cached(adql)
+            return self._cached(adql, dialect)
         text = "".join(shape)
         if str(_SENTINEL_BASE)[:3] in "".join(t for t in tokens if t[:1].isdigit()):
-            return _run_parser(adql)  # a literal that looks like a sentinel
-        parsed = self._cached(text)
-        out = []
-        for sql in (parsed.postgresql, parsed.mysql):
-            filled = self._fill(sql, literals)
-            if filled is None:
-                return _run_parser(adql)
-            out.append(filled)
-        return _Parsed(out[0], out[1], parsed.tables, parsed.columns, parsed.functions,
-                       parsed.display)  # fmt: skip
+            return _run_parser(adql, dialect)  # a literal that looks like a sentinel
+        parsed = self._cached(text, dialect)
+        filled = self._fill(parsed.sql, literals)
+        if filled is None:
+            return _run_parser(adql, dialect)
+        return _Parsed(filled, parsed.tables, parsed.columns, parsed.functions, parsed.display)
 
     @staticmethod
     def _fill(sql: str, literals: list[str]) -> str | None:
@@ -246,22 +246,27 @@ class _ShapeCache:
             seen.add(k)
             return literals[k - 1]
 
-        pattern = re.compile(rf"\b({str(_SENTINEL_BASE)[:3]}[0-9]{{6}})(?:\.0)?\b|'tapq([0-9]+)z'")
+        # a sentinel as the translator writes it: 731000004 or 731000004.0, never part
+        # of a longer number (inside pgSphere's '{(731000004.0d,...)}' too)
+        head = str(_SENTINEL_BASE)[:3]
+        pattern = re.compile(
+            rf"(?<![0-9.])({head}[0-9]{{6}})(?:\.0(?![0-9])|(?![0-9.]))|'tapq([0-9]+)z'"
+        )
         try:
             filled = pattern.sub(put, sql)
         except KeyError:
             return None
         return filled if len(seen) == len(literals) else None
 
-    def _cached(self, text: str) -> _Parsed:
-        hit = self._shapes.get(text)
+    def _cached(self, text: str, dialect: str) -> _Parsed:
+        hit = self._shapes.get((dialect, text))
         if hit is not None:
             return hit
-        parsed = _run_parser(text)
+        parsed = _run_parser(text, dialect)
         with self._lock:
             if len(self._shapes) >= self.size:
                 self._shapes.clear()
-            self._shapes[text] = parsed
+            self._shapes[(dialect, text)] = parsed
         return parsed
 
 
@@ -280,8 +285,8 @@ def parse(adql: str, dialect: str, published: Mapping[str, frozenset[str]]) -> T
     if "\x00" in adql:
         raise ADQLError("QUERY contains a NUL character")
     check_single_statement(adql)
-    parsed = _shapes.parse(adql)
-    sql = parsed.mysql if dialect == "sqlite" else parsed.postgresql
+    parsed = _shapes.parse(adql, dialect)
+    sql = parsed.sql
 
     by_lower = {name.lower(): name for name in published}
     tables: list[str] = []
@@ -312,8 +317,57 @@ def parse(adql: str, dialect: str, published: Mapping[str, frozenset[str]]) -> T
 
     key = "mysql" if dialect == "sqlite" else "postgresql"
     sql = add_cone_bands(sql.strip().rstrip(";").strip(), _CONE[key])
+    if dialect != "sqlite":
+        sql = rewrite_dwithin(sql)
     sql = rename_tables(sql, by_lower)
     return Translated(sql=sql, tables=tuple(tables), display=display)
+
+
+def _split_call(sql: str, start: int) -> tuple[list[str], int] | None:
+    """The top-level arguments of the call whose '(' is at ``start``, and the index
+    after its ')'; None if unbalanced."""
+    args: list[str] = []
+    depth = 0
+    current: list[str] = []
+    pos = start
+    for tok in _TOKEN.findall(sql[start:]):
+        pos += len(tok)
+        if tok == "(":
+            depth += 1
+            if depth == 1:
+                continue
+        elif tok == ")":
+            depth -= 1
+            if depth == 0:
+                args.append("".join(current).strip())
+                return args, pos
+        elif tok == "," and depth == 1:
+            args.append("".join(current).strip())
+            current = []
+            continue
+        current.append(tok)
+    return None
+
+
+def rewrite_dwithin(sql: str) -> str:
+    """``spoint_dwithin(a, b, r)`` (what the translator writes for ``DISTANCE(..) < r``;
+    pgSphere 1.2's function, absent from Debian's 1.1) → ``(a) <-> (b) <= (r)``, the
+    same test with pgSphere 1.1's distance operator."""
+    spans = _string_spans(sql)
+    out = []
+    pos = 0
+    for match in re.finditer(r"\bspoint_dwithin\s*\(", sql):
+        if match.start() < pos or any(s <= match.start() < e for s, e in spans):
+            continue
+        call = _split_call(sql, match.end() - 1)
+        if call is None or len(call[0]) != 3:
+            continue
+        a, b, r = call[0]
+        out.append(sql[pos : match.start()])
+        out.append(f"(({a}) <-> ({b}) <= ({r}))")
+        pos = call[1]
+    out.append(sql[pos:])
+    return "".join(out)
 
 
 def _string_spans(sql: str) -> list[tuple[int, int]]:

@@ -146,8 +146,18 @@ def _poly_vecs(poly: Geom) -> tuple[Vec, ...]:
     return tuple(_vec(lon, lat) for lon, lat in poly[1])
 
 
+@lru_cache(maxsize=1024)
+def _poly_centre(poly: Geom) -> Vec:
+    vs = _poly_vecs(poly)
+    return (sum(v[0] for v in vs), sum(v[1] for v in vs), sum(v[2] for v in vs))
+
+
 def _in_polygon(v: Vec, poly: Geom) -> bool:
-    """Winding number on the sphere: the signed angles the edges subtend at ``v``."""
+    """Winding number on the sphere (the signed angles the edges subtend at ``v``), on
+    the polygon's side of the sphere: a polygon (smaller than a hemisphere, as pgSphere
+    requires) winds around the far side's points too."""
+    if _dot(v, _poly_centre(poly)) <= 0:
+        return False
     vs = _poly_vecs(poly)
     total = 0.0
     for i, a in enumerate(vs):
