@@ -110,3 +110,83 @@ def test_serve_starts_on_defaults_and_stops_cleanly(env: dict[str, str], tmp_pat
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "Traceback" not in out
+
+
+BAD_NAMES = [
+    "<script>alert(1)</script>",
+    "a<b",
+    "alice:secret",
+    "bob\n",
+    " carol",
+    "1st",
+    "_x",
+    "x" * 65,
+    "é",
+    "anonymous",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_user_add_refuses_what_the_admin_page_refuses(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11, class 11: one rule for user names (uws_server.auth.check_user_name),
+    the admin page's: markup, ':' (it would split Basic credentials) and the rest are a
+    message and exit status 2, never a stored user."""
+    from uws_server.auth import check_user_name
+    from uws_server.cli import main
+    from uws_server.errors import BadRequest
+
+    with pytest.raises(BadRequest):
+        check_user_name(name)
+    monkeypatch.setenv("UWS_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("UWS_DATABASE_URL", raising=False)
+    assert main(["user", "add", name]) == 2
+    err = capsys.readouterr().err
+    assert "user name" in err and "Traceback" not in err
+    assert main(["user", "list"]) == 0
+    assert capsys.readouterr().out == ""  # nobody was added
+    assert main(["user", "add", "ok.name@site-1", "--roles", "operator"]) == 0
+    assert main(["user", "add", "dave", "--roles", "<b>"]) == 2
+    assert "roles" in capsys.readouterr().err
+
+
+def test_concurrent_user_add_of_one_name(env: dict[str, str]) -> None:
+    """Issue 11, class 11: processes adding the same name at once: one gets the token,
+    every other a one-line 'exists' and exit status 1, none a traceback."""
+    assert run_cli("user", "list", env=env).returncode == 0  # the database exists
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "uws_server", "user", "add", "carol"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(60), *p.communicate()) for p in procs]
+    assert sorted(rc for rc, _, _ in outcomes) == [0, 1, 1, 1], outcomes
+    for rc, out, err in outcomes:
+        assert "Traceback" not in err
+        if rc == 1:
+            assert "exists already" in err and out == ""
+
+
+def test_a_name_taken_between_check_and_insert_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The race itself, made certain: the check passes, the insert meets the name."""
+    from uws_server.cli import main
+    from uws_server.storage import Store
+
+    monkeypatch.setenv("UWS_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.delenv("UWS_DATABASE_URL", raising=False)
+    assert main(["user", "add", "erin"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(Store, "user_by_name", lambda self, name: None)
+    assert main(["user", "add", "erin"]) == 1
+    captured = capsys.readouterr()
+    assert "exists already" in captured.err and "Traceback" not in captured.err
+    assert captured.out == ""

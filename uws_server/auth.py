@@ -11,17 +11,46 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 
-from uws_server.errors import AuthenticationRequired, Forbidden
+from uws_server.errors import AuthenticationRequired, BadRequest, Forbidden
 from uws_server.models import ANONYMOUS, User
 from uws_server.storage import Store
 
 # Seconds a looked-up user is trusted before the database is asked again; short, so
 # that `uws-server user disable` (another process) takes effect quickly.
 CACHE_SECONDS = 2.0
+
+
+# THE rule for user names, wherever a user is made (the admin page, ``uws-server user
+# add``): a name appears in Basic credentials (so no ':'), in job lists, provenance
+# documents and web pages (so no markup), and in the jobs table (at most 64 characters).
+USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.@-]{0,63}")
+USER_NAME_RULE = "a letter then up to 63 letters, digits, '_', '.', '@' or '-'"
+RESERVED_USER_NAMES = frozenset({"anonymous"})  # the identity of unauthenticated callers
+ROLE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def check_user_name(name: str) -> str:
+    """The name if it may name a new user; BadRequest saying why not otherwise."""
+    if not USER_NAME.fullmatch(name):
+        shown = name[:64].encode("unicode_escape").decode("ascii")
+        raise BadRequest(f"user name {shown!r}: {USER_NAME_RULE}")
+    if name in RESERVED_USER_NAMES:
+        raise BadRequest(f"user name {name!r} is reserved")
+    return name
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """Comma- or space-separated role names, lower-cased, each checked, no repeats."""
+    roles = [r.strip().lower() for r in re.split(r"[,\s]+", text) if r.strip()]
+    bad = [r for r in roles if not ROLE.fullmatch(r)]
+    if bad:
+        raise BadRequest(f"roles: {bad[0][:32]!r} is not a role name (letters, digits, _ or -)")
+    return tuple(dict.fromkeys(roles))
 
 
 def new_token() -> str:

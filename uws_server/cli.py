@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 
-from uws_server.auth import hash_token, new_token
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from uws_server.auth import check_user_name, hash_token, new_token, parse_roles
 from uws_server.config import Settings, load_settings
 from uws_server.db import create_schema, make_engine
+from uws_server.errors import BadRequest
 from uws_server.inputs import utcnow
 from uws_server.models import User
 from uws_server.storage import Store
@@ -21,10 +24,6 @@ def _store(settings: Settings) -> Store:
     return Store(engine)
 
 
-def _roles(text: str | None) -> tuple[str, ...]:
-    return tuple(r.strip() for r in (text or "").split(",") if r.strip())
-
-
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from uws_server.server import serve
 
@@ -33,6 +32,24 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
+    """``user ...``: a clear message and a non-zero status for every refusal, never a
+    traceback (a bad name or role, a name taken meanwhile by a concurrent ``add``, a
+    database that cannot be written)."""
+    try:
+        return _user(args, settings)
+    except BadRequest as exc:
+        print(f"uws-server user {args.action}: {exc.message}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        print(
+            f"uws-server user {args.action}: the database refused the change "
+            f"({type(getattr(exc, 'orig', None) or exc).__name__}: {getattr(exc, 'orig', exc)})",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _user(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     if args.action == "list":
         for u in store.list_users():
@@ -44,15 +61,20 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
         print(f"uws-server user {args.action}: a NAME is required", file=sys.stderr)
         return 2
     if args.action == "add":
-        if store.user_by_name(args.name) is not None:
-            print(
-                f"user {args.name} exists already (use 'user token' for a new token)",
-                file=sys.stderr,
-            )
+        name = check_user_name(args.name)  # the admin page's rule (uws_server.auth)
+        roles = parse_roles(args.roles or "")
+        exists = f"user {name} exists already (use 'user token' for a new token)"
+        if store.user_by_name(name) is not None:
+            print(exists, file=sys.stderr)
             return 1
         token = new_token()
-        user = User(args.name, hash_token(token), is_admin=args.admin, roles=_roles(args.roles))
-        store.add_user(user, utcnow())
+        try:
+            store.add_user(
+                User(name, hash_token(token), is_admin=args.admin, roles=roles), utcnow()
+            )
+        except IntegrityError:  # added meanwhile (a concurrent `user add` of that name)
+            print(exists, file=sys.stderr)
+            return 1
         print(token)
         return 0
     if store.user_by_name(args.name) is None:

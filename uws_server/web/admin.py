@@ -8,34 +8,23 @@ user is refused at once, not a few seconds later.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import bottle
 from bottle import request
 
-from uws_server.auth import hash_token, new_token
+from uws_server.auth import check_user_name, hash_token, new_token, parse_roles
 from uws_server.errors import BadRequest, Conflict, NotFound
 from uws_server.inputs import utcnow
 from uws_server.models import User
 from uws_server.web.common import ADMIN, Ctx, WebApp, form_values, see_other
 from uws_server.web.jobs import LIVE_PHASES
 
-USER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")
-ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 MESSAGES = {
     "disabled": "User disabled.",
     "enabled": "User enabled.",
     "roles": "Roles changed.",
 }
-
-
-def parse_roles(text: str) -> tuple[str, ...]:
-    roles = [r.strip().lower() for r in re.split(r"[,\s]+", text) if r.strip()]
-    bad = [r for r in roles if not ROLE.match(r)]
-    if bad:
-        raise BadRequest(f"roles: {bad[0][:32]!r} is not a role name (letters, digits, _ or -)")
-    return tuple(dict.fromkeys(roles))
 
 
 def register_admin_routes(app: bottle.Bottle, web: WebApp) -> None:
@@ -75,12 +64,8 @@ def register_admin_routes(app: bottle.Bottle, web: WebApp) -> None:
     @web.page(ADMIN)
     def add_user(ctx: Ctx) -> Any:
         form = form_values()
-        name = str(form.get("name", "")).strip()
-        if not USER_NAME.match(name):
-            raise BadRequest(
-                "user name: a letter then up to 63 letters, digits, '_', '.', '@' or '-'"
-            )
-        if store.user_by_name(name) is not None or name == "anonymous":
+        name = check_user_name(str(form.get("name", "")).strip())
+        if store.user_by_name(name) is not None:
             raise Conflict(f"a user named {name!r} already exists")
         roles = parse_roles(str(form.get("roles", "")))
         is_admin = str(form.get("admin", "")).lower() in ("on", "true", "1")
