@@ -268,6 +268,26 @@ def test_local_pool_ends_every_escaped_process(
         assert not os.path.exists(containment.job_cgroup(manager.cgroup_base or "", "esc"))
 
 
+def test_old_empty_job_cgroups_are_swept_and_busy_ones_kept(tmp_path: Path) -> None:
+    """What a supervisor killed before its job's end leaves: an empty job cgroup."""
+    base = containment.cgroup_base(need_mode("cgroup"))
+    assert base is not None
+    empty = containment.create_cgroup(containment.job_cgroup(base, f"sweep-{os.getpid()}-e"))
+    busy = containment.create_cgroup(containment.job_cgroup(base, f"sweep-{os.getpid()}-b"))
+    proc = subprocess.Popen([*containment.enter_command(busy), "sleep", "30"])
+    try:
+        assert wait_for(lambda: containment.cgroup_members(busy) == [proc.pid])
+        containment.sweep_cgroups(base, min_age=3600)  # too young: both stay
+        assert os.path.isdir(empty) and os.path.isdir(busy)
+        containment.sweep_cgroups(base, min_age=0)
+        assert not os.path.exists(empty)
+        assert os.path.isdir(busy) and containment.cgroup_members(busy) == [proc.pid]
+    finally:
+        assert containment.release_cgroup(busy)
+        proc.wait(timeout=10)
+    assert proc.returncode == -9 and not os.path.exists(busy)
+
+
 # --- the worker runner (what Slurm starts) --------------------------------------------
 
 

@@ -296,3 +296,29 @@ def kill_descendants(timeout: float = 10.0) -> int:
             return len(killed)
         if not found:
             time.sleep(0.002)  # children exiting but not yet reapable
+
+
+def sweep_cgroups(base: str, min_age: float = 60.0) -> int:
+    """Remove job cgroups under ``base`` that are empty and older than ``min_age``
+    seconds: those of jobs whose supervisor was killed before it could remove them (a
+    server stopped with jobs running, a runner SIGKILLed by Slurm). A job's cgroup is
+    empty only for the moment between its creation and the job entering it, so an old
+    empty one belongs to a job that is over. Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return 0
+    for name in entries:
+        path = os.path.join(base, name)
+        if not name.startswith("job-") or not os.path.isdir(path):
+            continue
+        try:
+            if now - os.stat(path).st_mtime < min_age or cgroup_populated(path):
+                continue
+            os.rmdir(path)
+            removed += 1
+        except OSError:
+            continue
+    return removed

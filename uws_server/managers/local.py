@@ -135,6 +135,10 @@ class LocalManager(Manager):
         self.kill_grace = kill_grace
         # Where job cgroups go; None: each job runs under a subreaper instead.
         self.cgroup_base = containment.cgroup_base(str(getattr(settings, "job_cgroup", "")))
+        if self.cgroup_base is not None:
+            log.info("local pool: each job in its own cgroup under %s", self.cgroup_base)
+        else:
+            log.info("local pool: no cgroup for jobs here; each job runs under a subreaper")
         self._lock = threading.Lock()
         self._running: dict[str, _Run] = {}
         self._queue: deque[JobSpec] = deque()
@@ -152,6 +156,8 @@ class LocalManager(Manager):
             if self._reaper is not None and self._reaper.is_alive():
                 return
             self._stopping = False
+            if self.cgroup_base is not None:  # left by supervisors killed before the end
+                containment.sweep_cgroups(self.cgroup_base)
             self._finisher = ThreadPoolExecutor(
                 max_workers=min(8, self.slots + 1), thread_name_prefix="uws-local-finish"
             )
