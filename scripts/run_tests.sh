@@ -44,6 +44,9 @@ export UWS_TEST_DATABASE_URL="$PG_URL"
 export UWS_REQUIRE_SERVICES=1
 export UWS_CHROMIUM_PATH=/usr/bin/chromium
 export PATH="$REPO_ROOT/.venv/bin:$PATH"
+# A crash of the interpreter prints every thread's Python stack (pytest's own
+# faulthandler covers its process; this covers the processes tests start too).
+export PYTHONFAULTHANDLER=1
 echo "[run_tests] UWS_TEST_DATABASE_URL=$UWS_TEST_DATABASE_URL"
 echo "[run_tests] UWS_REQUIRE_SERVICES=$UWS_REQUIRE_SERVICES"
 echo "[run_tests] UWS_CHROMIUM_PATH=$UWS_CHROMIUM_PATH"
@@ -72,25 +75,22 @@ if [ "${#TARGETS[@]}" -eq 0 ]; then
     PYTEST_RC=$?
     set -e
 else
-    # The whole suite: one pytest process per module (browser tests last). A crash of
-    # the interpreter (this image's CPython 3.12.1 has segfaulted, rarely, deep in the
-    # suite) then cannot hide the other modules' results, and is retried once, loudly;
-    # a second crash, like any failure, fails the run.
-    mapfile -t MODULES < <(ls tests/test_*.py | grep -v '^tests/test_browser.py$'; ls tests/test_browser.py)
-    PASSED=0 FAILED=0 ERRORS=0 SKIPPED=0 PYTEST_RC=0
+    # The whole suite: one pytest process per module, every tests/test_browser*.py last
+    # (Playwright's greenlets). A module whose interpreter dies by a signal (a crash)
+    # is never run again: it fails the run, with faulthandler's stacks of every thread
+    # in its output, and the other modules' results are still counted.
+    mapfile -t MODULES < <(ls tests/test_*.py | grep -v '^tests/test_browser'; ls tests/test_browser*.py 2>/dev/null || true)
+    PASSED=0 FAILED=0 ERRORS=0 SKIPPED=0 PYTEST_RC=0 CRASHED=()
     OUT="$(mktemp)"
     for module in "${MODULES[@]}"; do
-        for attempt in 1 2; do
-            set +e
-            "${PYTEST[@]}" "$module" "$@" 2>&1 | tee "$OUT"
-            rc=${PIPESTATUS[0]}
-            set -e
-            if [ "$rc" -ge 128 ] && [ "$attempt" -eq 1 ]; then
-                echo "[run_tests] WARNING: $module: the interpreter died by signal $((rc - 128)); running the module once more" >&2
-                continue
-            fi
-            break
-        done
+        set +e
+        "${PYTEST[@]}" "$module" "$@" 2>&1 | tee "$OUT"
+        rc=${PIPESTATUS[0]}
+        set -e
+        if [ "$rc" -ge 128 ]; then
+            echo "[run_tests] ERROR: $module: the interpreter died by signal $((rc - 128)) (stacks above)" >&2
+            CRASHED+=("$module")
+        fi
         last="$(grep -E '[0-9]+ (passed|failed|error|skipped)' "$OUT" | tail -n 1 || true)"
         count() { printf '%s' "$last" | grep -oE "[0-9]+ $1" | grep -oE '[0-9]+' || echo 0; }
         PASSED=$((PASSED + $(count passed))); FAILED=$((FAILED + $(count failed)))
@@ -108,7 +108,7 @@ else
         PYTEST_RC=5
     fi
     echo
-    echo "${PASSED} passed, $((FAILED + ERRORS)) failed, ${SKIPPED} skipped"
+    echo "${PASSED} passed, $((FAILED + ERRORS)) failed, ${SKIPPED} skipped, ${#CRASHED[@]} crashed${CRASHED[*]:+ (${CRASHED[*]})}"
 fi
 echo "[run_tests] pytest: exit $PYTEST_RC, $(elapsed "$T")"
 if [ "$PYTEST_RC" -eq 5 ]; then
