@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import Client, LiveServer
+from tests.timing import MACHINE, wait_for
 from uws_server import direct
 
 
@@ -35,10 +36,10 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
 def _blocked(live: LiveServer, job: str, count: int = 1) -> None:
     """Until ``count`` requests wait on the job (its tickets are registered)."""
     job_id = job.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while len(live.service.notifier._tickets.get(job_id, ())) < count:
-        assert time.monotonic() < deadline, "the WAIT never blocked"
-        time.sleep(0.01)
+    tickets = live.service.notifier._tickets
+    assert wait_for(lambda: len(tickets.get(job_id, ())) >= count, MACHINE, step=0.01), (
+        "the WAIT never blocked"
+    )
 
 
 def _wait_then_change(
@@ -165,6 +166,9 @@ def test_a_deleted_job_is_answered_404_by_the_waiting_thread(
 # --- the claim, on a real socket pair ------------------------------------------------
 
 
+SOCKET_TIMEOUT = 10.0
+
+
 def _fake_request(sock: socket.socket) -> SimpleNamespace:
     return SimpleNamespace(
         close_connection=False,
@@ -177,7 +181,7 @@ def _fake_request(sock: socket.socket) -> SimpleNamespace:
 def test_a_big_answer_is_finished_by_the_waiting_thread_without_blocking_the_notifier() -> None:
     server_side, client_side = socket.socketpair()
     server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    server_side.settimeout(10)  # what cheroot does: the socket is non-blocking underneath
+    server_side.settimeout(SOCKET_TIMEOUT)  # as cheroot does: non-blocking underneath
     req = _fake_request(server_side)
     answer = direct.DirectAnswer(req)
     body = bytes(range(256)) * 8192  # 2 MiB: far more than the socket takes at once
@@ -185,7 +189,9 @@ def test_a_big_answer_is_finished_by_the_waiting_thread_without_blocking_the_not
 
     t0 = time.monotonic()
     assert answer.send(prepared) is True
-    assert time.monotonic() - t0 < 1  # never waited for the client to read
+    # Nobody reads yet: a send that waited for the client would only return when the
+    # socket's timeout ran out
+    assert time.monotonic() - t0 < SOCKET_TIMEOUT
     assert req.conn.wfile.discard is True
     received: list[bytes] = []
     reader = threading.Thread(target=lambda: received.append(_read_all(client_side)))

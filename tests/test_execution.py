@@ -10,8 +10,17 @@ from pathlib import Path
 from lxml import etree
 
 from tests.conftest import Client, LiveServer, make_settings
+from tests.timing import MACHINE, wait_for
+from uws_server.managers.local import LocalManager
 
 NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/1999/xlink"}
+
+
+def kill_grace(live: LiveServer) -> float:
+    """SIGTERM to SIGKILL of a stopped job's processes, on the live server's local pool."""
+    manager = live.service.lifecycle.manager
+    assert isinstance(manager, LocalManager)
+    return manager.kill_grace
 
 
 def processes_in(directory: Path) -> list[int]:
@@ -31,7 +40,7 @@ def processes_in(directory: Path) -> list[int]:
 def test_opus_definitions_run_end_to_end(alice: Client) -> None:
     """OPUS's own test_activity_1 and _2, unchanged (each sleeps 10 s), chained."""
     first = alice.create("test_activity_1", {"text": "Hello $(whoami) ; OPUS", "PHASE": "RUN"})
-    assert alice.wait_final(first, timeout=60) == "COMPLETED"
+    assert alice.wait_final(first, timeout=10 + MACHINE) == "COMPLETED"
     out = alice.get(first + "/results/output")
     assert out.text.strip() == "Hello $(whoami) ; OPUS"
     # the second uses the first's result by its URL: the same entity, no HTTP copy
@@ -41,7 +50,7 @@ def test_opus_definitions_run_end_to_end(alice: Client) -> None:
         .get("{http://www.w3.org/1999/xlink}href")
     )
     second = alice.create("test_activity_2", {"input": result_url, "text": "!", "PHASE": "RUN"})
-    assert alice.wait_final(second, timeout=60) == "COMPLETED"
+    assert alice.wait_final(second, timeout=10 + MACHINE) == "COMPLETED"
     assert alice.get(second + "/results/output").text.splitlines() == [
         "Hello $(whoami) ; OPUS",
         "!",
@@ -76,29 +85,19 @@ def test_used_entity_upload_and_isolation(alice: Client, bob: Client) -> None:
 def test_abort_kills_the_whole_process_tree(live: LiveServer, alice: Client) -> None:
     job = alice.create("sleep_job", {"seconds": "120", "PHASE": "RUN"})
     job_dir = live.settings.jobs_dir / job.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for((job_dir / "started.txt").exists, MACHINE, step=0.05)
     assert len(processes_in(job_dir)) >= 3  # bash and two sleeps
     assert alice.post(job + "/phase", data={"PHASE": "ABORT"}).status_code == 303
     assert alice.phase(job) == "ABORTED"
-    deadline = time.monotonic() + 10
-    while processes_in(job_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_in(job_dir) == []
+    assert wait_for(lambda: not processes_in(job_dir), kill_grace(live) + MACHINE)
 
 
 def test_delete_running_job_kills_it_and_removes_files(live: LiveServer, alice: Client) -> None:
     job = alice.create("sleep_job", {"seconds": "120", "PHASE": "RUN"})
     job_dir = live.settings.jobs_dir / job.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for((job_dir / "started.txt").exists, MACHINE, step=0.05)
     assert alice.delete(job).status_code == 303
-    deadline = time.monotonic() + 10
-    while processes_in(job_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_in(job_dir) == []
+    assert wait_for(lambda: not processes_in(job_dir), kill_grace(live) + MACHINE)
     assert not job_dir.exists()
 
 
@@ -127,9 +126,9 @@ def test_restart_recovers_running_and_queued_jobs(tmp_path: Path) -> None:
     live2 = LiveServer(make_settings(tmp_path, local_slots=1))
     try:
         c2 = Client(live2.base, c.token)
-        assert c2.wait_final(running, timeout=30) == "COMPLETED"
+        assert c2.wait_final(running, timeout=2 + MACHINE) == "COMPLETED"
         assert c2.get(running + "/results/output").text == "done\n"
-        assert c2.wait_final(queued, timeout=30) == "COMPLETED"
+        assert c2.wait_final(queued, timeout=MACHINE) == "COMPLETED"
         assert c2.get(queued + "/results/output").text.startswith("after restart")
     finally:
         live2.stop()
@@ -141,16 +140,14 @@ def test_restart_marks_vanished_jobs_as_error(tmp_path: Path) -> None:
     c = live.add_user("carol")
     job = c.create("sleep_job", {"seconds": "60", "PHASE": "RUN"})
     job_dir = settings.jobs_dir / job.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 10
-    while not (job_dir / "started.txt").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_for((job_dir / "started.txt").exists, MACHINE, step=0.05)
     live.stop()
     for pid in processes_in(job_dir):  # the job dies while no server watches it
         os.kill(pid, 9)
     live2 = LiveServer(make_settings(tmp_path))
     try:
         c2 = Client(live2.base, c.token)
-        assert c2.wait_final(job, timeout=30) == "ERROR"
+        assert c2.wait_final(job, timeout=MACHINE) == "ERROR"
         assert c2.get(job + "/error").text  # says what happened
     finally:
         live2.stop()

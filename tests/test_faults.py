@@ -28,10 +28,9 @@ from tests.test_slurm import (
     slurm_id,
     slurm_settings,
     slurm_state,
-    wait_for,
     wait_started,
 )
-from tests.timing import MACHINE
+from tests.timing import MACHINE, wait_for
 from uws_server.managers.base import JobSpec
 from uws_server.managers.slurm import SlurmManager
 from uws_server.managers.slurm_cli import FINAL_STATES, parse_squeue

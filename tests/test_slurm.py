@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from tests.conftest import Client, LiveServer, make_settings, need
-from tests.timing import MACHINE
+from tests.timing import MACHINE, wait_for
 from uws_server.config import Settings
 from uws_server.jdl.votable import write_votable
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
@@ -157,15 +157,6 @@ def scontrol(sid: str) -> dict[str, str]:
         ["scontrol", "show", "job", "-o", sid], capture_output=True, text=True, check=False
     ).stdout
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
-
-
-def wait_for(predicate: Any, timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 # --- how long a wait may take ------------------------------------------------------------

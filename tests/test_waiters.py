@@ -6,7 +6,13 @@ import random
 import threading
 import time
 
+from tests.timing import MACHINE, wait_for
 from uws_server.waiters import RELAY_WIDTH, PhaseNotifier
+
+
+def registered(notifier: PhaseNotifier, job_id: str) -> int:
+    """How many tickets wait on ``job_id`` now."""
+    return len(notifier._tickets.get(job_id, ()))
 
 
 def test_notify_reads_once_and_wakes_everyone() -> None:
@@ -23,36 +29,52 @@ def test_notify_reads_once_and_wakes_everyone() -> None:
     threads = [threading.Thread(target=waiter) for _ in range(3 * RELAY_WIDTH + 1)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # every waiter registered before the notification (a thread may be slow to start)
+    assert wait_for(lambda: registered(notifier, "j") == len(threads), MACHINE, step=0.01)
     notifier.notify("j")
     for t in threads:
-        t.join(5)
+        t.join(MACHINE)
     assert reads == ["j"]
     assert values == ["j"] * len(threads)
     assert len(notifier._free) == 100 and not notifier._tickets
 
 
 def test_relay_survives_waiters_timing_out() -> None:
-    """Waiters timing out around the notification still pass their turn on."""
+    """Waiters timing out around the notification still pass their turn on: every
+    waiter with a long timeout is woken, none waits its timeout out."""
     random.seed(7)
     for _ in range(10):
-        notifier = PhaseNotifier(300, load=lambda job_id: job_id)
+        relay_round()
 
-        def waiter(notifier: PhaseNotifier) -> None:
-            with notifier.waiting("j") as ticket:
-                assert ticket is not None
-                ticket.wait(random.choice([0.001, 0.005, 0.01, 10, 10]))
 
-        threads = [threading.Thread(target=waiter, args=(notifier,)) for _ in range(200)]
-        for t in threads:
-            t.start()
-        time.sleep(random.choice([0.0, 0.005, 0.01]))
-        t0 = time.monotonic()
+LONG = 10.0  # a waiter that would still be waiting long after the relay woke everyone
+
+
+def relay_round() -> None:
+    notifier = PhaseNotifier(300, load=lambda job_id: job_id)
+    woken: list[tuple[float, bool]] = []
+
+    def waiter(timeout: float) -> None:
+        with notifier.waiting("j") as ticket:
+            assert ticket is not None
+            woken.append((timeout, ticket.wait(timeout) is not None))
+
+    def notify_again() -> bool:
         notifier.notify("j")
-        for t in threads:
-            t.join(10)
-        assert time.monotonic() - t0 < 5  # nobody waited for its own timeout
-        assert len(notifier._free) == 300 and not notifier._tickets
+        return not any(t.is_alive() for t in threads)
+
+    timeouts = [random.choice([0.001, 0.005, 0.01, LONG, LONG]) for _ in range(200)]
+    threads = [threading.Thread(target=waiter, args=(s,)) for s in timeouts]
+    for t in threads:
+        t.start()
+    time.sleep(random.choice([0.0, 0.005, 0.01]))
+    notifier.notify("j")
+    # A thread slow to start registers after that notification and waits for the next:
+    # notifying again wakes such late ones, never a ticket the first notification lost.
+    assert wait_for(notify_again, LONG + MACHINE, step=0.05)
+    assert len(woken) == len(threads)
+    assert all(was_woken for timeout, was_woken in woken if timeout == LONG)
+    assert len(notifier._free) == 300 and not notifier._tickets
 
 
 def test_bound_answers_at_once() -> None:
@@ -76,10 +98,9 @@ def test_after_notify_all_every_wait_answers_at_once() -> None:
 
     t = threading.Thread(target=waiter)
     t.start()
-    while not notifier._tickets:
-        time.sleep(0.005)
+    assert wait_for(lambda: registered(notifier, "j") == 1, MACHINE, step=0.005)
     notifier.notify_all()
-    t.join(5)
+    t.join(MACHINE)
     assert woken == [True]
     with notifier.waiting("j") as late:
         assert late is None

@@ -12,9 +12,22 @@ the test fails.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 MACHINE = 30.0
 """The machine's part of a wait: a (Python) runner or wrapper starting, a short script,
 the status file, the callback or the poll that reports it. Measured under two busy loops
 and other engineers' test runs on the 2-core machine, it took a few seconds at most
 (docs/benchmarks.md, "Slurm tests under load (issue 17)"); 30 s, the budget trivial
 jobs always had in these tests, leaves a wide margin for a machine loaded more still."""
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, step: float = 0.1) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
