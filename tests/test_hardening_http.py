@@ -637,3 +637,36 @@ def test_jdl_multipart_shapes(world: LiveServer) -> None:
         )
         assert 400 <= r.status_code < 500, (part, r.status_code, r.text[:200])
     assert TESTS.is_dir()
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        b'form-data; filename="x.txt"',  # a file without a name
+        b"form-data",  # a value without a name
+        b'form-data; name=""; filename="x.txt"',
+        b'form-data; name=""',
+    ],
+)
+def test_multipart_parts_without_a_name(world: LiveServer, disposition: bytes) -> None:
+    """On every route that reads a multipart body: a 4xx (a part without a name reached
+    the parameter rules as None and was a 500)."""
+    alice, oper = world.client("alice"), world.client("oper")
+    job = alice.create("echo_job", {"text": "a"}).split("/rest/", 1)[1]
+    body = b"--xx\r\nContent-Disposition: " + disposition + b"\r\n\r\nvalue\r\n--xx--\r\n"
+    paths = [
+        ("/rest/echo_job", alice),
+        (f"/rest/{job}/parameters", alice),
+        (f"/rest/{job}", alice),
+        (f"/rest/{job}/phase", alice),
+        ("/jdl", oper),
+        ("/ui/submit/echo_job", alice),
+        ("/ui/jdl/upload", oper),
+        ("/ui/api/jdl/validate", oper),
+        ("/ui/jdl/save", oper),
+    ]
+    for path, who in paths:
+        r = who.post(path, data=body, headers={"Content-Type": "multipart/form-data; boundary=xx"})
+        assert r.status_code < 500, (path, r.status_code, r.text[:200])
+        if path.startswith(("/rest/", "/jdl")):
+            assert 400 <= r.status_code < 500, (path, r.status_code)

@@ -27,6 +27,9 @@ JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
 JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"
 XML = "application/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
+NAMELESS_PART = (
+    "every part of a multipart body needs a name (Content-Disposition: form-data; name=...)"
+)
 CALLBACK = "/callback/"
 CALLBACK_BODY = 1 << 20  # a worker event: a phase, a message and the result list
 # The largest integer the databases store (SQLite and PostgreSQL BIGINT): a number in a
@@ -61,6 +64,8 @@ def form_pairs(include_query: bool = True) -> list[tuple[str, str]]:
     if not _is_multipart():
         pairs += body
         body = []
+    elif any(not isinstance(k, str) for k, _ in body):
+        raise BadRequest(NAMELESS_PART)
     return [(_utf8(k), _utf8(v)) for k, v in pairs] + body
 
 
@@ -80,9 +85,12 @@ def uploads() -> dict[str, object]:
     if not _is_multipart():
         return {}  # only a multipart body carries files: no need to walk the form again
     try:
-        return dict(request.files.allitems())  # names decoded as UTF-8 by bottle
+        files = dict(request.files.allitems())  # names decoded as UTF-8 by bottle
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from None
+    if any(not isinstance(name, str) for name in files):
+        raise BadRequest(NAMELESS_PART)
+    return files
 
 
 def creation_values() -> tuple[list[tuple[str, str]], dict[str, object]]:

@@ -34,9 +34,9 @@ log = logging.getLogger("uws_server")
 
 # This module subclasses cheroot's HTTPRequest and HTTPConnection and replaces the
 # connection's reader: it relies on cheroot internals (communicate(), send_headers(),
-# respond(), rfile's read/readline/has_data, ConnectionManager.put and _expire reading
-# last_used). setup.py pins this version; tests/test_hardening_http.py fails when the
-# installed cheroot differs, so that an upgrade re-checks them first.
+# respond(), process_conn(), rfile's read/readline/has_data, ConnectionManager.put and
+# _expire reading last_used). setup.py pins this version; tests/test_hardening_http.py
+# fails when the installed cheroot differs, so that an upgrade re-checks them first.
 CHEROOT_VERSION = "11.1.2"
 
 
@@ -45,9 +45,10 @@ CHEROOT_VERSION = "11.1.2"
 #
 # cheroot hands a connection to a worker thread as soon as its first byte arrives, and
 # the thread then blocks until the whole head is in: 620 clients sending one header
-# line every 5 s held every thread. Here the thread only takes what the socket already
-# has (one non-blocking read) and gives the connection back to cheroot's selector until
-# the request is complete: its head and, when it is small, its body. A head must be
+# line every 5 s held every thread. Here the selector's own thread takes what the socket
+# already has (one non-blocking read) and leaves the connection in the selector until
+# the request is complete (its head and, when it is small, its body): only then is a
+# worker thread woken. A head must be
 # complete within ``head_timeout`` seconds of its first byte (408), its request line at
 # most ``max_line`` bytes (414) and the head at most ``max_head`` bytes (431): a 300 MB
 # header line costs the server one 64 KB read before the connection is closed.
@@ -345,9 +346,10 @@ class _Request(cheroot_server.HTTPRequest):
 class _Connection(cheroot_server.HTTPConnection):
     """A connection that is given a thread only once a whole request has arrived.
 
-    Until then each wake-up of cheroot's selector costs one non-blocking read (see
-    :class:`_Reader`), and :meth:`communicate` hands the connection straight back. The
-    connection counts against ``Limits.max_connections`` while it is open (503 past it).
+    Until then each wake-up of cheroot's selector costs one non-blocking read in the
+    selector's own thread (:meth:`needs_thread`, :class:`_Reader`), and no thread is
+    woken. The connection counts against ``Limits.max_connections`` while it is open
+    (503 past it).
     """
 
     RequestHandlerClass = _Request
@@ -385,6 +387,35 @@ class _Connection(cheroot_server.HTTPConnection):
     @last_used.setter
     def last_used(self, value: float | None) -> None:
         self._last_used = value
+
+    def needs_thread(self) -> bool:
+        """Called where cheroot would hand the connection to a thread (just accepted,
+        or readable): True when a whole request is buffered and a thread must serve it.
+        Otherwise what the socket has is taken here, without waiting, and the
+        connection goes back to the selector, or is answered and closed."""
+        reader = self.rfile
+        if not isinstance(reader, _Reader):
+            return True
+        if self._refused:
+            self._answer("503")
+            self.close()
+            return False
+        state = reader.request_state() if reader.pending() else WAITING
+        if state == WAITING:
+            if not reader.fill():
+                self.close()  # the client went away
+                return False
+            if self._head_since is None:
+                self._head_since = time.time()
+            state = reader.request_state() if reader.pending() else WAITING
+        if state == READY:
+            return True
+        if state == WAITING and time.time() - (self._head_since or 0) <= self._limits.head_timeout:
+            self.server.put_conn(self)  # back to the selector until more arrives
+            return False
+        self._answer("408" if state == WAITING else state)
+        self.close()
+        return False
 
     def communicate(self) -> bool:
         reader = self.rfile
@@ -470,6 +501,17 @@ def raise_descriptor_limit() -> int:
     return soft
 
 
+class _CherootServer(wsgi.Server):
+    """cheroot's WSGI server, whose threads only ever get whole requests."""
+
+    def process_conn(self, conn: Any) -> None:
+        # Called by the selector's thread for a new or readable connection (and by a
+        # thread for a kept-alive one with data buffered): see _Connection.needs_thread.
+        if isinstance(conn, _Connection) and not conn.needs_thread():
+            return
+        super().process_conn(conn)
+
+
 class WSGIServer:
     """A cheroot server with a port known after binding and a stop usable from any thread.
 
@@ -493,7 +535,7 @@ class WSGIServer:
         # Every connection is a descriptor; leave room for the database, jobs and logs.
         cap = max(16, min(limits.max_connections, descriptors - 256))
         limits = dataclasses.replace(limits, max_connections=cap)
-        self._server = wsgi.Server(
+        self._server = _CherootServer(
             (host, port),
             app,
             numthreads=threads,

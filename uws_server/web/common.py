@@ -119,11 +119,14 @@ def safe_next(target: str | None) -> str:
 def form_values() -> bottle.FormsDict:
     """The form fields decoded as UTF-8 (bottle hands urlencoded values over as latin-1)."""
     try:
-        return request.forms.decode()
+        values = request.forms.decode()
     except UnicodeError:
         raise BadRequest("form values must be UTF-8") from None
     except (ValueError, IndexError, KeyError) as exc:
         raise BadRequest(f"malformed form: {exc}") from None
+    if any(not isinstance(key, str) for key in values):  # a multipart part without a name
+        raise BadRequest("every form field needs a name")
+    return values
 
 
 def form_value(name: str, default: str = "") -> str:
