@@ -156,7 +156,10 @@ def contain(job_id: str) -> tuple[str | None, bool]:
     base = containment.cgroup_base()
     if base is not None:
         try:
-            return containment.create_cgroup(containment.job_cgroup(base, job_id)), False
+            cgroup = containment.create_cgroup(containment.job_cgroup(base, job_id))
+            # what runners killed before their job's end left here (a few stats)
+            containment.sweep_cgroups(base)
+            return cgroup, False
         except OSError as exc:
             log.warning("job %s: no cgroup (%s): using a subreaper", job_id, exc)
     if not containment.become_subreaper():
