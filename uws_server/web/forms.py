@@ -11,6 +11,7 @@ raises (``parameter 'n': ...``) to the field it concerns.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,18 @@ DATATYPE_LABELS = {
 
 
 PICK_PREFIX = "pick."  # checkboxes offering values for a parameter (obs_ids)
+_ID_SEPARATORS = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class ObsChoice:
+    """One observation the obs_ids picker offers, with what a scientist chooses by."""
+
+    obs_id: int
+    target: str = ""
+    date: str = ""  # start, UTC, as shown
+    livetime: str = ""  # as shown, with its unit
+    zenith: str = ""  # degrees, as shown
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Field:
     accept: str = ""
     hint: str = ""
     error: str = ""
+    rows: list[ObsChoice] = field(default_factory=list)  # the observations widget's table
+    ticked: set[str] = field(default_factory=set)  # its ticked ids (options)
+    more: int = 0  # observations not offered in the table (use Find data)
 
     @property
     def checked(self) -> bool:
@@ -106,16 +122,47 @@ def _entity_field(e: EntityDef, p: ParameterDef | None, value: str | None) -> Fi
     )
 
 
+def split_ids(value: str, offered: set[str]) -> tuple[list[str], str]:
+    """The ids of ``value`` that the table offers (ticked), and the rest as text.
+
+    A value is whatever the form sent back or a link pre-filled (``1001 1002, 1005-1007``):
+    plain ids the table shows become ticks again, ranges and unknown ids stay typed.
+    """
+    ticked: list[str] = []
+    rest: list[str] = []
+    for token in filter(None, _ID_SEPARATORS.split(value)):
+        plain = (token.lstrip("0") or "0") if token.isdigit() else token
+        if plain in offered and plain not in ticked:
+            ticked.append(plain)
+        elif plain not in offered:
+            rest.append(token)
+    return ticked, " ".join(rest)
+
+
+def _observations_field(f: Field, choices: Sequence[ObsChoice | int], more: int) -> None:
+    rows = [c if isinstance(c, ObsChoice) else ObsChoice(int(c)) for c in choices]
+    f.widget = "observations"
+    f.rows = rows
+    f.options = [str(r.obs_id) for r in rows]
+    f.more = more
+    ticked, f.value = split_ids(f.value, set(f.options))
+    f.ticked = set(ticked)
+    f.hint = "tick observations of the DL3 store, or type ids separated by spaces"
+
+
 def build_fields(
     defn: JobDefinition,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
-    obs_ids: list[int] | None = None,
+    obs_ids: Sequence[ObsChoice | int] | None = None,
+    more_observations: int = 0,
 ) -> list[Field]:
     """The widgets of ``defn``'s form, with submitted values and errors if any.
 
-    ``obs_ids``, the observations of the DL3 store, are offered as choices for the
-    parameter named ``obs_ids`` (ticked boxes and the text field add up).
+    ``obs_ids``, the observations of the DL3 store the user may see (with their target,
+    date, livetime and zenith when known), are offered as a table of ticks for the
+    parameter named ``obs_ids``; ids already in the value come back ticked, so a form
+    shown again after a validation error, or pre-filled from "Find data", keeps them.
     """
     values = values or {}
     errors = errors or {}
@@ -123,13 +170,25 @@ def build_fields(
     fields = [_param_field(p, values.get(p.name)) for p in defn.parameters if p.name not in used]
     for f in fields:
         if f.name == OBS_IDS_PARAMETER and obs_ids and f.widget == "text":
-            f.widget = "observations"
-            f.options = [str(i) for i in obs_ids]
-            f.hint = "tick observations of the DL3 store, or type ids separated by spaces"
+            _observations_field(f, obs_ids, more_observations)
     fields += [_entity_field(e, defn.parameter(e.name), values.get(e.name)) for e in defn.used]
     for f in fields:
         f.error = errors.get(f.name, "")
     return fields
+
+
+MAX_PREFILL = 4000  # characters of one pre-filled value
+
+
+def prefill(defn: JobDefinition, query: Any) -> dict[str, str]:
+    """Form values given in a link's query string (``?obs_ids=1 2&RA=83.6``): only the
+    definition's own parameters, as text; checked like typed values on submission."""
+    values: dict[str, str] = {}
+    for p in defn.parameters:
+        value = query.get(p.name)
+        if value is not None and p.name not in {e.name for e in defn.used}:
+            values[p.name] = str(value)[:MAX_PREFILL]
+    return values
 
 
 @dataclass
@@ -160,7 +219,9 @@ def parse_submission(defn: JobDefinition, form: Any, files: Any) -> Submission:
             if p.datatype != "xs:string":
                 value = value.strip()
             if p.name == OBS_IDS_PARAMETER:  # ticked observations join the typed ids
-                ticked = [str(v) for v in form.getall(PICK_PREFIX + p.name)]
+                typed = _ID_SEPARATORS.split(value.strip()) if value.strip() else []
+                ticked = [str(v).strip() for v in form.getall(PICK_PREFIX + p.name)]
+                ticked = [t for t in dict.fromkeys(ticked) if t and t not in typed]
                 value = " ".join(filter(None, [value.strip(), *ticked]))
         values[p.name] = value
         if value == "":

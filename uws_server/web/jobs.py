@@ -7,6 +7,7 @@ what (another user's job is a 404, as in the REST API).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import bottle
@@ -83,22 +84,36 @@ def file_response(path: Any, mimetype: str, download: bool) -> HTTPResponse:
     return res
 
 
-def register_job_routes(app: bottle.Bottle, web: WebApp) -> None:
+Picker = Callable[[User], tuple[Sequence[forms.ObsChoice | int], int]]
+
+
+def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None = None) -> None:
+    """``picker`` gives the observations a user may tick in an ``obs_ids`` field (with
+    their metadata, from the catalogue) and how many more there are; without it the
+    form offers the store's bare ids."""
     service = web.service
+
+    def observations(user: User) -> tuple[Sequence[forms.ObsChoice | int], int]:
+        if picker is not None:
+            return picker(user)
+        return observation_ids(service.settings.dl3_store), 0
 
     def show_form(
         ctx: Ctx, jobname: str, values: dict[str, str], errors: dict[str, str], **extra: Any
     ) -> str:
         defn = service.definition(jobname)
+        choices, more = (
+            observations(ctx.user)
+            if defn.parameter(forms.OBS_IDS_PARAMETER) is not None
+            else ([], 0)
+        )
         return web.render(
             ctx,
             "submit.tpl",
             400 if errors or extra.get("error") else 200,
             title=f"Submit {defn.name}",
             defn=defn,
-            fields=forms.build_fields(
-                defn, values, errors, observation_ids(service.settings.dl3_store)
-            ),
+            fields=forms.build_fields(defn, values, errors, choices, more),
             run_id=values.get(forms.RUNID_FIELD, ""),
             **extra,
         )
@@ -106,7 +121,9 @@ def register_job_routes(app: bottle.Bottle, web: WebApp) -> None:
     @app.get(f"/ui/submit/{JOBNAME}")
     @web.page()
     def submit_form(ctx: Ctx, jobname: str) -> Any:
-        return show_form(ctx, jobname, {}, {})
+        # values in the query string pre-fill the form ("Analyse with" of Find data)
+        defn = service.definition(jobname)
+        return show_form(ctx, jobname, forms.prefill(defn, request.query), {})
 
     @app.post(f"/ui/submit/{JOBNAME}")
     @web.page()

@@ -2,7 +2,8 @@
 
 ``register_web_routes(app, service)`` is the only name the rest of the service uses
 (called once from ``uws_server.app.build_app``). The pages themselves live in
-:mod:`.jobs` (scientists), :mod:`.operator` (job definitions) and :mod:`.admin`.
+:mod:`.jobs` (scientists), :mod:`.find` (Find data), :mod:`.operator` (job
+definitions) and :mod:`.admin`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from uws_server.web.common import (
     safe_next,
     see_other,
 )
+from uws_server.web.find import register_find_routes
 from uws_server.web.jobs import list_jobs, register_job_routes
 from uws_server.web.operator import register_operator_routes
 from uws_server.web.session import (
@@ -123,6 +125,7 @@ def register_web_routes(app: bottle.Bottle, service: UWSService) -> None:
             recent=recent,
         )
 
-    register_job_routes(app, web)
+    finder = register_find_routes(app, web)
+    register_job_routes(app, web, finder.picker)
     register_operator_routes(app, web)
     register_admin_routes(app, web)

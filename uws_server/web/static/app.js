@@ -261,7 +261,67 @@ function editor() {
   form.addEventListener("change", schedule);
 }
 
-const PAGES = { jobs: jobList, job: jobPage, submit: submitForm, editor: editor };
+// ------------------------------------------------------------------ ticks (Find data, picker)
+// A table of checkboxes: a "tick all" box in the header, the row highlighted when ticked,
+// and a callback with the number ticked (the server needs none of this to work).
+function tickTable(table, onChange) {
+  const boxes = () => Array.from(table.querySelectorAll("tbody input[type=checkbox]"));
+  const all = table.querySelector("thead input[type=checkbox]");
+  function update() {
+    const ticked = boxes().filter((b) => b.checked).length;
+    boxes().forEach((b) => b.closest("tr").classList.toggle("ticked", b.checked));
+    if (all) {
+      all.checked = ticked > 0 && ticked === boxes().length;
+      all.indeterminate = ticked > 0 && ticked < boxes().length;
+    }
+    onChange(ticked);
+  }
+  if (all) {
+    all.disabled = boxes().length === 0;
+    all.addEventListener("change", () => {
+      boxes().forEach((b) => { b.checked = all.checked; });
+      update();
+    });
+  }
+  table.addEventListener("change", (ev) => { if (ev.target !== all) update(); });
+  update();
+}
+
+function findPage() {
+  const results = document.getElementById("results");
+  const count = document.getElementById("selected-count");
+  const buttons = Array.from(document.querySelectorAll("#analyse-bar button.analyse"));
+  function changed(n) {
+    if (count) count.textContent = n + " selected";
+    buttons.forEach((b) => { b.disabled = n === 0; });
+  }
+  if (results) tickTable(results, changed);
+  else changed(0);
+  // Picking a known target fills RA/Dec at once (the server resolves it too).
+  const target = document.getElementById("f-target");
+  if (target) {
+    target.addEventListener("change", () => {
+      const wanted = target.value.trim().toLowerCase();
+      const option = Array.from(document.querySelectorAll("#target-names option"))
+        .find((o) => o.value.toLowerCase() === wanted);
+      if (!option) return;
+      document.getElementById("f-ra").value = option.dataset.ra;
+      document.getElementById("f-dec").value = option.dataset.dec;
+      const radius = document.getElementById("f-radius");
+      if (!radius.value) radius.value = "2";
+    });
+  }
+}
+
+function submitPage() {
+  submitForm();
+  document.querySelectorAll(".picker").forEach((picker) => {
+    const label = picker.querySelector("[id^=picked-]");
+    tickTable(picker.querySelector("table"), (n) => { if (label) label.textContent = n + " ticked"; });
+  });
+}
+
+const PAGES = { jobs: jobList, job: jobPage, submit: submitPage, editor: editor, find: findPage };
 document.addEventListener("DOMContentLoaded", () => {
   const init = PAGES[document.body.dataset.page];
   if (init) init();

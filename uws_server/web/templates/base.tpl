@@ -14,6 +14,7 @@
 % if ctx:
   <nav>
     <a href="/ui/" class="{{'on' if page == 'home' else ''}}">Run a job</a>
+    <a href="/ui/find" class="{{'on' if page == 'find' else ''}}" id="nav-find">Find data</a>
     <a href="/ui/jobs" class="{{'on' if page in ('jobs', 'job') else ''}}">My jobs</a>
 %   if ctx.is_operator:
     <a href="/ui/jdl" class="{{'on' if page in ('jdl', 'editor', 'history') else ''}}">Job definitions</a>

@@ -36,12 +36,33 @@
 %   elif f.widget == 'checkbox':
     <input type="checkbox" id="f-{{f.name}}" name="{{f.name}}" value="true" {{'checked' if f.checked else ''}}>
 %   elif f.widget == 'observations':
-    <input type="text" id="f-{{f.name}}" name="{{f.name}}" value="{{f.value}}" placeholder="more ids">
-    <fieldset class="picks" id="picks-{{f.name}}">
-%     for o in f.options:
-      <label class="pick"><input type="checkbox" name="pick.{{f.name}}" value="{{o}}"> {{o}}</label>
+    <div class="picker" id="picks-{{f.name}}">
+      <div class="picker-head">
+        <span class="muted small" id="picked-{{f.name}}">{{len(f.ticked)}} ticked</span>
+        <a href="/ui/find" class="small">search more in Find data</a>
+      </div>
+      <div class="table-wrap picker-scroll">
+      <table class="list picks">
+        <thead><tr><th class="tick"><input type="checkbox" class="tick-all" aria-label="tick all" title="tick all"></th><th>Obs id</th><th>Target</th><th>Date (UTC)</th><th class="num">Livetime</th><th class="num">Zenith</th></tr></thead>
+        <tbody>
+%     for r in f.rows:
+          <tr data-obs-id="{{r.obs_id}}" class="{{'ticked' if str(r.obs_id) in f.ticked else ''}}">
+            <td class="tick"><input type="checkbox" name="pick.{{f.name}}" value="{{r.obs_id}}" id="pick-{{f.name}}-{{r.obs_id}}" {{'checked' if str(r.obs_id) in f.ticked else ''}}></td>
+            <td><label for="pick-{{f.name}}-{{r.obs_id}}"><code>{{r.obs_id}}</code></label></td>
+            <td>{{r.target}}</td>
+            <td class="nowrap">{{r.date}}</td>
+            <td class="num nowrap">{{r.livetime}}</td>
+            <td class="num">{{(r.zenith + '°') if r.zenith else ''}}</td>
+          </tr>
 %     end
-    </fieldset>
+        </tbody>
+      </table>
+      </div>
+%     if f.more:
+      <p class="muted small">{{f.more}} more observation{{'s' if f.more != 1 else ''}}: find them in <a href="/ui/find">Find data</a>, or type their ids.</p>
+%     end
+      <input type="text" id="f-{{f.name}}" name="{{f.name}}" value="{{f.value}}" placeholder="more ids, e.g. 1001 1002 or 1001-1004" class="more-ids">
+    </div>
 %   elif f.widget == 'entity':
     <input type="file" id="f-{{f.name}}" name="file.{{f.name}}" accept="{{f.accept}}">
     <span class="or">or</span>
