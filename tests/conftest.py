@@ -33,12 +33,42 @@ from uws_server.storage import Store
 TESTS = Path(__file__).resolve().parent
 REQUIRE_SERVICES = os.environ.get("UWS_REQUIRE_SERVICES") == "1"
 PG_URL = os.environ.get("UWS_TEST_DATABASE_URL", "")
+STOP_POLL_INTERVAL = 0.02  # seconds; see LiveServer.__init__
+
+
+def service_markers(item: pytest.Item) -> set[str]:
+    """The markers (registered in ``pyproject.toml``) of the real services ``item`` needs.
+
+    Worked out here rather than written on each test, so that tests added by anyone
+    are marked too: ``-m "not science"`` or ``-m "not slurm and not browser"`` select
+    what a developer runs locally; CI runs them all.
+    """
+    path = item.nodeid.split("::", 1)[0]
+    module = path.rsplit("/", 1)[-1]
+    name = getattr(item, "originalname", item.name).lower()
+    fixtures = set(getattr(item, "fixturenames", ()))
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    markers = set()
+    if module.startswith("test_cta_"):
+        markers.add("science")  # the CTA chain: ctapipe, pyirf, gammapy in job processes
+    if "slurm" in name or "_need_slurm" in fixtures or module == "test_slurm.py":
+        markers.add("slurm")
+    if params.get("database_url") == "postgresql" or "postgres" in name:
+        markers.add("postgres")
+    if module == "test_browser.py" or "chromium" in name or "browser" in fixtures:
+        markers.add("browser")
+    return markers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Browser tests run last: Playwright's sync API leaves greenlets behind, and a
+    """Mark the tests that need real services (see :func:`service_markers`).
+
+    Browser tests run last: Playwright's sync API leaves greenlets behind, and a
     greenlet freed by the collector in another thread (a server's worker) has crashed
     this CPython (3.12.1) in the middle of later tests."""
+    for item in items:
+        for marker in sorted(service_markers(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(marker)
     items.sort(key=lambda item: item.nodeid.startswith("tests/test_browser.py"))
 
 
@@ -149,6 +179,13 @@ class LiveServer:
         self.app = build_app(self.service)
         start_background(self.service)
         self.server = make_wsgi_server(self.app, settings, "127.0.0.1", settings.port)
+        # cheroot's stop() waits for its connection manager's select() loop to see the
+        # stop flag, and that loop wakes every ``expiration_interval`` (0.5 s): half a
+        # second per stopped server, about a minute over the suite. A test server checks
+        # more often; a production server keeps cheroot's default.
+        cheroot_server = self.server._server
+        assert hasattr(cheroot_server, "expiration_interval"), "cheroot renamed it: see above"
+        cheroot_server.expiration_interval = STOP_POLL_INTERVAL
         self.base = f"http://127.0.0.1:{settings.port}"
         self.thread = self.server.start_in_thread()
         self.tokens: dict[str, str] = {}

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,32 +136,104 @@ def merge_ctapipe_provenance(log_path: Path) -> int:
 
 
 def run_ctapipe_tool(name: str, args: list, label: str | None = None) -> None:
-    """Run ctapipe command ``name`` (e.g. ``ctapipe-process``) unmodified, in a subprocess.
+    """Run ctapipe command ``name`` (e.g. ``ctapipe-process``) unmodified, in a new process.
 
     The launcher ``ctapipe_tool.py`` registers the toy EventSource first. The tool's
     provenance log (``.uws/<label>.provenance.json``) is merged into the job's. A non-zero
     exit becomes a ``JobError`` quoting the last error line the tool logged.
-    """
-    import subprocess
 
+    The process is a fork of this one when that is safe (see :func:`_run_forked`), else a
+    new interpreter: either way the tool starts from this job's state, with its own
+    provenance singleton, and cannot take the job down with it.
+    """
     label = label or name
     prov = uws_dir() / f"{label}.provenance.json"
     prov.unlink(missing_ok=True)
-    launcher = SCRIPT_DIR / "ctapipe_tool.py"
-    cmd = [sys.executable, str(launcher), name, *map(str, args), "--provenance-log", str(prov)]
-    log.info("running %s", " ".join(cmd[2:]))
+    argv = [name, *map(str, args), "--provenance-log", str(prov)]
+    log.info("running %s", " ".join(argv))
+    if hasattr(os, "fork") and threading.active_count() == 1:
+        returncode, output = _run_forked(argv)
+    else:
+        returncode, output = _run_subprocess(argv)
+    sys.stdout.write(output)
+    sys.stdout.flush()
+    merge_ctapipe_provenance(prov)
+    if returncode != 0:
+        lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if any(k in ln for k in ("ERROR", "CRITICAL", "Error"))]
+        detail = (errors or lines or ["no output"])[-1]
+        raise JobError(f"{name} failed (exit {returncode}): {detail[:300]}")
+
+
+def _run_subprocess(argv: list[str]) -> tuple[int, str]:
+    """The tool in a new interpreter: exit code, then its stdout and stderr."""
+    import subprocess
+
+    cmd = [sys.executable, str(SCRIPT_DIR / "ctapipe_tool.py"), *argv]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT_DIR), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "2")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout + proc.stderr)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _run_forked(argv: list[str]) -> tuple[int, str]:
+    """The tool in a fork of this process: exit code, then its stdout and stderr.
+
+    Why: a new interpreter imports numpy, astropy, ctapipe and scikit-learn again,
+    several seconds per tool on a loaded worker (``irf_production`` runs nine tools).
+    The tool's module is imported here, once per job, and each fork starts with it
+    loaded. Only done while this process runs one Python thread (a lock held by another
+    thread would stay held in the child); the child gets a root logger without the
+    job's handler, as a new interpreter has, and ends with ``os._exit`` so it never
+    runs the job's own clean-up.
+    """
+    import tempfile
+
+    import ctapipe_tool
+
+    func = ctapipe_tool.load(argv[0])
     sys.stdout.flush()
-    merge_ctapipe_provenance(prov)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-        errors = [ln for ln in lines if any(k in ln for k in ("ERROR", "CRITICAL", "Error"))]
-        detail = (errors or lines or ["no output"])[-1]
-        raise JobError(f"{name} failed (exit {proc.returncode}): {detail[:300]}")
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            code = 1
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                logging.root.handlers.clear()
+                code = _exit_code(ctapipe_tool.call, func, argv)
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode(errors="replace") + err.read().decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), text
+
+
+def _exit_code(call: Callable[..., int | None], *args: object) -> int:
+    """What the interpreter's exit status would be after ``sys.exit(call(*args))``."""
+    import traceback
+
+    try:
+        result = call(*args)
+    except SystemExit as exc:
+        result = exc.code
+    except BaseException:  # noqa: BLE001 - reported like an uncaught exception
+        traceback.print_exc()
+        return 1
+    if result is None:
+        return 0
+    if isinstance(result, int):
+        return result & 0xFF
+    print(result, file=sys.stderr)
+    return 1
 
 
 def run(main: Callable[[ChainParams], None]) -> None:
