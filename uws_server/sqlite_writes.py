@@ -20,7 +20,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from uws_server import db
 from uws_server.models import Job, Phase
@@ -125,6 +125,10 @@ class SQLiteWrites:
         self.queue: deque[_Insert] = deque()  # job rows waiting for a group commit
         self._updates: dict[tuple[tuple[str, ...], int], str] = {}  # UPDATE texts
         self._group_sql: dict[int, str] = {}  # multi-row INSERT texts, by row count
+        # engine.dispose() (shutdown, tests) closes our connection too, under the lock:
+        # never while another thread is inside sqlite3 with it, never left to the
+        # garbage collector of whichever thread happens to run it.
+        event.listen(engine, "engine_disposed", self._on_dispose)
 
     def insert(self, params: tuple[Any, ...]) -> bool:
         """SQLite: insert one job row (see :func:`job_row`), committed together with
@@ -205,11 +209,32 @@ class SQLiteWrites:
                 conn.execute("ROLLBACK")
             raise
 
+    def close(self) -> None:
+        """Close the connection, once no write is using it (the write lock); the next
+        write takes a new one from the engine's pool.
+
+        A sqlite3 connection must never be closed while another thread is inside one
+        of its calls: the sqlite3 module clears the handle (``self->db = NULL``) and
+        the thread then returning from ``sqlite3_step`` calls SQLite with it
+        (``sqlite3_changes(NULL)``: a segmentation fault, SQLite here being built
+        without API armour). Nor may two threads use it at once: they share its
+        statement cache, and one's ``sqlite3_reset`` frees the row the other reads.
+        Hence every use of it, and this close, holds the Store's write lock.
+        """
+        with self.lock:
+            conn, self._connection = self._connection, None
+            if conn is not None:
+                conn.close()
+
+    def _on_dispose(self, engine: Engine) -> None:
+        self.close()
+
     def connection(self) -> Any:
         """SQLite's connection for single-statement writes, each its own transaction.
 
         Taken out of the pool (same pragmas) and switched to autocommit, so that an
-        INSERT is one driver call instead of three. Used under the write lock only.
+        INSERT is one driver call instead of three. Used under the write lock only
+        (see :meth:`close`).
         """
         if self._connection is None:
             fairy = self.engine.raw_connection()

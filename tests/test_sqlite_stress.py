@@ -1,0 +1,179 @@
+"""The Store's concurrent SQLite paths under stress (issue 11, class 12: interpreter
+crashes while another thread was in sqlite3's C code).
+
+Many threads create, update, read, finish and list jobs at once, through the group
+commit, the one-statement updates, the job's end in one transaction and the pooled
+reads, while the engine is disposed under them (as a service's shutdown and the tests'
+LiveServer.stop do) and the writer's own connection is closed and reopened. The
+interpreter must not crash (a crash kills this module's pytest run, which fails the
+test command), every write must either be stored or fail with an exception, and what is
+stored must read back whole. Bounded: about two seconds of hammering per test.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.test_storage import job
+from uws_server.db import create_schema, make_engine
+from uws_server.inputs import utcnow
+from uws_server.models import Phase
+from uws_server.service import new_job_id
+from uws_server.storage import EntityRow, Store
+
+SECONDS = 2.0
+THREADS = 12
+
+
+def _result(job_id: str, i: int) -> EntityRow:
+    return EntityRow(
+        entity_id=f"ent_{job_id}_{i}",
+        job_id=job_id,
+        name=f"out{i}.txt",
+        path=f"/nowhere/{job_id}/out{i}.txt",
+        location=None,
+        content_type="text/plain",
+        size=i,
+        sha256="0" * 64,
+        owner="alice",
+        role="output",
+        kind="result",
+        created=utcnow(),
+    )
+
+
+def _hammer(store: Store, stop: threading.Event, done: list[str], errors: list[str]) -> None:
+    """One job's whole life, again and again: each step on the path the service uses."""
+    rng = random.Random()
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            j = store.insert_job(job(n), new_job_id)
+            assert store.get_job(j.job_id) is not None
+            assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
+            store.update_job(j.job_id, external_id=str(n))
+            assert store.update_if_phase(
+                j.job_id, [Phase.QUEUED], phase=Phase.EXECUTING, start_time=utcnow()
+            )
+            results = [_result(j.job_id, i) for i in range(rng.randint(0, 3))]
+            assert store.finish_job(
+                j.job_id, [Phase.EXECUTING], results, phase=Phase.COMPLETED, end_time=utcnow()
+            )
+            store.list_jobs("echo", "alice", last=5)
+            store._changed(j.job_id)  # read it from the database again, not the cache
+            back = store.get_job(j.job_id)
+            assert back is not None and back.phase == Phase.COMPLETED
+            assert len(back.results) == len(results)
+            done.append(j.job_id)
+            if rng.random() < 0.05:
+                gc.collect()  # collections (and what they free) in any thread
+        except Exception as exc:  # noqa: BLE001 - collected, asserted on below
+            errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _run(store: Store, during: Callable[[], None]) -> tuple[list[str], list[str]]:
+    stop = threading.Event()
+    done: list[str] = []
+    errors: list[str] = []
+    threads = [
+        threading.Thread(target=_hammer, args=(store, stop, done, errors), daemon=True)
+        for _ in range(THREADS)
+    ]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + SECONDS
+    while time.monotonic() < deadline:
+        during()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads), "a thread is stuck"
+    return done, errors
+
+
+def test_jobs_hammered_while_the_engine_is_disposed(tmp_path: Path) -> None:
+    """engine.dispose() under writers and readers, over and over: the pooled
+    connections are closed and replaced, the writer's closed (between two writes,
+    under its lock) and reopened; every job finished is stored whole."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'stress.sqlite'}")
+    create_schema(engine)
+    store = Store(engine)
+
+    def dispose() -> None:
+        time.sleep(0.05)
+        engine.dispose()
+
+    done, errors = _run(store, dispose)
+    assert errors == [] and len(done) > 20, (len(done), errors[:5])
+    # everything reported done is stored, with its results
+    store._jobs.clear()
+    for job_id in random.sample(done, min(50, len(done))):
+        back = store.get_job(job_id)
+        assert back is not None and back.phase == Phase.COMPLETED
+    engine.dispose()
+
+
+def test_the_writer_is_never_closed_under_a_write(tmp_path: Path) -> None:
+    """close() waits for the write in progress (it takes the write lock), and the
+    next write takes a fresh connection."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'close.sqlite'}")
+    create_schema(engine)
+    store = Store(engine)
+    writes = store.sqlite_writes
+    assert writes is not None
+    first = store.insert_job(job(1), new_job_id)
+    conn = writes.connection()
+    closed = threading.Event()
+    with store._write_lock:  # a write in progress
+        closer = threading.Thread(target=lambda: (writes.close(), closed.set()))
+        closer.start()
+        assert not closed.wait(0.3), "closed while a write held the connection"
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1
+    closer.join(10)
+    assert closed.is_set()
+    second = store.insert_job(job(2), new_job_id)  # a new connection
+    assert writes.connection() is not conn
+    assert store.get_job(second.job_id) is not None and store.get_job(first.job_id) is not None
+    engine.dispose()
+    assert writes._connection is None  # dispose closed the writer too
+
+
+def test_stores_dropped_with_writes_in_flight(tmp_path: Path) -> None:
+    """Service after service (as a test module runs them), each dropped right after its
+    shutdown: the garbage collector frees their connections while the next one works."""
+    for round_ in range(3):
+        engine = make_engine(f"sqlite:///{tmp_path / f'r{round_}.sqlite'}")
+        create_schema(engine)
+        store = Store(engine)
+
+        stop = threading.Event()
+        done: list[str] = []
+        errors: list[str] = []
+        threads = [
+            threading.Thread(target=_hammer, args=(store, stop, done, errors), daemon=True)
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(SECONDS / 4)
+        engine.dispose()  # LiveServer.stop: the engine first...
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert errors == [] and done, errors[:5]
+        del store, engine, threads  # ...then the whole service is garbage
+        gc.collect()
+    assert store_rows(tmp_path / "r2.sqlite") > 0
+
+
+def store_rows(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
