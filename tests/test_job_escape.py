@@ -332,6 +332,76 @@ def test_runner_ends_every_escaped_process(tmp_path: Path, mode: str, scenario: 
         assert b"killed 6 process(es) it left behind" in err, err
 
 
+HOPPER = r"""
+"$UWS_PYTHON" -c 'import os, time  # {marker}
+log = os.open("hops", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+while True:
+    if os.fork():
+        os._exit(0)  # the parent goes: the child is re-parented, with a new pid each time
+    os.setsid()
+    os.write(log, b"x")
+    time.sleep(0.005)
+' </dev/null >/dev/null 2>&1 &
+sleep 0.5
+echo done > output.txt
+"""
+
+
+def hunt(marker: str, seconds: float) -> None:
+    """Kill what carries ``marker`` among the newest pids (a /proc scan is too slow to
+    see a process that changes pid every 5 ms; the newest pids are where it is)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with open("/proc/loadavg") as f:
+            last = int(f.read().split()[-1])
+        for pid in range(max(2, last - 40), last + 3):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        os.kill(pid, 9)
+            except OSError:
+                continue
+
+
+@pytest.mark.parametrize("executor", ["local", "runner"])
+@pytest.mark.parametrize("mode", ["cgroup", "subreaper"])
+def test_a_process_that_keeps_changing_pid_is_caught(
+    local_pool: Callable[[str], tuple[LocalManager, Sink, Path]],
+    tmp_path: Path,
+    executor: str,
+    mode: str,
+) -> None:
+    """A moving target: it forks, its parent exits, again and again (a new pid and a new
+    session every 5 ms), noting each hop in ``hops``. Killing a list of pids would always
+    be one step behind; after the job's end no hop may follow."""
+    job_cgroup = need_mode(mode)
+    marker = f"uws-hopper-{os.getpid()}-{executor}-{mode}"
+    script = HOPPER.replace("{marker}", marker)
+    hops = Path()
+    try:
+        if executor == "local":
+            manager, sink, jobs_dir = local_pool(job_cgroup)
+            spec = local_spec(jobs_dir, "hop", script, "end")
+            hops = spec.job_dir / "hops"
+            manager.submit(spec)
+            assert sink.wait_final("hop").phase is Phase.COMPLETED
+        else:
+            spec = local_spec(tmp_path, "hop", script, "end")
+            hops = spec.job_dir / "hops"
+            proc = run_cli(spec.job_dir, job_cgroup)
+            assert proc.wait(timeout=30) == 0, proc.communicate()
+        at_end = hops.stat().st_size
+        assert at_end >= 3  # it did hop while the job ran
+        time.sleep(0.3)
+        assert hops.stat().st_size == at_end, "still hopping after the job's end"
+    finally:
+        if hops.exists():  # never leave it behind, even when the test failed
+            size = -1
+            while hops.stat().st_size != size:
+                size = hops.stat().st_size
+                hunt(marker, 0.3)
+
+
 def test_the_reaper_mirrors_its_command_and_leaves_nothing(tmp_path: Path) -> None:
     """The local pool's subreaper (no cgroup): same exit status, same signal."""
     from workers import reaper
