@@ -83,13 +83,13 @@ MAP_JDL = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-# Adds observations to the store through the fast path, and returns each file as a
-# result of its own (a copy: the DL3 marker of its generated entity makes it the store
-# row's provenance, not a second row).
+# Adds an observation to the store (as the CTA scripts do: DL3Store.add) and returns
+# its file as a result (a copy: with the DL3 marker of its generated entity, the job
+# becomes the store row's provenance, and no second row is made).
 ADD_JDL = """<?xml version="1.0" encoding="UTF-8"?>
 <VOTABLE xmlns="http://www.ivoa.net/xml/VOTable/v1.3" version="1.3">
   <RESOURCE ID="vo_add" name="vo_add" type="meta" utype="voprov:ActivityDescription">
-    <DESCRIPTION>Adds observations to the DL3 store</DESCRIPTION>
+    <DESCRIPTION>Adds an observation to the DL3 store</DESCRIPTION>
     <PARAM name="executionDuration" value="240" datatype="int"/>
     <PARAM name="script" arraysize="*" datatype="char" value='{script}'/>
     <GROUP name="InputParams">
@@ -130,17 +130,44 @@ def simulate(store: Path, workdir: Path, **params: str) -> None:
     )
 
 
+ADD_SCRIPT = r"""
+import shutil, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from dl3_store import DL3Store
+staged = DL3Store().staging_path(2001)
+shutil.copyfile(sys.argv[2], staged)
+added = DL3Store().add({2001: staged})
+shutil.copyfile(added[2001], "copy_obs_002001.fits.gz")
+"""
+
+
 @pytest.fixture(scope="module")
-def dl3_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dl3_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A store of observations 1001 and 1002, and the file of a third one (2001) that a
+    job adds later. One simulation (the fast path) for the whole module."""
     base = tmp_path_factory.mktemp("vo_store")
-    simulate(base / "store", base / "sim")
-    return base / "store"
+    simulate(base / "sim_store", base / "sim", obs_ids="1001 1002 2001", livetime="1")
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
+    try:
+        from dl3_store import DL3Store
+    finally:
+        sys.path.pop(0)
+    store = DL3Store(base / "store")
+    staged = {}
+    for obs_id in (1001, 1002):
+        staged[obs_id] = store.staging_path(obs_id)
+        shutil.copyfile(base / "sim_store" / "data" / f"obs_{obs_id:06d}.fits.gz", staged[obs_id])
+    store.add(staged)
+    return store.root, base / "sim_store" / "data" / "obs_002001.fits.gz"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def vo_settings(request: pytest.FixtureRequest, tmp_path: Path, dl3_store: Path) -> Settings:
+def vo_settings(
+    request: pytest.FixtureRequest, tmp_path: Path, dl3_store: tuple[Path, Path]
+) -> Settings:
     store = tmp_path / "dl3"
-    shutil.copytree(dl3_store, store)
+    shutil.copytree(dl3_store[0], store)
     overrides: dict[str, Any] = {"dl3_store": store}
     if request.param == "postgresql":
         need(bool(PG_URL), "PostgreSQL not available (set UWS_TEST_DATABASE_URL)")
@@ -153,10 +180,9 @@ def vo_settings(request: pytest.FixtureRequest, tmp_path: Path, dl3_store: Path)
     script = tmp_path / "make_map.py"
     script.write_text(MAP_SCRIPT)
     (jdl / "vo_map_vot.xml").write_text(MAP_JDL.format(script=script))
-    script = (
-        'python "$UWS_SCRIPTS_DIR/cta/simulate_dl3.py" &amp;&amp; '
-        'for f in dl3_obs_*.fits.gz; do cp "$f" "copy_$f" &amp;&amp; rm "$f"; done'
-    )
+    add = tmp_path / "add_obs.py"
+    add.write_text(ADD_SCRIPT)
+    script = f'python {add} "$UWS_SCRIPTS_DIR/cta" {dl3_store[1]}'
     (jdl / "vo_add_vot.xml").write_text(ADD_JDL.format(script=script))
     return settings
 
