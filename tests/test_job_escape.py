@@ -363,6 +363,32 @@ def hunt(marker: str, seconds: float) -> None:
                 continue
 
 
+def stop_hopping(hops: Path, marker: str) -> None:
+    size = -1
+    while hops.stat().st_size != size:
+        size = hops.stat().st_size
+        hunt(marker, 0.3)
+
+
+def test_the_hopper_outlives_a_process_group_kill(tmp_path: Path) -> None:
+    """The control: without containment it hops on after its group was killed."""
+    marker = f"uws-hopper-{os.getpid()}-control"
+    env = {**os.environ, "UWS_PYTHON": sys.executable}
+    argv = ["bash", "-c", HOPPER.replace("{marker}", marker)]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, start_new_session=True)
+    hops = tmp_path / "hops"
+    try:
+        assert proc.wait(timeout=20) == 0
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        at_end = hops.stat().st_size
+        assert wait_for(lambda: hops.stat().st_size > at_end, 5)
+    finally:
+        stop_hopping(hops, marker)
+
+
 @pytest.mark.parametrize("executor", ["local", "runner"])
 @pytest.mark.parametrize("mode", ["cgroup", "subreaper"])
 def test_a_process_that_keeps_changing_pid_is_caught(
@@ -396,10 +422,7 @@ def test_a_process_that_keeps_changing_pid_is_caught(
         assert hops.stat().st_size == at_end, "still hopping after the job's end"
     finally:
         if hops.exists():  # never leave it behind, even when the test failed
-            size = -1
-            while hops.stat().st_size != size:
-                size = hops.stat().st_size
-                hunt(marker, 0.3)
+            stop_hopping(hops, marker)
 
 
 def test_the_reaper_mirrors_its_command_and_leaves_nothing(tmp_path: Path) -> None:
