@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import gc
 import random
+import sqlite3
+import sqlite3.dbapi2
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.test_storage import job
 from uws_server.db import create_schema, make_engine
@@ -28,6 +32,95 @@ from uws_server.storage import EntityRow, Store
 
 SECONDS = 2.0
 THREADS = 12
+
+
+class _Overlaps:
+    """Which thread is inside a call on which sqlite3 connection: a call entered while
+    another thread is inside one on the same connection (close included) is recorded.
+    That is the condition that crashes CPython's sqlite3 module (see
+    uws_server.sqlite_writes.SQLiteWrites.close)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside: dict[int, dict[int, int]] = {}  # id(connection) -> {thread: depth}
+        self.found: list[str] = []
+
+    def enter(self, conn: object, what: str) -> None:
+        me = threading.get_ident()
+        with self.lock:
+            threads = self.inside.setdefault(id(conn), {})
+            if any(t != me and depth for t, depth in threads.items()):
+                self.found.append(f"{what} while another thread was inside this connection")
+            threads[me] = threads.get(me, 0) + 1
+
+    def leave(self, conn: object) -> None:
+        me = threading.get_ident()
+        with self.lock:
+            self.inside[id(conn)][me] -= 1
+
+
+def _tracked(overlaps: _Overlaps) -> tuple[type, type]:
+    """sqlite3 Connection and Cursor classes whose every call goes through ``overlaps``."""
+
+    def wrap(base: type, name: str, label: str):  # type: ignore[no-untyped-def]
+        method = getattr(base, name)
+
+        def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            conn = self if isinstance(self, sqlite3.Connection) else self.connection
+            overlaps.enter(conn, label)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                overlaps.leave(conn)
+
+        return call
+
+    cursor_calls = ("execute", "executemany", "fetchone", "fetchall", "fetchmany", "close")
+    cursor_cls = type(
+        "TrackedCursor",
+        (sqlite3.Cursor,),
+        {n: wrap(sqlite3.Cursor, n, f"cursor.{n}") for n in cursor_calls},
+    )
+
+    def cursor(self, factory=cursor_cls):  # type: ignore[no-untyped-def]
+        return sqlite3.Connection.cursor(self, factory)
+
+    conn_calls = ("commit", "rollback", "close")
+    namespace = {n: wrap(sqlite3.Connection, n, f"connection.{n}") for n in conn_calls}
+    namespace["cursor"] = cursor
+    namespace["execute"] = lambda self, *a: self.cursor().execute(*a)
+    namespace["executemany"] = lambda self, *a: self.cursor().executemany(*a)
+    return type("TrackedConnection", (sqlite3.Connection,), namespace), cursor_cls
+
+
+@pytest.fixture
+def overlaps(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Overlaps]:
+    """Every sqlite3 connection opened meanwhile (SQLAlchemy opens them through
+    ``sqlite3.dbapi2.connect``) tracked; the test asserts on what was found."""
+    found = _Overlaps()
+    connection_cls, _ = _tracked(found)
+    real = sqlite3.dbapi2.connect
+
+    def connect(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("factory", connection_cls)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", connect)
+    yield found
+
+
+def test_the_overlap_detector_detects() -> None:
+    """The detector of the tests below can fail: an overlap is recorded (simulated
+    with two threads' bookkeeping; really overlapping calls could crash the run)."""
+    found = _Overlaps()
+    conn = object()
+    found.enter(conn, "first")
+    t = threading.Thread(target=lambda: (found.enter(conn, "second"), found.leave(conn)))
+    t.start()
+    t.join()
+    found.leave(conn)
+    found.enter(conn, "third")  # the same thread again, after: no overlap
+    assert found.found == ["second while another thread was inside this connection"]
 
 
 def _result(job_id: str, i: int) -> EntityRow:
@@ -97,7 +190,7 @@ def _run(store: Store, during: Callable[[], None]) -> tuple[list[str], list[str]
     return done, errors
 
 
-def test_jobs_hammered_while_the_engine_is_disposed(tmp_path: Path) -> None:
+def test_jobs_hammered_while_the_engine_is_disposed(tmp_path: Path, overlaps: _Overlaps) -> None:
     """engine.dispose() under writers and readers, over and over: the pooled
     connections are closed and replaced, the writer's closed (between two writes,
     under its lock) and reopened; every job finished is stored whole."""
@@ -111,6 +204,8 @@ def test_jobs_hammered_while_the_engine_is_disposed(tmp_path: Path) -> None:
 
     done, errors = _run(store, dispose)
     assert errors == [] and len(done) > 20, (len(done), errors[:5])
+    assert overlaps.inside, "no connection was tracked"
+    assert overlaps.found == []  # no connection used, or closed, by two threads at once
     # everything reported done is stored, with its results
     store._jobs.clear()
     for job_id in random.sample(done, min(50, len(done))):
@@ -144,7 +239,7 @@ def test_the_writer_is_never_closed_under_a_write(tmp_path: Path) -> None:
     assert writes._connection is None  # dispose closed the writer too
 
 
-def test_stores_dropped_with_writes_in_flight(tmp_path: Path) -> None:
+def test_stores_dropped_with_writes_in_flight(tmp_path: Path, overlaps: _Overlaps) -> None:
     """Service after service (as a test module runs them), each dropped right after its
     shutdown: the garbage collector frees their connections while the next one works."""
     for round_ in range(3):
@@ -170,6 +265,7 @@ def test_stores_dropped_with_writes_in_flight(tmp_path: Path) -> None:
         del store, engine, threads  # ...then the whole service is garbage
         gc.collect()
     assert store_rows(tmp_path / "r2.sqlite") > 0
+    assert overlaps.found == []
 
 
 def store_rows(path: Path) -> int:
