@@ -574,9 +574,9 @@ def test_a_pattern_refuses_links_but_skips_directories(tmp_path: Path) -> None:
     assert results == []  # a.out has a second link (b.out): neither is the job's own
     assert sorted(problems) == [
         "result outs: a.out refused: it has 2 hard links (a result must be a file of its "
-        "own, not a link to another file)",
+        "own: copy a file into the job directory rather than link it)",
         "result outs: b.out refused: it has 2 hard links (a result must be a file of its "
-        "own, not a link to another file)",
+        "own: copy a file into the job directory rather than link it)",
         "result outs: c.out refused: it is a symbolic link",
     ]
 

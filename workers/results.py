@@ -174,8 +174,8 @@ def inspect_result(root: str, inner: str, read_only: bool = True) -> tuple[int, 
             return _kind(info.st_mode)
         if info.st_nlink != 1:
             return (
-                f"it has {info.st_nlink} hard links (a result must be a file of its own, "
-                "not a link to another file)"
+                f"it has {info.st_nlink} hard links (a result must be a file of its own: "
+                "copy a file into the job directory rather than link it)"
             )
         if read_only and info.st_mode & 0o222:
             try:
