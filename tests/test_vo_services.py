@@ -431,6 +431,14 @@ def test_a_job_adding_to_the_store_is_catalogued(vo: LiveServer) -> None:
     links = parse_single_table(io.BytesIO(alice.get("/datalink", params={"ID": ident}).content))
     progenitor = [r for r in links.array if str(r["semantics"]) == "#progenitor"]
     assert progenitor and "DIRECTION=BACK" in str(progenitor[0]["access_url"])
+    made_by = [str(r["access_url"]) for r in links.array if r["semantics"] == "#documentation"]
+    assert made_by == [vo.base + job]
+    # bob may use the public observation, not see alice's job (POST works as GET)
+    bob_links = parse_single_table(
+        io.BytesIO(vo.client("bob").post("/datalink", data={"ID": ident}).content)
+    )
+    assert "#this" in set(bob_links.array["semantics"])
+    assert "#documentation" not in set(bob_links.array["semantics"])
 
 
 # ---------------------------------------------------------------- VOSI

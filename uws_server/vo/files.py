@@ -147,13 +147,3 @@ def irf_extract(settings: Settings, source: Path) -> Path:
             fits.HDUList([fits.PrimaryHDU(), *irfs]).writeto(tmp, output_verify="silentfix")
 
     return _make(_cache_path(settings, source, "irf", ".fits"), build)
-
-
-def has_irfs(source: Path) -> bool:
-    from astropy.io import fits
-
-    try:
-        with fits.open(source, memmap=False) as hdus:
-            return any(str(h.header.get("HDUCLAS1", "")).upper() == "RESPONSE" for h in hdus[1:])
-    except OSError:
-        return False

@@ -152,7 +152,7 @@ def dl3_file_row(path: Path) -> dict[str, Any]:
     instrument = _text(h.get("INSTRUME"))
     irf_class = _text(aeff_header.get("HDUCLAS3"))
     irf_name = _text(aeff_header.get("IRF")) or _text(aeff_header.get("CBD"))
-    if irf_name is None and instrument:
+    if irf_name is None and instrument and aeff is not None:
         irf_name = f"{instrument} {irf_class.lower()}" if irf_class else instrument
     created = _text(h.get("CREATED")) or _text(h.get("DATE"))
     return {

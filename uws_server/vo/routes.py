@@ -52,13 +52,21 @@ class VO:
         )
 
     def job_ended(self, job_id: str) -> None:
-        """Final hook: the store may have grown; the job's data sets become rows."""
+        """Final hook: the store may have grown; the job's data sets become rows.
+
+        A job whose definition catalogues nothing costs a ``stat`` and a job read: no
+        write (deleted jobs take their rows with them through the foreign key).
+        """
         self.store_sync.ensure_current()
         job = self.service.store.get_job(job_id)
         if job is None:
-            self.catalogue.remove_job(job_id)
             return
-        self.products.add_job(job)
+        try:
+            defn = self.service.definition(job.jobname)
+        except Exception:  # the definition is gone: nothing says what to catalogue
+            return
+        if any(e.dataproduct_type for e in defn.generated):
+            self.products.add_job(job)
 
     def reader(self) -> Catalogue:
         """The catalogue, after noticing a store changed behind the service's back."""
@@ -111,21 +119,28 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
         return service.auth.authenticate(request.get_header("Authorization"), required=False)
 
     # ------------------------------------------------------------------ cone search
-    @app.get("/scs")
+    def params() -> list[tuple[str, str]]:
+        """Query and, for a POST, form parameters (DALI: both methods)."""
+        pairs = list(request.query.allitems())
+        if request.method == "POST":
+            pairs += list(request.forms.allitems())
+        return pairs
+
+    @app.route("/scs", method=["GET", "POST"])
     def cone() -> HTTPResponse:
         caller = user()
         try:
-            body = scs.cone_search(vo.reader(), caller, dict(request.query.allitems()))
+            body = scs.cone_search(vo.reader(), caller, dict(params()))
         except scs.ConeError as exc:
             return _votable(scs.error_document(str(exc)), 400)
         return _votable(body)
 
     # ------------------------------------------------------------------ DataLink
-    @app.get("/datalink")
-    @app.get("/datalink/links")
+    @app.route("/datalink", method=["GET", "POST"])
+    @app.route("/datalink/links", method=["GET", "POST"])
     def links() -> HTTPResponse:
         caller = user()
-        ids = [v for k, v in request.query.allitems() if k.upper() == "ID"]
+        ids = [v for k, v in params() if k.upper() == "ID"]
         if not ids:
             return _votable(datalink.error_document("UsageFault: parameter ID is required"), 400)
         if len(ids) > MAX_DATALINK_IDS:
@@ -190,9 +205,12 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
     def irf() -> Any:
         row = visible_row(user())
         path = files.row_file(settings, row)
-        if path is None or row.get("dataproduct_type") != "event" or not files.has_irfs(path):
+        if path is None or row.get("dataproduct_type") != "event" or not row.get("irf_name"):
             return gone("the IRFs of this data set")
-        out = files.irf_extract(settings, path)
+        try:
+            out = files.irf_extract(settings, path)
+        except (OSError, ValueError):
+            return gone("the IRFs of this data set")
         return send(out, "application/fits", f"irf_{row['obs_id']}.fits")
 
     # ------------------------------------------------------------------ VOSI
@@ -264,7 +282,11 @@ def _links_of(
             )
         )
     job = service.store.get_job(row["job_id"]) if row.get("job_id") else None
-    if row.get("dataproduct_type") == "event" and files.has_irfs(path):
+    if job is None and row.get("entity_id"):  # a store file: the job that added it
+        entity = service.store.get_entity(row["entity_id"])
+        if entity is not None and entity.job_id:
+            job = service.store.get_job(entity.job_id)
+    if row.get("dataproduct_type") == "event" and row.get("irf_name"):
         out.append(
             datalink.Link(
                 id=did,
@@ -280,7 +302,7 @@ def _links_of(
     if job is not None and _may_see_job(caller, job.owner):
         job_url = f"{base}/rest/{quote(job.jobname)}/{job.job_id}"
         own = Path(path).name
-        for result in job.results:
+        for result in job.results if row.get("job_id") else ():
             if Path(result.path).name == own:
                 continue
             out.append(
