@@ -216,9 +216,10 @@ class SQLiteWrites:
         A sqlite3 connection must never be closed while another thread is inside one
         of its calls: the sqlite3 module clears the handle (``self->db = NULL``) and
         the thread then returning from ``sqlite3_step`` calls SQLite with it
-        (``sqlite3_changes(NULL)``: a segmentation fault, SQLite here being built
-        without API armour). Nor may two threads use it at once: they share its
-        statement cache, and one's ``sqlite3_reset`` frees the row the other reads.
+        (``sqlite3_last_insert_rowid(NULL)``: a segmentation fault, SQLite here being
+        built without API armour; see docs/security.md, class 12). Nor may two
+        threads use it at once: they share its statement cache, and one's
+        ``sqlite3_reset`` frees the row the other reads.
         Hence every use of it, and this close, holds the Store's write lock.
         """
         with self.lock:
