@@ -96,6 +96,7 @@ class _Reader:
         self._fd = sock.fileno()
         self._limits = limits
         self._buf = bytearray()
+        self._state: str | None = None  # request_state() of the buffer as it is
         self.bytes_read = 0
         self.closed = False
         self._body_start = 0.0  # monotonic time a thread started reading a body, or 0
@@ -113,9 +114,17 @@ class _Reader:
         if not data:
             return False
         self._buf += data
+        self._state = None
         return True
 
     def request_state(self) -> str:
+        """:meth:`_request_state`, worked out once per content of the buffer (the
+        selector's thread and then the worker ask about the same request)."""
+        if self._state is None:
+            self._state = self._request_state()
+        return self._state
+
+    def _request_state(self) -> str:
         """READY when a whole request is buffered, WAITING when more is to come, else
         the status to answer: "414" or "431" for a request line or head too large,
         "411" for a body with a transfer coding."""
@@ -179,6 +188,7 @@ class _Reader:
     def _take(self, size: int) -> bytes:
         out = bytes(self._buf[:size])
         del self._buf[:size]
+        self._state = None
         return out
 
     def read(self, size: int | None = -1) -> bytes:
@@ -213,6 +223,7 @@ class _Reader:
             if not chunk:
                 return self._take(len(self._buf))
             self._buf += chunk
+            self._state = None
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines, total = [], 0
@@ -229,6 +240,7 @@ class _Reader:
     def close(self) -> None:
         self.closed = True
         self._buf = bytearray()
+        self._state = None
 
 
 def _readable(fd: int, seconds: float) -> bool:
