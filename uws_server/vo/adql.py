@@ -25,6 +25,7 @@ PostgreSQL runs the PostgreSQL form on pgSphere.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -66,7 +67,7 @@ _COL = r"([A-Za-z0-9_`\".]+)"
 # The cone as each translation writes it (constants only in the circle).
 _CONE = {
     "mysql": re.compile(
-        rf"srcontainsl\(spoint\(RADIANS\({_COL}\), RADIANS\({_COL}\)\), "
+        rf"(?:1 = )?srcontainsl\(spoint\(RADIANS\({_COL}\), RADIANS\({_COL}\)\), "
         rf"scircle\(spoint\(RADIANS\({_NUM}\), RADIANS\({_NUM}\)\), RADIANS\({_NUM}\)\)\)"
     ),
     "postgresql": re.compile(
@@ -74,6 +75,17 @@ _CONE = {
         rf"scircle\(spoint\(RADIANS\({_NUM}\), RADIANS\({_NUM}\)\), RADIANS\({_NUM}\)\)"
     ),
 }
+
+
+class _QueryparserDebug(logging.Filter):
+    """queryparser logs its parse trees with ``logging.info`` on the root logger: one
+    line per clause of every query. Dropped here (only records from its own files)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "/queryparser/" not in record.pathname.replace("\\", "/")
+
+
+logging.getLogger().addFilter(_QueryparserDebug())
 
 
 class ADQLError(ValueError):
@@ -224,8 +236,6 @@ class _ShapeCache:
         if not literals:
             return self._cached(adql, dialect)
         text = "".join(shape)
-        if str(_SENTINEL_BASE)[:3] in "".join(t for t in tokens if t[:1].isdigit()):
-            return _run_parser(adql, dialect)  # a literal that looks like a sentinel
         parsed = self._cached(text, dialect)
         filled = self._fill(parsed.sql, literals)
         if filled is None:
@@ -250,7 +260,7 @@ class _ShapeCache:
         # of a longer number (inside pgSphere's '{(731000004.0d,...)}' too)
         head = str(_SENTINEL_BASE)[:3]
         pattern = re.compile(
-            rf"(?<![0-9.])({head}[0-9]{{6}})(?:\.0(?![0-9])|(?![0-9.]))|'tapq([0-9]+)z'"
+            rf"(?<![0-9A-Za-z_$.])({head}[0-9]{{6}})(?:\.0(?![0-9])|(?![0-9.]))|'tapq([0-9]+)z'"
         )
         try:
             filled = pattern.sub(put, sql)
