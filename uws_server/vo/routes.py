@@ -33,6 +33,7 @@ from uws_server.vo.votable_out import VOTABLE_MEDIA_TYPE, xml_escape
 log = logging.getLogger("uws_server.vo")
 
 MAX_DATALINK_IDS = 50
+QUERY_BODY = 64 * 1024
 
 
 class VO:
@@ -108,6 +109,12 @@ def _votable(body: str, status: int = 200, media: str = VOTABLE_MEDIA_TYPE) -> H
 def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
     vo = vo_for(service)
     settings = service.settings
+    # Imported here: request_guard imports the web pages, which import this module.
+    from uws_server.request_guard import RouteRule, rules_of
+
+    # Cone searches and DataLink requests are a few parameters: bodies stay small.
+    for prefix in ("/scs", "/datalink", "/vo/"):
+        rules_of(app).add(RouteRule(prefix, max_body=QUERY_BODY))
     if vo.job_ended not in service.lifecycle.final_hooks:
         service.lifecycle.final_hooks.append(vo.job_ended)
     try:
