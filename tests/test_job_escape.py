@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -133,6 +134,13 @@ def leftover_pids(job_dir: Path) -> list[int]:
         except (OSError, ValueError):
             pass
     return pids
+
+
+def left_behind(log: str) -> int:
+    """How many processes the runner says it killed after the script's end (at least
+    the six escapes; a subshell still exiting at that moment may be counted too)."""
+    match = re.search(r"killed (\d+) process\(es\) it left behind", log)
+    return int(match.group(1)) if match else 0
 
 
 def kill_pids(job_dir: Path) -> None:
@@ -329,7 +337,7 @@ def test_runner_ends_every_escaped_process(tmp_path: Path, mode: str, scenario: 
     expected = {"end": Phase.COMPLETED, "timeout": Phase.ERROR, "abort": Phase.ABORTED}
     assert status.phase is expected[scenario], (status, err)
     if mode == "subreaper" and scenario == "end":
-        assert b"killed 6 process(es) it left behind" in err, err
+        assert left_behind(err.decode()) >= len(ESCAPES), err
 
 
 HOPPER = r"""
@@ -515,7 +523,7 @@ def test_slurm_ends_every_escaped_process(
     assert status.phase is expected[scenario], status
     if mode == "subreaper" and scenario == "end":  # the runner found them as its own
         log = (jdir / ".uws" / "slurm.err").read_text()
-        assert "killed 6 process(es) it left behind" in log, log
+        assert left_behind(log) >= len(ESCAPES), log
 
 
 # --- class 6: results that are links, or not files ---------------------------------------
