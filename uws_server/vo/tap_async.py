@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -102,8 +103,15 @@ def query_user(store_user: User | None) -> User | None:
 class TapJobs:
     """Creates, starts and runs the async TAP jobs of one service."""
 
-    def __init__(self, service: UWSService, executor: QueryExecutor, workers: int = 2) -> None:
+    def __init__(
+        self,
+        service: UWSService,
+        executor: QueryExecutor,
+        workers: int = 2,
+        prepare: Callable[[], object] | None = None,
+    ) -> None:
         self.service = service
+        self.prepare = prepare  # called before each query (the catalogue's store sync)
         self.settings = service.settings
         self.executor = executor
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="tap")
@@ -189,6 +197,8 @@ class TapJobs:
                 None if job.owner == ANONYMOUS.name else self.service.store.user_by_name(job.owner)
             )
             timeout = float(job.execution_duration or self.settings.tap_async_timeout)
+            if self.prepare is not None:
+                self.prepare()
             result = self.executor.run(
                 req.query,
                 query_user(owner),

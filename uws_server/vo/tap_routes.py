@@ -23,6 +23,7 @@ from uws_server.models import Job, Phase, User
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
 from uws_server.vo.adql import ADQLError
+from uws_server.vo.routes import catalogue_for
 from uws_server.vo.tap_async import (
     TAP_JOBNAME,
     TapJobs,
@@ -119,7 +120,14 @@ def availability_xml(available: bool, note: str) -> str:
 def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
     settings = service.settings
     executor = QueryExecutor(service.store.engine)
-    jobs = TapJobs(service, executor, workers=max(1, settings.local_slots))
+    # Each query first lets the catalogue notice a DL3 store changed behind the service's
+    # back (a stat when nothing did), as every other reader of the catalogue does.
+    jobs = TapJobs(
+        service,
+        executor,
+        workers=max(1, settings.local_slots),
+        prepare=lambda: catalogue_for(service),
+    )
 
     def user() -> User:
         return service.auth.authenticate(request.get_header("Authorization"), required=False)
@@ -160,6 +168,7 @@ def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
             req = check_request(
                 tap_parameters(form_pairs()), settings.tap_maxrec_default, settings.tap_maxrec_hard
             )
+            catalogue_for(service)
             result = executor.run(req.query, query_user(u), req.maxrec, settings.tap_sync_timeout)
         except ADQLError as exc:
             log.info("tap sync query refused: %s (%r)", exc, request.params.get("QUERY", "")[:200])
