@@ -398,6 +398,42 @@ def test_a_large_body_sent_slowly_is_cut(
         assert time.monotonic() - started < 10
 
 
+def test_expect_continue(tight: LiveServer) -> None:
+    """A client that waits for "100 Continue" gets it for a small body (read without a
+    thread, so one never sent is a 408 like a slow head); a large body from nobody is
+    refused before it is sent."""
+    port = tight.settings.port
+    auth = {"Authorization": f"Bearer {tight.tokens['alice']}"}
+    form = {"Content-Type": "application/x-www-form-urlencoded", "Expect": "100-continue"}
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            request_head("POST", "/rest/echo_job", {**auth, **form, "Content-Length": "6"})
+        )
+        answers = sock.makefile("rb")
+        assert read_answer(answers)[0] == 100
+        sock.sendall(b"text=a")
+        status = read_answer(answers)[0]
+        while status == 100:  # cheroot's own interim answer may follow
+            status = read_answer(answers)[0]
+        assert status == 303
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            request_head("POST", "/rest/echo_job", {**auth, **form, "Content-Length": "6"})
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert b"HTTP/1.1 408 " in data  # the body never came: after head_timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        big = {**form, "Content-Length": str(50 * MB)}
+        sock.sendall(request_head("POST", "/rest/echo_job", big))
+        answers = sock.makefile("rb")
+        status = read_answer(answers)[0]
+        while status == 100:  # cheroot invites the body; the guard refuses it unread
+            status = read_answer(answers)[0]
+        assert status == 401
+
+
 def test_keep_alive_and_pipelining_still_work(world: LiveServer) -> None:
     """Two requests in one packet, then a third on the same connection."""
     two = b"GET /rest HTTP/1.1\r\nHost: x\r\n\r\n" * 2

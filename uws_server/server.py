@@ -68,7 +68,8 @@ READ_SIZE = 64 * 1024
 BODY_GRACE = 10.0
 MIN_BODY_RATE = 1000
 
-WAITING, READY, CLOSED = "waiting", "ready", "closed"
+WAITING, EXPECTING, READY, CLOSED = "waiting", "expecting", "ready", "closed"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,13 +143,13 @@ class _Reader:
         head = bytes(buf[:head_end])
         if TRANSFER_ENCODING.search(head):
             return "411"
-        if EXPECT.search(head):
-            return READY
         match = CONTENT_LENGTH.search(head)
         length = int(match.group(1)) if match else 0
         if length > PREREAD_BODY or len(buf) >= head_end + length:
             return READY
-        return WAITING
+        # A small body is awaited here too; a client that waits for "100 Continue"
+        # before sending it gets one (and cheroot's, a second: clients accept several).
+        return EXPECTING if EXPECT.search(head) else WAITING
 
     def pending(self) -> int:
         return len(self._buf)
@@ -385,6 +386,7 @@ class _Connection(cheroot_server.HTTPConnection):
         self._refused = self._counted > limits.max_connections
         self._closed = False
         self._answered = False
+        self._continued = False  # "100 Continue" sent for the request being read
 
     # cheroot's ConnectionManager closes a connection whose ``last_used`` is older than
     # the server's timeout (minutes: keep-alive between requests). A request under way
@@ -405,54 +407,56 @@ class _Connection(cheroot_server.HTTPConnection):
         or readable): True when a whole request is buffered and a thread must serve it.
         Otherwise what the socket has is taken here, without waiting, and the
         connection goes back to the selector, or is answered and closed."""
-        reader = self.rfile
-        if not isinstance(reader, _Reader):
+        if not isinstance(self.rfile, _Reader):
             return True
+        step = self._advance()
+        if step == WAITING:
+            self.server.put_conn(self)  # back to the selector until more arrives
+        elif step == CLOSED:
+            self.close()
+        return step == READY
+
+    def _advance(self) -> str:
+        """Take what the socket has, without waiting: READY (a whole request is
+        buffered), WAITING (more is to come, within the head timeout) or CLOSED (the
+        client went away, or was answered 408, 411, 414, 431 or 503)."""
+        reader = self.rfile
+        assert isinstance(reader, _Reader)
         if self._refused:
             self._answer("503")
-            self.close()
-            return False
+            return CLOSED
         state = reader.request_state() if reader.pending() else WAITING
-        if state == WAITING:
+        if state in (WAITING, EXPECTING):
             if not reader.fill():
-                self.close()  # the client went away
-                return False
+                return CLOSED  # the client went away
             if self._head_since is None:
                 self._head_since = time.time()
             state = reader.request_state() if reader.pending() else WAITING
+        if state == EXPECTING:
+            if not self._continued:
+                self._continued = True
+                try:
+                    os.write(self.socket.fileno(), CONTINUE)
+                except OSError:
+                    return CLOSED
+            state = WAITING
         if state == READY:
-            return True
+            return READY
         if state == WAITING and time.time() - (self._head_since or 0) <= self._limits.head_timeout:
-            self.server.put_conn(self)  # back to the selector until more arrives
-            return False
+            return WAITING
         self._answer("408" if state == WAITING else state)
-        self.close()
-        return False
+        return CLOSED
 
     def communicate(self) -> bool:
         reader = self.rfile
         if not isinstance(reader, _Reader):
             return bool(super().communicate())
-        if self._refused:
-            self._answer("503")
-            return False
-        state = reader.request_state() if reader.pending() else WAITING
-        if state == WAITING:
-            if not reader.fill():
-                return False  # the client went away
-            if self._head_since is None:
-                self._head_since = time.time()
-            state = reader.request_state() if reader.pending() else WAITING
-        if state == WAITING:
-            if time.time() - (self._head_since or 0) > self._limits.head_timeout:
-                self._answer("408")
-                return False
-            return True  # back to the selector until more arrives
-        if state != READY:
-            self._answer(state)
-            return False
+        step = self._advance()  # READY at once when the request came through needs_thread
+        if step != READY:
+            return step == WAITING  # cheroot's thread puts it back, or closes it
         keep = bool(super().communicate())
         self._head_since = time.time() if keep and reader.pending() else None
+        self._continued = False
         return keep
 
     def _answer(self, status: str) -> None:
