@@ -167,9 +167,12 @@ def scontrol(sid: str) -> dict[str, str]:
 #   (batch_sched_delay=0); one held back (by --begin, or for a free slot) starts on the
 #   next pass that tests every pending job: the main scheduler's (sched_interval) or the
 #   backfill's (bf_interval). A cancelled job gets SIGTERM, then SIGKILL KillWait seconds
-#   later. These periods are read from the running slurmctld (ClusterTiming), so the
-#   bounds follow scripts/slurm_start.sh (1 s passes) and stay right on a cluster left
-#   with Slurm's defaults (60 s and 30 s, which a fixed 40 s wait raced: issue 17).
+#   later, and until it is gone the node is COMPLETING: Slurm 22.05 starts nothing on it
+#   meanwhile (measured: a job submitted then waited 4.8 s with KillWait=5, behind a
+#   cancelled one; a runner cancelled while it exits can take the whole KillWait). These
+#   periods are read from the running slurmctld (ClusterTiming), so the bounds follow
+#   scripts/slurm_start.sh (1 s passes) and stay right on a cluster left with Slurm's
+#   defaults (60 s and 30 s, which a fixed 40 s wait raced: issue 17).
 # * the machine: tests.timing.MACHINE, plus SLURM_OBSERVE to watch slurmctld through squeue.
 
 SLURM_OBSERVE = 5.0
@@ -187,12 +190,14 @@ class ClusterTiming:
     kill_wait: float  # SIGTERM to SIGKILL of a cancelled job (KillWait)
 
     def start_bound(self) -> float:
-        """Seconds within which Slurm starts a job that can run (free slot, no --begin)."""
-        return self.sched_pass + SLURM_OBSERVE
+        """Seconds within which Slurm starts a job that can run (a free slot, no --begin):
+        the node may first be COMPLETING a job cancelled just before (another test's
+        leftovers, an abort), then the next pass."""
+        return self.kill_wait + self.sched_pass + SLURM_OBSERVE
 
     def job_bound(self, seconds: float = 0) -> float:
         """Seconds within which a job submitted now, whose script takes ``seconds``, is
-        reported final: started by the next pass at the latest, then the machine."""
+        reported final: started within start_bound, then the machine."""
         return self.start_bound() + seconds + MACHINE
 
     def end_bound(self) -> float:
@@ -242,7 +247,8 @@ def seconds_until_eligible(sid: str) -> float:
 
 
 def wait_started(sid: str) -> None:
-    """Wait until Slurm starts job ``sid``: on the first pass after its begin time."""
+    """Wait until Slurm starts job ``sid``: on the first pass after its begin time (once
+    the node completed whatever was cancelled before)."""
     bound = seconds_until_eligible(sid) + cluster_timing().start_bound()
     assert wait_for(lambda: slurm_state(sid) not in ("PENDING", ""), bound), (
         f"Slurm job {sid} not started {bound:.0f} s later: "
