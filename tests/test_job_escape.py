@@ -433,6 +433,46 @@ def test_a_process_that_keeps_changing_pid_is_caught(
             stop_hopping(hops, marker)
 
 
+REWRITER = r"""
+echo original > output.txt
+setsid sh -c 'sleep 0.3; while :; do echo rewritten > output.txt 2>/dev/null; sleep 0.01; done' \
+    </dev/null >/dev/null 2>&1 &
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "runner"])
+@pytest.mark.parametrize("mode", ["cgroup", "subreaper"])
+def test_a_detached_process_cannot_change_a_collected_result(
+    local_pool: Callable[[str], tuple[LocalManager, Sink, Path]],
+    tmp_path: Path,
+    executor: str,
+    mode: str,
+) -> None:
+    """The job leaves a process that rewrites its result after the job's end: it is
+    gone before the result is collected, so what is served stays what was hashed."""
+    job_cgroup = need_mode(mode)
+    if executor == "local":
+        manager, sink, jobs_dir = local_pool(job_cgroup)
+        spec = local_spec(jobs_dir, "rw", REWRITER, "end")
+        manager.submit(spec)
+        final = sink.wait_final("rw")
+        results = final.results
+    else:
+        spec = local_spec(tmp_path, "rw", REWRITER, "end")
+        proc = run_cli(spec.job_dir, job_cgroup)
+        assert proc.wait(timeout=30) == 0, proc.communicate()
+        status = runner.read_status(spec.job_dir)
+        assert status is not None
+        final, results = status, status.results
+    assert final.phase is Phase.COMPLETED
+    time.sleep(0.6)  # the rewriter would have started by now
+    output = spec.job_dir / "output.txt"
+    assert output.read_text() == "original\n"
+    (result,) = results
+    assert result.sha256 == sha256(output.read_bytes()).hexdigest()
+    assert output.stat().st_mode & 0o222 == 0
+
+
 def test_the_reaper_mirrors_its_command_and_leaves_nothing(tmp_path: Path) -> None:
     """The local pool's subreaper (no cgroup): same exit status, same signal."""
     from workers import reaper
