@@ -435,7 +435,7 @@ def test_a_process_that_keeps_changing_pid_is_caught(
 
 REWRITER = r"""
 echo original > output.txt
-setsid sh -c 'sleep 0.3; while :; do echo rewritten > output.txt 2>/dev/null; sleep 0.01; done' \
+setsid sh -c 'sleep 0.3; for i in $(seq 300); do echo rewritten > output.txt; sleep 0.01; done' \
     </dev/null >/dev/null 2>&1 &
 """
 
