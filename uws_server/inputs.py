@@ -191,7 +191,7 @@ class InputStager:
         gone = f"input '{ent.name}': entity {row.entity_id} has no file any more"
         if not row.path:
             raise BadRequest(gone)
-        src = Path(row.path)
+        src = Path(os.path.normpath(row.path))
         try:
             fd = open_below(src, self.roots)
         except FileNotFoundError:

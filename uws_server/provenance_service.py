@@ -208,10 +208,12 @@ class ProvenanceService:
             )
         entities: dict[str, EntityRecord] = {}
         usages = []
-        owner = self._owner(job.owner)
+        account: User | None = None  # the owner's, looked up only for another's entity
         for entity_id, role in self.store.usages_of_job(job_id):
             row = self.store.get_entity(entity_id)
-            if row is not None and entity_readable(owner, job.owner, row):
+            if row is not None and row.owner != job.owner and account is None:
+                account = self._owner(job.owner)
+            if row is not None and entity_readable(account, job.owner, row):
                 entities[entity_id] = self._entity_record(row)
                 usages.append(UsageRecord(job_id, entity_id, role))
         generations = []
