@@ -193,8 +193,8 @@ class SafeFetcher:
             return host
 
     # --------------------------------------------------------------- checks
-    def check(self, url: str) -> tuple[Target, IPAddress]:
-        """The parsed URL and the one address to connect to, or FetchRefused."""
+    def check(self, url: str) -> tuple[Target, list[IPAddress]]:
+        """The parsed URL and the addresses to connect to (all checked), or FetchRefused."""
         target = parse_target(url)
         if target.host not in self.allowed_hosts:
             raise FetchRefused(f"host '{target.host}' is not in allowed_fetch_hosts")
@@ -223,7 +223,7 @@ class SafeFetcher:
                     f"'{target.host}' resolves to {address}, {problem} "
                     "(only addresses in allowed_fetch_networks are fetched from)"
                 )
-        return target, addresses[0]
+        return target, addresses
 
     # ---------------------------------------------------------------- fetch
     def fetch(self, url: str, path: str) -> Fetched:
@@ -235,9 +235,9 @@ class SafeFetcher:
             with os.fdopen(fd, "wb") as out:
                 current = url
                 for _ in range(MAX_REDIRECTS + 1):
-                    target, address = self.check(current)
+                    target, addresses = self.check(current)
                     h = hashlib.sha256()
-                    status, location, ctype, size = self._get(target, address, deadline, out, h)
+                    status, location, ctype, size = self._get(target, addresses, deadline, out, h)
                     if status in _REDIRECTS and location:
                         current = urljoin(current, location)
                         out.seek(0)
@@ -255,14 +255,15 @@ class SafeFetcher:
             raise
 
     def _get(
-        self, target: Target, address: IPAddress, deadline: float, out: BinaryIO, h: Any
+        self, target: Target, addresses: list[IPAddress], deadline: float, out: BinaryIO, h: Any
     ) -> tuple[int, str | None, str | None, int]:
-        """One GET on ``address``; the body (of a 200) into ``out``. Returns the status,
+        """One GET on the first of ``addresses`` that accepts the connection; the body (of
+        a 200) into ``out``. Returns the status,
         the Location header, the Content-Type and the body's size."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchRefused(f"the fetch took longer than {self.timeout:g} s")
-        conn = _PinnedConnection(target, address, remaining)
+        conn = _PinnedConnection(target, addresses, remaining, deadline)
         expired = threading.Event()
 
         def expire() -> None:  # the total time limit: cut the socket, whatever it waits on
@@ -316,17 +317,32 @@ class SafeFetcher:
 
 
 class _PinnedConnection(http.client.HTTPConnection):
-    """An HTTP(S) connection to an address checked beforehand: the Host header, SNI
-    and the certificate check use the URL's host, the socket goes to ``address``."""
+    """An HTTP(S) connection to addresses checked beforehand: the Host header, SNI and
+    the certificate check use the URL's host, the socket goes to the first of
+    ``addresses`` that accepts it (as ``socket.create_connection`` tries a name's)."""
 
-    def __init__(self, target: Target, address: IPAddress, timeout: float) -> None:
+    def __init__(
+        self, target: Target, addresses: list[IPAddress], timeout: float, deadline: float
+    ) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
-        self._address = str(address)
+        self._deadline = deadline
+        self._addresses = [str(a) for a in addresses]
         self._tls = target.scheme == "https"
         self.pinned_socket: socket.socket | None = None
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        error: OSError | None = None
+        for address in self._addresses:
+            try:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the fetch's time is up")
+                sock = socket.create_connection((address, self.port), left)
+                break
+            except OSError as exc:
+                error = exc
+        else:
+            raise error or OSError("no address")
         if self._tls:
             context = ssl.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=self.host)
