@@ -180,6 +180,11 @@ def vo_settings(
     script = tmp_path / "make_map.py"
     script.write_text(MAP_SCRIPT)
     (jdl / "vo_map_vot.xml").write_text(MAP_JDL.format(script=script))
+    # the same observation kept private: an analysis that does not add to the store
+    private = ADD_JDL.replace("vo_add", "vo_private").replace("copy_*.fits.gz", "mine.fits.gz")
+    (jdl / "vo_private_vot.xml").write_text(
+        private.format(script=f"cp {dl3_store[1]} mine.fits.gz")
+    )
     add = tmp_path / "add_obs.py"
     add.write_text(ADD_SCRIPT)
     script = f'python {add} "$UWS_SCRIPTS_DIR/cta" {dl3_store[1]}'
@@ -439,6 +444,32 @@ def test_a_job_adding_to_the_store_is_catalogued(vo: LiveServer) -> None:
     )
     assert "#this" in set(bob_links.array["semantics"])
     assert "#documentation" not in set(bob_links.array["semantics"])
+
+
+def test_a_private_dl3_product_is_its_owners(vo: LiveServer) -> None:
+    alice, bob = vo.client("alice"), vo.client("bob")
+    job = alice.create("vo_private", {"obs_ids": "2001", "PHASE": "RUN"})
+    assert alice.wait_final(job, 60) == "COMPLETED", alice.get(job + "/error").text
+    job_id = job.rsplit("/", 1)[1]
+    ident = f"ivo://{vo.settings.vo_authority}/product?{job_id}/dl3"
+    alice_user = vo.service.store.user_by_name("alice")
+    row = wait_until(lambda: catalogue_for(vo.service).get(alice_user, ident))
+    assert row is not None and row["obs_id"] == "2001" and row["dataproduct_type"] == "event"
+    with fits.open(vo.settings.jobs_dir / job_id / "mine.fits.gz") as hdus:
+        assert row["ev_xel"] == hdus["EVENTS"].header["NAXIS2"]
+    near = {"RA": SOURCE[0], "DEC": SOURCE[1], "SR": 2, "VERB": 1}
+    seen = {
+        c.name: {
+            str(x)
+            for x in parse_single_table(io.BytesIO(c.get("/scs", params=near).content)).array[
+                "obs_publisher_did"
+            ]
+        }
+        for c in (alice, bob)
+    }
+    assert ident in seen["alice"] and ident not in seen["bob"]
+    assert alice.get("/vo/irf", params={"ID": ident}).status_code == 200
+    assert bob.get("/vo/irf", params={"ID": ident}).status_code == 404
 
 
 # ---------------------------------------------------------------- VOSI
