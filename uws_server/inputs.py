@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from uws_server.errors import BadRequest, PayloadTooLarge
-from uws_server.fetch import FetchRefused, FetchTooLarge, SafeFetcher
+from uws_server.fetch import FetchRefused, FetchTooLarge, SafeFetcher, parse_target
 from uws_server.jobdef import EntityDef, JobDefinition
 from uws_server.models import User
 from uws_server.storage import EntityRow, Store
@@ -233,7 +233,7 @@ class InputStager:
 
     def _fetch(self, ent: EntityDef, user: User, job_dir: Path, url: str) -> StagedInput:
         try:
-            target = self.fetcher.check(url)[0]  # refuse before creating anything
+            target = parse_target(url)  # the file's name (fetch() checks it all again)
             filename, fd = _create_new(
                 job_dir, safe_filename(target.request_uri.split("?", 1)[0], ent.default or ent.name)
             )
