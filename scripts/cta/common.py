@@ -317,24 +317,22 @@ def write_used(observations: Iterable[ObservationFiles]) -> Path:
 
 
 def publish_observations(written: dict[int, Path], prefix: str = "dl3_obs_") -> list[Path]:
-    """Link the observation files a job added to the DL3 store into its own directory.
+    """Copy the observation files a job added to the DL3 store into its own directory.
 
     They then become the job's results (the definition declares ``dl3_obs_*.fits.gz``),
     byte for byte the files in the store: a later job that reads an observation from
     the store is matched to this job's result by its SHA-256, which is what chains the
     provenance of a DL4 product back to the job that made its DL3 input.
     """
-    import os
     import shutil
 
     out = []
     for obs_id, path in sorted(written.items()):
         target = Path(f"{prefix}{obs_id:06d}.fits.gz")
         target.unlink(missing_ok=True)
-        try:
-            os.link(path, target)  # same bytes, no copy (the store is usually on this disk)
-        except OSError:
-            shutil.copyfile(path, target)
+        # A copy, never a hard link: the service refuses linked results (a link would
+        # let the job's file and the store's change together after the job ended).
+        shutil.copyfile(path, target)
         out.append(target)
     return out
 
