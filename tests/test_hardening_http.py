@@ -616,6 +616,13 @@ def test_cross_site_rule() -> None:
         {**proxied, "HTTP_ORIGIN": "https://svc.example"}, "https://svc.example/"
     )
     assert is_cross_site({**proxied, "HTTP_ORIGIN": "https://evil.example"}, "https://svc.example/")
+    forwarded = {
+        **proxied,
+        "HTTP_X_FORWARDED_HOST": "svc.example",
+        "HTTP_X_FORWARDED_PROTO": "https",
+    }
+    assert not is_cross_site({**forwarded, "HTTP_ORIGIN": "https://svc.example"})
+    assert is_cross_site({**forwarded, "HTTP_ORIGIN": "https://evil.example"})
 
 
 # ----------------------------------------------------------------- class 10: 500s

@@ -7,8 +7,10 @@ Browsers say where a request comes from: ``Sec-Fetch-Site`` (every current brows
 ``Origin`` (on every POST, on cross-origin requests). The request is cross-site when
 ``Sec-Fetch-Site`` is anything but ``same-origin`` or ``none`` (typed in, bookmark), or
 when ``Origin`` is ``null`` or names another origin than the service's own: the
-configured ``base_url``, or the host the request was sent to. A client that is not a
-browser sends neither header and is never refused by this rule.
+configured ``base_url``, or the host the request was sent to (``Host``, or a proxy's
+``X-Forwarded-Host``, which a page of another site cannot make a browser send without
+the service's consent). A client that is not a browser sends neither header and is
+never refused by this rule.
 
 Used by :mod:`uws_server.request_guard` for every API route and by the web pages
 (:meth:`uws_server.web.common.WebApp.check_post`) for requests authenticated by header.
@@ -42,6 +44,10 @@ def own_origins(environ: dict[str, Any], base_url: str = "") -> set[str]:
     else:
         server = f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
         names.add(_netloc(scheme, server))
+    forwarded = environ.get("HTTP_X_FORWARDED_HOST")
+    if forwarded:  # a proxy's; a page elsewhere cannot make a browser send it
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+        names.add(_netloc(proto, forwarded.split(",")[0]))
     if base_url:
         parts = urlsplit(base_url)
         names.add(_netloc(parts.scheme, parts.netloc))
