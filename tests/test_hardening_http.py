@@ -528,6 +528,10 @@ def test_results_cannot_act_as_pages(world: LiveServer) -> None:
             assert r.headers["Content-Disposition"].startswith("attachment"), url
             if ctype:
                 assert r.headers["Content-Type"].startswith(ctype)
+            part = alice.get(url, headers={"Range": "bytes=0-3"})  # a range: still a file
+            assert part.status_code == 206, url
+            assert "sandbox" in part.headers["Content-Security-Policy"], url
+            assert part.headers["X-Content-Type-Options"] == "nosniff", url
     for url in (job + "/results/plain", ui + "/results/plain", job + "/stdout"):
         r = alice.get(url)
         assert r.status_code == 200

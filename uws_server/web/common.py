@@ -290,8 +290,11 @@ class WebApp:
         """Security headers on the response object that will actually be sent."""
         target = result if isinstance(result, HTTPResponse) else response
         ctype = target.headers.get("Content-Type", "") or ""
-        if isinstance(result, HTTPResponse) and hasattr(result.body, "read"):
-            # A file (bottle.static_file): whatever its type, never a page of ours.
+        if isinstance(result, HTTPResponse) and (
+            hasattr(result.body, "read") or result.get_header("Accept-Ranges")
+        ):
+            # A file (bottle.static_file, whole or a range): whatever its type, never a
+            # page of ours.
             for name, value in file_headers(ctype).items():
                 if name != "Content-Disposition" or not target.headers.get(name):
                     target.set_header(name, value)
