@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,9 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
         rules_of(app).add(RouteRule(prefix, max_body=QUERY_BODY))
     if vo.job_ended not in service.lifecycle.final_hooks:
         service.lifecycle.final_hooks.append(vo.job_ended)
-    try:
-        vo.store_sync.sync()
-    except Exception:
-        log.exception("DL3 store sync at start failed; retried on the next search")
+    # The first sync reads every new observation's headers: in the background, so that
+    # a large store does not delay the start; a search meanwhile waits for it.
+    threading.Thread(target=_first_sync, args=(vo,), name="vo-store-sync", daemon=True).start()
 
     def user() -> User:
         return service.auth.authenticate(request.get_header("Authorization"), required=False)
@@ -242,6 +242,13 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
             "</vosi:availability>\n"
         )
         return HTTPResponse(body.encode(), headers={"Content-Type": "application/xml"})
+
+
+def _first_sync(vo: VO) -> None:
+    try:
+        vo.store_sync.sync()
+    except Exception:
+        log.exception("DL3 store sync at start failed; retried on the next search")
 
 
 # ---------------------------------------------------------------------- DataLink rows
