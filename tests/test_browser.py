@@ -11,6 +11,7 @@ import gc
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,125 @@ def test_admin_page(pages: Any, live: LiveServer, bob: Client) -> None:
     token = page.locator("#token-value").inner_text()
     assert Client(live.base, token).get("/rest/echo_job").status_code == 200
     assert live.client("alice").get("/rest/echo_job").status_code == 401
+
+
+# ---------------------------------------------------------------- Find data (issue 12)
+def simulate_store(store: Path, work: Path) -> None:
+    """Three 1-minute observations of PKS 2155-304 (obs ids 3001-3003) in a DL3 store,
+    made by the project's simulate_dl3 script as a job would run it (no service)."""
+    import json
+    import subprocess
+    import sys
+
+    work.mkdir(parents=True)
+    from uws_server.jdl.votable import read_votable
+
+    defn = read_votable((PROJECT_ROOT / "job_definitions" / "simulate_dl3_vot.xml").read_bytes())
+    params = {p.name: p.default for p in defn.parameters if p.default}  # as the service sends
+    params.update(first_obs_id="3001", n_obs="3", livetime="1", seed="3")
+    (work / "parameters.json").write_text(json.dumps(params))
+    env = {
+        **os.environ,
+        "UWS_DL3_STORE": str(store),
+        "UWS_SCRIPTS_DIR": str(PROJECT_ROOT / "scripts"),
+        "UWS_JOB_DIR": str(work),
+        "UWS_PARAMETERS_FILE": str(work / "parameters.json"),
+        "MPLBACKEND": "Agg",
+    }
+    script = PROJECT_ROOT / "scripts" / "cta" / "simulate_dl3.py"
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def science(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server with the project's CTA job definitions over a small simulated DL3 store;
+    the service catalogues the store's observations itself."""
+    from tests.conftest import make_settings
+
+    root = Path(tmp_path_factory.mktemp("find_browser"))
+    simulate_store(root / "dl3", root / "simulate")
+    live = LiveServer(
+        make_settings(root, job_definitions_dir=PROJECT_ROOT / "job_definitions", local_slots=2)
+    )
+    try:
+        live.add_user("alice")
+        live.add_user("bob")
+        yield live
+    finally:
+        live.stop()
+
+
+def test_find_tick_analyse_runs_on_the_ticked_observations(pages: Any, science: LiveServer) -> None:
+    page = pages(science, "alice")
+    page.click("#nav-find")
+    expect(page.locator("h1")).to_have_text("Find data")
+    expect(page.locator("#results-body tr[data-obs-id='3001']")).to_be_visible()
+    expect(page.locator("#analyse-gammapy_maps")).to_be_disabled()  # nothing ticked yet
+    page.fill("#f-target", "PKS 2155")
+    page.fill("#f-radius", "1.5")
+    page.select_option("#f-type", "event")
+    shot(page, "find")
+    page.click("#find-search")
+    expect(page.locator("#target-resolved")).to_contain_text("PKS 2155-304")
+    rows = page.locator("#results-body tr")
+    store_rows = page.locator("#results-body tr:has(input[name=obs_id])")
+    expect(store_rows).to_have_count(3)
+    assert rows.count() >= 3  # alice's own DL3 products show up too (not tickable)
+    expect(page.locator("#results-body tr[data-obs-id='3001'] td.offset")).to_contain_text("°")
+    # sorting by a header keeps the search
+    page.click("th a[data-sort=obs_id]")
+    expect(page.locator("th.sorted a")).to_contain_text("Obs id ▲")
+    expect(page.locator("#target-resolved")).to_contain_text("PKS 2155-304")
+    ticked = ["3001", "3003"]
+    for obs_id in ticked:
+        page.check(f"#results-body input[name=obs_id][value='{obs_id}']")
+    expect(page.locator("#selected-count")).to_have_text("2 selected")
+    expect(page.locator("#analyse-gammapy_maps")).to_be_enabled()
+    shot(page, "find_results")
+    page.click("#analyse-gammapy_maps")
+    expect(page).to_have_url(re.compile(r"/ui/submit/gammapy_maps\?obs_ids=3001\+3003&RA="))
+    for obs_id in ("3001", "3002", "3003"):
+        box = page.locator(f"#pick-obs_ids-{obs_id}")
+        (expect(box).to_be_checked if obs_id in ticked else expect(box).not_to_be_checked)()
+    expect(page.locator("#picked-obs_ids")).to_have_text("2 ticked")
+    # the search position: the target's position as the catalogue knows it (the mean
+    # pointing of its observations, which wobble 0.5 deg around the source)
+    assert abs(float(page.locator("#f-RA").input_value()) - 329.717) < 0.6
+    assert abs(float(page.locator("#f-Dec").input_value()) + 30.226) < 0.6
+    page.fill("#f-nxpix", "20")
+    page.fill("#f-nypix", "20")
+    page.fill("#f-binsz", "0.1")
+    shot(page, "analyse_form")
+    page.click("#create-run")
+    expect(page).to_have_url(re.compile(r"/ui/jobs/gammapy_maps/[\w-]+\?msg=started"))
+    expect(page.locator("#phase")).to_have_text("COMPLETED", timeout=120000)
+    job_id = page.url.split("?")[0].rsplit("/", 1)[1]
+    alice = science.client("alice")
+    value = alice.get(f"/rest/gammapy_maps/{job_id}/parameters/obs_ids").text
+    assert sorted(value.split()) == ticked
+    # the new maps are alice's products (catalogued by the job's final hook, which runs
+    # just after the phase changes): in her search, never in bob's
+    from uws_server.models import User
+    from uws_server.vo.routes import catalogue_for
+
+    owner = science.service.store.user_by_name("alice")
+    assert isinstance(owner, User)
+    deadline = time.monotonic() + 30
+    while not catalogue_for(science.service).search(owner, obs_collection="gammapy_maps").total:
+        assert time.monotonic() < deadline, "the maps were never catalogued"
+        time.sleep(0.2)
+    mine = pages(science, "alice")
+    mine.goto(science.base + "/ui/find?collection=gammapy_maps")
+    expect(mine.locator("#results-body tr").first).to_contain_text("(yours)")
+    assert job_id in mine.locator("#results-body").inner_html()
+    other = pages(science, "bob")
+    other.goto(science.base + "/ui/find?collection=gammapy_maps")
+    expect(other.locator("#no-results")).to_be_visible()

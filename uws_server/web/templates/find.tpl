@@ -60,12 +60,13 @@ and processing, tick observations, and analyse them with a job.</p>
       <legend>Time and energy</legend>
       <div class="ff{{cls('date_min')}}">
         <label for="f-date_min">From <span class="unit">UTC</span></label>
-        <input type="text" id="f-date_min" name="date_min" value="{{fq.raw['date_min']}}" placeholder="YYYY-MM-DD or MJD">
+        <input type="text" id="f-date_min" name="date_min" value="{{fq.raw['date_min']}}" placeholder="YYYY-MM-DD">
         <p class="field-error" id="err-date_min">{{err('date_min')}}</p>
+        <p class="hint">or an MJD</p>
       </div>
       <div class="ff{{cls('date_max')}}">
         <label for="f-date_max">To <span class="unit">UTC</span></label>
-        <input type="text" id="f-date_max" name="date_max" value="{{fq.raw['date_max']}}" placeholder="YYYY-MM-DD or MJD">
+        <input type="text" id="f-date_max" name="date_max" value="{{fq.raw['date_max']}}" placeholder="YYYY-MM-DD">
         <p class="field-error" id="err-date_max">{{err('date_max')}}</p>
       </div>
       <div class="ff{{cls('energy_min')}}">
@@ -136,8 +137,11 @@ and processing, tick observations, and analyse them with a job.</p>
     <h2 id="results-count">{{total}} data set{{'' if total == 1 else 's'}}{{(' within %g° of RA %.3f°, Dec %+.3f°' % ((fq.radius if fq.radius is not None else 2.0), fq.ra, fq.dec)) if fq.positioned else ''}}</h2>
     <div class="analyse-bar" id="analyse-bar">
       <span class="muted" id="selected-count">0 selected</span>
+% if analyses:
+      <span class="analyse-label">Analyse with</span>
+% end
 % for a in analyses:
-      <button type="submit" name="jobname" value="{{a.name}}" class="analyse" id="analyse-{{a.name}}" title="{{a.description}}">Analyse with {{a.name}}</button>
+      <button type="submit" name="jobname" value="{{a.name}}" class="analyse" id="analyse-{{a.name}}" title="{{a.description}}">{{a.name}}</button>
 % end
 % if not analyses:
       <span class="muted">no job definition analyses observations</span>
@@ -174,7 +178,7 @@ and processing, tick observations, and analyse them with a job.</p>
         <td class="num nowrap">{{r['livetime']}}</td>
         <td class="num">{{r['zenith'] + '°' if r['zenith'] else ''}}</td>
         <td class="num offset">{{r['offset']}}</td>
-        <td><span class="tag">{{r['type']}}</span>{{(' L' + r['level']) if r['level'] else ''}}</td>
+        <td class="nowrap"><span class="tag">{{r['type']}}</span> <span class="muted small">{{('L' + r['level']) if r['level'] else ''}}</span></td>
         <td class="small">{{r['collection']}}{{' (yours)' if r['mine'] else ''}}</td>
         <td class="links nowrap">
           <a href="{{r['download']}}" class="dl" title="download the file">download</a>
