@@ -26,6 +26,7 @@ PostgreSQL runs the PostgreSQL form on pgSphere.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -326,7 +327,7 @@ def parse(adql: str, dialect: str, published: Mapping[str, frozenset[str]]) -> T
                 display[name] = (canonical, path[2].lower())
 
     key = "mysql" if dialect == "sqlite" else "postgresql"
-    sql = add_cone_bands(sql.strip().rstrip(";").strip(), _CONE[key])
+    sql = add_cone_bands(sql.strip().rstrip(";").strip(), _CONE[key], dialect == "sqlite")
     if dialect != "sqlite":
         sql = rewrite_dwithin(sql)
     sql = rename_tables(sql, by_lower)
@@ -390,19 +391,32 @@ def _string_spans(sql: str) -> list[tuple[int, int]]:
     return spans
 
 
-def add_cone_bands(sql: str, pattern: re.Pattern[str]) -> str:
-    """Add ``dec BETWEEN b-r AND b+r`` to each constant cone (see the module's text)."""
+def add_cone_bands(sql: str, pattern: re.Pattern[str], arithmetic: bool = False) -> str:
+    """Add ``dec BETWEEN b-r AND b+r`` to each constant cone (see the module's text).
+
+    ``arithmetic`` (SQLite): the cone itself becomes the spherical law of cosines in SQL
+    (SQLite's built-in math functions, in C) instead of two Python calls per row; the
+    same predicate as ``srcontainsl(spoint(..), scircle(..))``, NULL for a NULL position.
+    """
     spans = _string_spans(sql)
 
     def band(match: re.Match[str]) -> str:
         start, end = match.span()
         if any(s < end and start < e for s, e in spans):
             return match.group(0)  # inside a string literal: not SQL
-        dec_col = match.group(2)
-        dec, radius = float(match.group(4)), float(match.group(5))
+        ra_col, dec_col = match.group(1), match.group(2)
+        ra, dec, radius = float(match.group(3)), float(match.group(4)), float(match.group(5))
         if not 0 <= radius < 90:
             return match.group(0)
         lo, hi = max(-90.0, dec - radius), min(90.0, dec + radius)
+        if arithmetic:  # the same test as plain SQL: cos(distance) >= cos(radius)
+            d0, r0 = math.radians(dec), math.radians(ra)
+            cos_r = math.cos(math.radians(radius))
+            test = (
+                f"SIN(RADIANS({dec_col})) * {math.sin(d0)!r} + COS(RADIANS({dec_col})) * "
+                f"{math.cos(d0)!r} * COS(RADIANS({ra_col}) - {r0!r}) >= {cos_r!r}"
+            )
+            return f"({dec_col} BETWEEN {lo!r} AND {hi!r} AND {test})"
         return f"({match.group(0)} AND {dec_col} BETWEEN {lo!r} AND {hi!r})"
 
     return pattern.sub(band, sql)
