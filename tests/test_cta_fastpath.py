@@ -1,14 +1,16 @@
 """CTA fast path: simulate_dl3 -> gammapy_maps / gammapy_spectra / gammapy_lightcurve.
 
-The job scripts run as subprocesses in temporary job directories against a temporary DL3
-store, as the service runs them (the simulation goes through the job definition's own
-``script`` line under bash). CI size: 2 runs of 15 min, about a minute in all.
+The job scripts run in temporary job directories against a temporary DL3 store, with the
+service's own job environment (``workers.jobdir``): the simulation and the refusal of
+known obs_ids as processes through the job definition's ``script`` line under bash, the
+DL4 products and the bad-input cases in this process (``tests.cta_support``), which
+spares a gammapy import per job; the DL4 jobs run as processes through the API in
+``test_cta_service`` and ``test_cta_pipeline_api``. CI size: 2 runs of 15 min.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +25,9 @@ from astropy.io.votable import parse as parse_votable
 from astropy.io.votable.tree import Group, Param
 from astropy.table import Table
 
+from tests import cta_support
+from tests.cta_support import Finished
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 JOBDEFS = REPO / "job_definitions"
@@ -34,6 +39,8 @@ GADF_HDUS = ("EVENTS", "GTI", "EFFECTIVE AREA", "ENERGY DISPERSION", "PSF_2D_TAB
 sys.path.insert(0, str(SCRIPTS / "cta"))
 import dl3_store  # noqa: E402
 
+pytestmark = pytest.mark.science
+
 
 def run_job(
     name: str,
@@ -41,28 +48,21 @@ def run_job(
     job_dir: Path,
     store: Path,
     extra_env: dict[str, str] | None = None,
-    via_jdl: bool = False,
-) -> subprocess.CompletedProcess:
+) -> Finished:
     """Run a job script as the service does: own job dir, parameters.json, env vars."""
-    job_dir.mkdir(parents=True)
-    (job_dir / "parameters.json").write_text(json.dumps(params))
-    env = {
-        **os.environ,
-        "UWS_DL3_STORE": str(store),
-        "UWS_SCRIPTS_DIR": str(SCRIPTS),
-        "UWS_JOB_DIR": str(job_dir),
-        "UWS_PARAMETERS_FILE": str(job_dir / "parameters.json"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "MPLBACKEND": "Agg",
-        **(extra_env or {}),
-    }
-    if via_jdl:
-        command = ["bash", "-c", jdl_params(name)["script"]]
-    else:
-        command = [sys.executable, str(SCRIPTS / "cta" / f"{name}.py")]
-    return subprocess.run(
-        command, cwd=job_dir, env=env, capture_output=True, text=True, timeout=300
-    )
+    return cta_support.run_job(name, params, job_dir, store, env=extra_env, timeout=300)
+
+
+def run_here(
+    name: str,
+    params: dict[str, str],
+    job_dir: Path,
+    store: Path,
+    extra_env: dict[str, str] | None = None,
+) -> Finished:
+    """The same job in this process (the script as ``__main__``, same directory and
+    environment): no new interpreter importing gammapy for each product."""
+    return cta_support.run_in_process(name, params, job_dir, store, env=extra_env)
 
 
 def jdl_resource(name: str):
@@ -81,7 +81,7 @@ def jdl_groups(name: str) -> dict:
     return {g.name: g for g in jdl_resource(name).groups}
 
 
-def check_ok(proc: subprocess.CompletedProcess, job_dir: Path, context: str = "context.json"):
+def check_ok(proc: Finished, job_dir: Path, context: str = "context.json"):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (job_dir / ".uws" / "error.txt").exists()
     context = json.loads((job_dir / ".uws" / context).read_text())
@@ -113,7 +113,7 @@ def simulated(work, store) -> tuple[Path, dict]:
     params = {**SOURCE, "livetime": "15", "n_obs": "2", "seed": "1"}
     # as the runner does: the definition's script line under bash, UWS_CONTEXT_FILE set
     context = {"UWS_CONTEXT_FILE": str(job / ".uws" / "runner_context.json")}
-    proc = run_job("simulate_dl3", params, job, store, extra_env=context, via_jdl=True)
+    proc = run_job("simulate_dl3", params, job, store, extra_env=context)
     check_ok(proc, job, context="runner_context.json")
     return job, json.loads((job / "summary.json").read_text())
 
@@ -123,7 +123,7 @@ def maps_job(work, store, simulated) -> Path:
     job = work / "maps"
     params = {"obs_ids": "1001, 1002", **SOURCE, "nxpix": "150", "nypix": "120", "binsz": "0.02"}
     # the service names each generated entity's file in an env var: honour it
-    proc = run_job("gammapy_maps", params, job, store, extra_env={"count_map": "counts_x.fits"})
+    proc = run_here("gammapy_maps", params, job, store, extra_env={"count_map": "counts_x.fits"})
     check_ok(proc, job)
     return job
 
@@ -132,7 +132,7 @@ def maps_job(work, store, simulated) -> Path:
 def spectra_job(work, store, simulated) -> Path:
     job = work / "spectra"
     params = {"obs_ids": "1001 1002", **SOURCE, "emin": "0.3", "emax": "30", "nbins": "8"}
-    proc = run_job("gammapy_spectra", params, job, store)
+    proc = run_here("gammapy_spectra", params, job, store)
     check_ok(proc, job)
     return job
 
@@ -141,7 +141,7 @@ def spectra_job(work, store, simulated) -> Path:
 def lightcurve_job(work, store, simulated) -> Path:
     job = work / "lightcurve"
     params = {"obs_ids": "1001-1002", **SOURCE, "emin": "0.5", "emax": "30", "time_bin": "5"}
-    proc = run_job("gammapy_lightcurve", params, job, store)
+    proc = run_here("gammapy_lightcurve", params, job, store)
     check_ok(proc, job)
     return job
 
@@ -409,21 +409,20 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("name", "params", "pattern"), BAD_INPUTS)
 def test_bad_input_gives_one_clear_error(work, store, simulated, name, params, pattern):
+    """In this process: a new interpreter per case would import gammapy again. The exit
+    code through a real process: ``test_simulate_refuses_obs_ids_already_in_store``."""
     job = work / f"bad_{name}_{abs(hash(json.dumps(params))) % 10**8}"
-    proc = run_job(name, params, job, store)
+    proc = run_here(name, params, job, store)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    error = (job / ".uws" / "error.txt").read_text()
-    assert error.endswith("\n") and error.count("\n") == 1
-    assert re.search(pattern, error.strip()), error
-    assert proc.stderr.strip().splitlines()[-1] == "ERROR: " + error.strip()
-    assert "Traceback" not in proc.stderr
+    error = cta_support.error_line(proc, job)
+    assert re.search(pattern, error), error
 
 
 def test_missing_store_is_a_clear_error(work):
     job = work / "no_store"
-    proc = run_job("gammapy_spectra", {"obs_ids": "1", **SOURCE}, job, work / "nowhere")
+    proc = run_here("gammapy_spectra", {"obs_ids": "1", **SOURCE}, job, work / "nowhere")
     assert proc.returncode == 1
-    assert (job / ".uws" / "error.txt").read_text().startswith("DL3 store not found: no hdu-index")
+    assert cta_support.error_line(proc, job).startswith("DL3 store not found: no hdu-index")
 
 
 def test_copying_the_store_keeps_it_readable(work, store, simulated):

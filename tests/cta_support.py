@@ -1,0 +1,185 @@
+"""Running CTA job scripts in tests as the service runs them, in a process or in-process.
+
+The job environment is the service's own (``workers.jobdir``: ``script.sh`` from the
+definition, whitelisted environment, parameters and generated entities exported,
+``UWS_*`` variables), not a copy of it. Two ways to run:
+
+* :func:`run_job`: the definition's script line under bash in a new process, exactly as
+  the local pool does (minus the wrapper that reports to the service);
+* :func:`run_in_process`: the Python file that script line names, run as ``__main__``
+  in this process, with the same environment, working directory and exit code. Meant
+  for bad-input cases: each one is a fraction of a second instead of a new interpreter
+  importing the science stack (ctapipe, gammapy: several seconds each on 2 cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import runpy
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uws_server.jdl.votable import read_votable_file
+from uws_server.jobdef import JobDefinition
+from uws_server.managers.base import JobSpec
+from workers.jobdir import PARAMETERS_FILE, SCRIPT_FILE, prepare_environment, prepare_job_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+CTA = SCRIPTS / "cta"
+JOBDEFS = REPO / "job_definitions"
+
+_DEFINITIONS: dict[str, JobDefinition] = {}
+
+
+@dataclass
+class Finished:
+    """What a job left: exit code, its output and how long it took."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+
+def definition(name: str) -> JobDefinition:
+    """The project's job definition ``name``, read by the service's own reader."""
+    if name not in _DEFINITIONS:
+        _DEFINITIONS[name] = read_votable_file(JOBDEFS / f"{name}_vot.xml")
+    return _DEFINITIONS[name]
+
+
+def prepare(
+    name: str, params: dict[str, Any], job_dir: Path, store: Path, env: dict[str, str] | None
+) -> dict[str, str]:
+    """Make ``job_dir`` as the service does; the job's environment."""
+    defn = definition(name)
+    job_dir.mkdir(parents=True)
+    parameters = {k: str(v) for k, v in params.items()}
+    (job_dir / PARAMETERS_FILE).write_text(json.dumps(parameters, indent=1))
+    spec = JobSpec(
+        job_id=job_dir.name,
+        jobname=name,
+        job_dir=job_dir,
+        script=defn.script,
+        parameters=parameters,
+        generated=list(defn.generated),
+    )
+    prepare_job_dir(spec)
+    # what the service exports for every job (uws_server.app), plus one BLAS thread: the
+    # jobs of a test share 2 cores with the test process
+    server_env = {
+        **os.environ,
+        "UWS_SCRIPTS_DIR": str(SCRIPTS),
+        "UWS_DL3_STORE": str(store),
+        "OMP_NUM_THREADS": "1",
+    }
+    return {**prepare_environment(spec, server_env), **(env or {})}
+
+
+def run_job(
+    name: str,
+    params: dict[str, Any],
+    job_dir: Path,
+    store: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> Finished:
+    """Run job ``name`` in ``job_dir``: its definition's script under bash, a new process."""
+    job_env = prepare(name, params, job_dir, store, env)
+    start = time.monotonic()
+    proc = subprocess.run(
+        ["bash", SCRIPT_FILE],
+        cwd=job_dir,
+        env=job_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Finished(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+def script_file(name: str, env: dict[str, str]) -> Path:
+    """The Python file the definition's script line runs (``python "$UWS_SCRIPTS_DIR/…"``)."""
+    argv = shlex.split(definition(name).script)
+    assert len(argv) == 2 and argv[0] == "python", argv  # nothing else would run in-process
+    return Path(argv[1].replace("$UWS_SCRIPTS_DIR", env["UWS_SCRIPTS_DIR"]))
+
+
+def run_in_process(
+    name: str,
+    params: dict[str, Any],
+    job_dir: Path,
+    store: Path,
+    env: dict[str, str] | None = None,
+) -> Finished:
+    """Run job ``name``'s script as ``__main__`` here: same files, environment, exit code.
+
+    The process's environment, working directory, ``sys.argv``, ``sys.path``, standard
+    streams, root logger, matplotlib's unit converters and figures and astropy's IERS
+    settings (which the scripts' runtime set-up changes) are restored afterwards. Only
+    for scripts that end quickly: a job that runs a ctapipe tool still starts that tool
+    as a process.
+    """
+    from astropy.utils import iers
+
+    job_env = prepare(name, params, job_dir, store, env)
+    path = script_file(name, job_env)
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    saved_path = list(sys.path)
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
+    import matplotlib.units
+
+    saved_units = dict(matplotlib.units.registry)  # astropy's quantity_support() adds some
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    start = time.monotonic()
+    try:
+        os.environ.clear()
+        os.environ.update(job_env)
+        os.chdir(job_dir)
+        sys.argv = [str(path)]
+        sys.path.insert(0, str(path.parent))  # as python puts the script's folder first
+        with contextlib.ExitStack() as stack:
+            for key in ("auto_download", "auto_max_age", "iers_degraded_accuracy"):
+                stack.enter_context(iers.conf.set_temp(key, getattr(iers.conf, key)))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+        root.handlers[:], root.level = saved_logging
+        matplotlib.units.registry.clear()
+        matplotlib.units.registry.update(saved_units)
+        import matplotlib.pyplot
+
+        matplotlib.pyplot.close("all")
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return Finished(returncode, out.getvalue(), err.getvalue(), time.monotonic() - start)
+
+
+def error_line(proc: Finished, job_dir: Path) -> str:
+    """The job's one-line error: ``.uws/error.txt``, also the last line on stderr."""
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    text = (job_dir / ".uws" / "error.txt").read_text()
+    assert text.endswith("\n") and text.count("\n") == 1, text
+    assert proc.stderr.strip().splitlines()[-1] == f"ERROR: {text.strip()}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return text.strip()
