@@ -546,3 +546,15 @@ def test_picker_on_a_job_form_without_search(site: LiveServer, alice_web) -> Non
     assert "9999" not in offered  # unreleased
     row = re.search(r'<tr data-obs-id="1001".*?</tr>', r.text, re.S).group(0)
     assert "Crab" in row and "2024-01-10 01:00" in row and "26.6 min" in row and "20.0°" in row
+
+
+def test_preview_and_provenance_links(site: LiveServer, alice_web) -> None:
+    did = store_did(site.settings, 1001)
+    r = alice_web.get(site.base + "/ui/find/preview", params={"did": did})
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["Content-Type"] == "image/png" and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # a store file no job of this service made has no provenance: said, not a 500
+    r = alice_web.get(site.base + "/ui/find/provenance", params={"did": did})
+    assert r.status_code == 404 and "has no recorded provenance" in unescape(r.text)
+    r = alice_web.get(site.base + "/ui/find/preview", params={"did": ""})
+    assert r.status_code == 400 and "give the data set" in r.text

@@ -29,8 +29,6 @@ from uws_server.dl3 import OBS_IDS_PARAMETER, observation_ids
 from uws_server.errors import BadRequest, NotFound
 from uws_server.jobdef import JobDefinition, ParameterDef
 from uws_server.models import User
-from uws_server.vo import files as vo_files
-from uws_server.vo import routes as vo_routes
 from uws_server.vo.obscore import (
     OBSCORE_COLUMNS,
     Catalogue,
@@ -132,7 +130,9 @@ class Finder:
     def catalogue(self) -> Catalogue:
         """The service's catalogue, synced with the DL3 store first (one ``stat`` when
         nothing changed): an observation added behind the service's back shows up."""
-        return vo_routes.catalogue_for(self.service)
+        from uws_server.vo.routes import catalogue_for  # the VO layer, built on the service
+
+        return catalogue_for(self.service)
 
     # ------------------------------------------------------------------ reading
     def store_ids(self) -> set[str]:
@@ -282,8 +282,10 @@ class Finder:
         """The quick-look PNG DataLink's ``#preview`` serves (the product's own preview
         result, or one drawn from the events or the image); None when there is none.
         ``row`` is one the user may see (from :meth:`internal_row`)."""
-        # the same image as DataLink's #preview (helper E's vo.routes), not re-derived
-        path = vo_routes._preview_file(self.service, row)
+        # the same image as DataLink's #preview (uws_server.vo.routes), not re-derived
+        from uws_server.vo.routes import _preview_file
+
+        path = _preview_file(self.service, row)
         return None if path is None else (path, "image/png")
 
     @staticmethod
@@ -294,7 +296,9 @@ class Finder:
 
     def data_file(self, row: dict[str, Any]) -> Path | None:
         """The row's file, only where such files may lie (the store, the job's folder)."""
-        return vo_files.row_file(self.service.settings, row)
+        from uws_server.vo.files import row_file
+
+        return row_file(self.service.settings, row)
 
     def internal_row(self, user: User, did: str) -> dict[str, Any]:
         if not did:
