@@ -24,6 +24,18 @@ TEXT = "text/plain; charset=utf-8"
 NOT_UTF8 = "request text (a header, the query string or a form value) must be UTF-8"
 
 
+class RequestTimeout(TimeoutError):
+    """The request's body stopped coming (raised by the server's reader, see
+    :mod:`uws_server.server`): a 408, not an error of the service. Its text is the
+    socket's own ("timed out"), which cheroot also recognises."""
+
+    def __init__(self) -> None:
+        super().__init__("timed out")
+
+
+SLOW_BODY = "the request body did not arrive in time"
+
+
 def definition_error_body(exc: DefinitionError) -> dict[str, Any]:
     """The JSON body for a rejected definition: ``{"errors": [{"field", "reason"}]}``."""
     return {"errors": [{"field": f, "reason": r} for f, r in exc.problems]}
@@ -33,6 +45,9 @@ def error_response(exc: BaseException) -> HTTPResponse:
     if isinstance(exc, DefinitionError):
         body = json.dumps(definition_error_body(exc), ensure_ascii=False).encode("utf-8")
         return HTTPResponse(body, status=400, headers={"Content-Type": "application/json"})
+    if isinstance(exc, RequestTimeout):
+        headers = {"Content-Type": TEXT, "Connection": "close"}
+        return HTTPResponse(SLOW_BODY + "\n", status=408, headers=headers)
     if isinstance(exc, UnicodeDecodeError):
         return HTTPResponse(NOT_UTF8 + "\n", status=400, headers={"Content-Type": TEXT})
     if isinstance(exc, UWSError):

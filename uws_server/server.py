@@ -29,6 +29,7 @@ from cheroot.makefile import MakeFile, StreamWriter
 from uws_server import direct
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.config import Settings
+from uws_server.http_errors import RequestTimeout
 
 log = logging.getLogger("uws_server")
 
@@ -183,7 +184,7 @@ class _Reader:
                 until = min(until, self._body_start + BODY_GRACE + self._body_bytes / MIN_BODY_RATE)
             wait = until - time.monotonic()
             if wait <= 0:
-                raise TimeoutError("timed out")  # cheroot answers 408 and closes
+                raise RequestTimeout()  # 408 (http_errors, or cheroot) and closed
             _readable(self._fd, wait)
 
     def _take(self, size: int) -> bytes:

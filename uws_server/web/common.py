@@ -29,7 +29,7 @@ from uws_server.errors import (
     Forbidden,
     UWSError,
 )
-from uws_server.http_errors import NOT_UTF8
+from uws_server.http_errors import NOT_UTF8, SLOW_BODY, RequestTimeout
 from uws_server.models import User
 from uws_server.served_files import FILE_CSP, file_headers
 from uws_server.service import UWSService
@@ -56,6 +56,7 @@ HEADINGS = {
     401: "Sign-in needed",
     403: "Not allowed",
     404: "Not found",
+    408: "Too slow",
     409: "Conflict",
     413: "Too large",
     429: "Too many jobs",
@@ -267,6 +268,8 @@ class WebApp:
                     raise
                 except UnicodeDecodeError:
                     result = self.error_page(ctx, 400, NOT_UTF8, api)
+                except RequestTimeout:
+                    result = self.error_page(ctx, 408, SLOW_BODY, api)
                 except Exception as exc:  # noqa: BLE001 - logged, never shown
                     log.error("web page %s failed", request.path, exc_info=exc)
                     result = self.error_page(ctx, 500, "internal server error", api)
