@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse, request
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 
 from uws_server.dl3 import OBS_IDS_PARAMETER, observation_ids
 from uws_server.errors import BadRequest, NotFound
@@ -241,21 +241,20 @@ class Finder:
         store = self.store_ids()
         if not store:
             return [], 0
-        page = self.catalogue.search(
+        catalogue = self.catalogue
+        page = catalogue.search(
             user,
-            obs_ids=sorted(store),
+            obs_collection=STORE_COLLECTION,
+            dataproduct_type="event",
             order_by="t_min",
             descending=True,
             limit=PICKER_LIMIT,
-            dataproduct_type="event",
         )
         choices: list[ObsChoice | int] = []
-        seen: set[str] = set()
         for row in page.rows:
             obs_id = str(row.get("obs_id") or "")
-            if obs_id in seen or not obs_id.isdigit():
+            if obs_id not in store:
                 continue
-            seen.add(obs_id)
             choices.append(
                 ObsChoice(
                     int(obs_id),
@@ -265,18 +264,27 @@ class Finder:
                     zenith=_fmt(row.get("zen_pnt"), 1),
                 )
             )
-        with self.catalogue.engine.connect() as conn:
-            catalogued = {
-                str(r[0])
-                for r in conn.execute(
-                    select(obscore.c.obs_id).where(obscore.c.obs_id.in_(sorted(store)))
-                )
-            }
-        bare = sorted((int(i) for i in store - catalogued), reverse=True)
+        bare = self._uncatalogued(store)
         room = max(0, PICKER_LIMIT - len(choices))
         choices += bare[:room]
         more = max(0, page.total - len(page.rows)) + max(0, len(bare) - room)
         return choices, more
+
+    def _uncatalogued(self, store: set[str]) -> list[int]:
+        """Store observations without a catalogue row at all (newest id first): the
+        store sync could not read them. One count when every observation has a row."""
+        is_store_row = and_(
+            obscore.c.job_id.is_(None), obscore.c.obs_collection == STORE_COLLECTION
+        )
+        with self.catalogue.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(obscore).where(is_store_row)
+            ).scalar_one()
+            if count >= len(store):
+                return []
+            rows = conn.execute(select(obscore.c.obs_id).where(is_store_row))
+            catalogued = {str(r[0]) for r in rows}
+        return sorted((int(i) for i in store - catalogued), reverse=True)
 
     def preview(self, row: dict[str, Any]) -> tuple[Path, str] | None:
         """The quick-look PNG DataLink's ``#preview`` serves (the product's own preview
