@@ -360,6 +360,12 @@ def test_datalink_unknown_and_bad_requests(vo: LiveServer) -> None:
     assert len(rows) == 1 and str(rows[0]["error_message"]).startswith("NotFoundFault")
     r = requests.get(vo.base + "/datalink", timeout=30)
     assert r.status_code == 400 and b"UsageFault" in r.content
+    r = requests.get(
+        vo.base + "/datalink", params={"ID": "x", "RESPONSEFORMAT": "text/csv"}, timeout=30
+    )
+    assert r.status_code == 400 and b"RESPONSEFORMAT must be a VOTable" in r.content
+    r = requests.get(vo.base + "/datalink", params=[("ID", "x")] * 51, timeout=30)
+    assert r.status_code == 400 and b"at most 50" in r.content
     r = requests.get(vo.base + "/vo/data", params={"ID": "ivo://nowhere/x?1"}, timeout=30)
     assert r.status_code == 404
 

@@ -26,6 +26,16 @@ from uws_server.vo.votable_out import Field, attr, table, xml_escape
 
 DATALINK_MEDIA_TYPE = "application/x-votable+xml;content=datalink"
 DATALINK_STANDARD = "ivo://ivoa.net/std/DataLink#links-1.1"
+# RESPONSEFORMAT values accepted (lower case); the answer is always the DataLink VOTable.
+RESPONSE_FORMATS = frozenset(
+    {
+        "votable",
+        "application/x-votable+xml",
+        "application/x-votable+xml;content=datalink",
+        "application/x-votable+xml; content=datalink",
+        "text/xml",
+    }
+)
 
 FIELDS = (
     Field("ID", "char", "meta.id;meta.main", arraysize="*"),

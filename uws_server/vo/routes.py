@@ -147,7 +147,17 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
     @app.route("/datalink/links", method=["GET", "POST"])
     def links() -> HTTPResponse:
         caller = user()
-        ids = [v for k, v in params() if k.upper() == "ID"]
+        pairs = params()
+        ids = [v for k, v in pairs if k.upper() == "ID"]
+        formats = [v.strip().lower() for k, v in pairs if k.upper() == "RESPONSEFORMAT"]
+        if any(f not in datalink.RESPONSE_FORMATS for f in formats):
+            return _votable(
+                datalink.error_document(
+                    "UsageFault: RESPONSEFORMAT must be a VOTable "
+                    f"({', '.join(sorted(datalink.RESPONSE_FORMATS))})"
+                ),
+                400,
+            )
         if not ids:
             return _votable(datalink.error_document("UsageFault: parameter ID is required"), 400)
         if len(ids) > MAX_DATALINK_IDS:
