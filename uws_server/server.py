@@ -204,7 +204,7 @@ class _Reader:
         parts = [self._take(len(self._buf))]
         need = size - len(parts[0])
         while need > 0:
-            chunk = self._recv(max(need, 1))
+            chunk = self._recv(min(need, 16 * READ_SIZE))  # no huge buffer per call
             if not chunk:
                 break
             parts.append(chunk)
