@@ -11,13 +11,17 @@ setup(
         include=["uws_server", "uws_server.*", "workers", "workers.*", "uws_client", "uws_client.*"]
     ),
     include_package_data=True,
-    package_data={"uws_server": ["templates/*", "web/templates/*", "web/static/*"]},
+    package_data={
+        "uws_server": ["templates/*", "web/templates/*", "web/static/*", "migrations/*.mako"]
+    },
     install_requires=[
         # Pinned: uws_server/request_guard.py and server.py rely on their internals
         # (tests/test_hardening_http.py fails on another version).
         "bottle==0.13.5",
         "cheroot==11.1.2",
         "SQLAlchemy>=2.0",
+        # Schema migrations (uws_server/migrations), run at start and by `uws-server db upgrade`
+        "alembic>=1.13",
         "psycopg[binary]>=3.1",
         "PyYAML>=6",
         "requests>=2.31",
@@ -40,6 +44,7 @@ setup(
             "pyvo>=1.5",
             "playwright>=1.45",
             "ruff>=0.5",
+            "import-linter>=2.1",  # lint-imports: the import contracts in .importlinter
         ],
         "science": [
             "ctapipe==0.32.0",

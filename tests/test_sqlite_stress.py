@@ -38,7 +38,7 @@ class _Overlaps:
     """Which thread is inside a call on which sqlite3 connection: a call entered while
     another thread is inside one on the same connection (close included) is recorded.
     That is the condition that crashes CPython's sqlite3 module (see
-    uws_server.sqlite_writes.SQLiteWrites.close)."""
+    uws_server.storage.sqlite_writes.SQLiteWrites.close)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""SQLite's group commit of job inserts (uws_server/sqlite_writes.py): a group is one
+"""SQLite's group commit of job inserts (uws_server/storage/sqlite_writes.py): a group is one
 multi-row INSERT, a clash falls back to row by row, a burst larger than a group is
 committed in several groups, and every caller returns once its own row is stored."""
 
@@ -17,12 +17,12 @@ from sqlalchemy import insert
 
 from tests.conftest import insert_queued
 from tests.test_storage import job
-from uws_server import db, sqlite_writes
+from uws_server import db
 from uws_server.db import create_schema, make_engine
 from uws_server.models import Job
 from uws_server.service import new_job_id
-from uws_server.sqlite_writes import JOB_COLUMNS, parameters_json
-from uws_server.storage import Store
+from uws_server.storage import Store, sqlite_writes
+from uws_server.storage.sqlite_writes import JOB_COLUMNS, parameters_json
 
 
 def _store(tmp_path: Path) -> Store:

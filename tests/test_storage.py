@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.conftest import insert_queued
-from uws_server import storage
 from uws_server.db import create_schema, make_engine
 from uws_server.models import Job, Phase, User
 from uws_server.service import new_job_id
 from uws_server.storage import EntityRow, Store
+from uws_server.storage import store as storage
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 

@@ -1,4 +1,4 @@
-"""The ``uws-server`` command: ``serve`` and ``user`` management."""
+"""The ``uws-server`` command: ``serve``, ``user`` management, ``db upgrade``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from uws_server.auth import check_user_name, hash_token, new_token, parse_roles
+from uws_server.common import utcnow
 from uws_server.config import Settings, load_settings
 from uws_server.db import create_schema, make_engine
 from uws_server.errors import BadRequest
-from uws_server.inputs import utcnow
 from uws_server.models import User
 from uws_server.storage import Store
 
@@ -28,6 +28,30 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from uws_server.server import serve
 
     serve(settings)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    """``db upgrade``: bring the database to the current schema (the service does it at
+    start too); ``db current``: print its revision and the newest one."""
+    from uws_server.storage import schema
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        if args.action == "upgrade":
+            before = schema.upgrade(engine)
+            print(f"database at {schema.head()} (was {before or 'empty'})")
+        else:
+            with engine.connect() as conn:
+                print(
+                    f"database at {schema.current(conn) or 'no revision'}; newest {schema.head()}"
+                )
+    except SQLAlchemyError as exc:
+        print(f"uws-server db {args.action}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -107,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--admin", action="store_true", help="(add) make the user an admin")
     user.add_argument("--roles", help="(add) comma-separated roles, e.g. operator")
     user.set_defaults(func=cmd_user)
+    database = sub.add_parser("db", help="the database's schema (migrations)")
+    database.add_argument("--config", dest="config_sub", help="settings file")
+    database.add_argument("action", choices=["upgrade", "current"])
+    database.set_defaults(func=cmd_db)
     return parser
 
 

@@ -2,7 +2,10 @@
 
 Core, not the ORM: the hot paths (create a job, read a job, list the last 100) are a
 handful of statements each, and Core keeps them cheap and visible. Every statement
-lives in :mod:`uws_server.storage`.
+lives in the :mod:`uws_server.storage` package. These tables are the one declaration
+of the schema: the storage layer's statements and row mappings are derived from them,
+and a change to them needs a migration (uws_server/migrations; tests/test_migrations.py
+fails until the migrations and these tables agree).
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    import uws_server.vo.obscore  # noqa: F401 - registers the catalogue's table (no cycle)
+    """Bring the database to the current schema: the migrations (Alembic) up to their
+    head, from nothing or from the schema of an earlier release."""
+    from uws_server.storage.schema import upgrade  # the storage layer imports db
 
-    metadata.create_all(engine)
+    upgrade(engine)

@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result, User
-from uws_server.sql_rows import JOB_COLUMN_NAMES, Compiled, job_from_row
-from uws_server.sqlite_writes import SQLiteWrites, job_row
+from uws_server.storage.entities import EntityRow
+from uws_server.storage.rows import JOB_COLUMN_NAMES, Compiled, job_from_row
+from uws_server.storage.sqlite_writes import SQLiteWrites, job_row
 
 J = db.jobs
 E = db.entities
@@ -59,22 +60,6 @@ class JobRef:
     run_id: str | None
     owner: str
     creation_time: datetime
-
-
-@dataclass
-class EntityRow:
-    entity_id: str
-    job_id: str | None
-    name: str
-    path: str | None
-    location: str | None
-    content_type: str | None
-    size: int | None
-    sha256: str | None
-    owner: str
-    role: str | None
-    kind: str
-    created: datetime
 
 
 class Store:
