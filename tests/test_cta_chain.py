@@ -1,21 +1,22 @@
 """ctapipe chain: simulation (DL0) -> calibration (DL1) -> reconstruction (DL2) -> analysis (DL3).
 
-Each job runs as the service runs it: its own job directory, ``parameters.json``, the
-generated entities' names in the environment, and the job definition's own ``script``
-line under bash. The chain runs once per module at CI size (one 10-minute mixed
-observation, the committed models and IRFs); ``irf_production`` runs at tiny size in a
-job directory of its own and must leave the committed models alone.
+Each job runs as the service runs it (``tests.cta_support``, on ``workers.jobdir``): its
+own job directory, ``parameters.json``, the service's job environment, and the job
+definition's own ``script`` line under bash. The chain runs once per module at CI size
+(one 10-minute mixed observation, the committed models and IRFs); ``irf_production``
+runs at tiny size in a job directory of its own and must leave the committed models
+alone; its training sets are made in the background while the chain runs. Bad-input
+cases run the job's script in this process (one science-stack import for all of them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 import sys
-import time
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,9 @@ import tables
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.io.votable import parse as parse_votable
+
+from tests.cta_support import Finished, error_line, run_in_process
+from tests.cta_support import run_job as run_job_process
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -51,7 +55,7 @@ MODEL_FILES = ("energy_regressor.pkl", "particle_classifier.pkl", "cuts.fits", "
 
 sys.path.insert(0, str(CTA))
 # job subprocesses on 2 shared cores: generous bound, far above the ~2.5 min on idle cores
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.science]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -72,45 +76,12 @@ def jdl_entities(name: str, kind: str) -> dict[str, dict[str, str]]:
     return {e.name: {p.name: p.value for p in e.entries} for e in group.entries}
 
 
-def run_job(name: str, params: dict, job_dir: Path, store: Path, check: bool = True):
+def run_job(name: str, params: dict, job_dir: Path, store: Path, check: bool = True) -> Finished:
     """Run job ``name`` like the service: script line of its definition, env, job dir."""
-    job_dir.mkdir(parents=True)
-    (job_dir / "parameters.json").write_text(json.dumps({k: str(v) for k, v in params.items()}))
-    script = {p.name: p.value for p in jdl(name).params}["script"]
-    outputs = {k: v["default"] for k, v in jdl_entities(name, "Generated").items()}
-    env = {
-        **os.environ,
-        **outputs,
-        "UWS_DL3_STORE": str(store),
-        "UWS_SCRIPTS_DIR": str(SCRIPTS),
-        "UWS_JOB_DIR": str(job_dir),
-        "UWS_JOB_ID": job_dir.name,
-        "UWS_PARAMETERS_FILE": str(job_dir / "parameters.json"),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "OMP_NUM_THREADS": "1",
-    }
-    start = time.monotonic()
-    proc = subprocess.run(
-        ["bash", "-c", script],
-        cwd=job_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    proc.elapsed = time.monotonic() - start
+    proc = run_job_process(name, params, job_dir, store)
     if check and proc.returncode != 0:
         pytest.fail(f"{name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return proc
-
-
-def error_line(proc, job_dir: Path) -> str:
-    """The job's one-line error: ``.uws/error.txt``, also the last line on stderr."""
-    assert proc.returncode != 0
-    text = (job_dir / ".uws" / "error.txt").read_text()
-    assert text.count("\n") == 1, text
-    assert proc.stderr.strip().splitlines()[-1] == f"ERROR: {text.strip()}"
-    return text.strip()
 
 
 def sha256(path: Path) -> str:
@@ -128,8 +99,43 @@ class Chain:
         return self.dirs[job] / name
 
 
+IRF_TRAINING = {
+    "gamma": dict(particle="gamma", n_showers=1500, seed=21),
+    "proton": dict(particle="proton", n_showers=5000, seed=22, energy_min=0.1, energy_max=100),
+}
+IRF_TRAINING["proton"]["spectral_index"] = -1.5
+
+
+def training_dl2(base: Path, name: str) -> str:
+    """Simulate, calibrate and reconstruct (geometry only) one training particle."""
+    run_job("simulation", IRF_TRAINING[name], base / f"{name}_sim", base / "store")
+    run_job(
+        "calibration", {"dl0": f"../{name}_sim/events.dl0.h5"}, base / f"{name}_cal", base / "store"
+    )
+    run_job(
+        "reconstruction",
+        {"dl1": f"../{name}_cal/events.dl1.h5", "apply_models": "false"},
+        base / f"{name}_reco",
+        base / "store",
+    )
+    return f"../{name}_reco/events.dl2.h5"
+
+
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory) -> Chain:
+def irf_training(tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
+    """The training sets of ``test_irf_production_tiny``, made in the background.
+
+    Started before the chain: the two particles and the chain are three independent
+    sequences of jobs, which then share both cores instead of running one after the
+    other (the tests in between read files).
+    """
+    base = tmp_path_factory.mktemp("irf_training")
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="irf-training") as pool:
+        yield base, {name: pool.submit(training_dl2, base, name) for name in IRF_TRAINING}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, irf_training) -> Chain:
     """One observation through the whole chain (about a minute on 2 cores)."""
     base = tmp_path_factory.mktemp("cta_chain")
     c = Chain(base=base, store=base / "store")
@@ -393,12 +399,12 @@ def test_analysis_refuses_duplicate_obs_id_and_zenith_mismatch(chain, tmp_path):
     dl2 = chain.file("reconstruction", "events.dl2.h5")
     proc = run_job("analysis", {"dl2": str(dl2)}, tmp_path / "dup", chain.store, check=False)
     assert "already in the DL3 store" in error_line(proc, tmp_path / "dup")
-    proc = run_job(
+    # the first through a real process (exit code, stderr), this one in-process
+    proc = run_in_process(
         "analysis",
         {"dl2": str(dl2), "obs_id": 43, "max_zenith_difference": 0},
         tmp_path / "zen",
         chain.store,
-        check=False,
     )
     assert "differs from the IRF's" in error_line(proc, tmp_path / "zen")
     from gammapy.data import DataStore
@@ -428,13 +434,18 @@ def test_analysis_refuses_duplicate_obs_id_and_zenith_mismatch(chain, tmp_path):
     ],
 )
 def test_bad_input_gives_one_clear_error(chain, tmp_path, job, params, expected):
+    """In this process (the job's script as ``__main__``, the job's environment and
+    directory): a new interpreter per case would import the science stack again. The
+    exit code and the error's way out of a real process are checked by
+    ``test_analysis_refuses_duplicate_obs_id_and_zenith_mismatch``."""
     files = {
         "DL0": chain.file("simulation", "events.dl0.h5"),
         "DL1": chain.file("calibration", "events.dl1.h5"),
         "DL2": chain.file("reconstruction", "events.dl2.h5"),
     }
     params = {k: str(files.get(v, v)) for k, v in params.items()}
-    proc = run_job(job, params, tmp_path / job, tmp_path / "store", check=False)
+    proc = run_in_process(job, params, tmp_path / job, tmp_path / "store")
+    assert proc.returncode == 1, proc.stderr[-2000:]
     assert expected in error_line(proc, tmp_path / job)
 
 
@@ -470,34 +481,17 @@ def test_job_definition(name):
 # --------------------------------------------------------------------- IRF production
 
 
-def test_irf_production_tiny(tmp_path):
+def test_irf_production_tiny(irf_training):
     """The whole MC path at tiny size; the committed models are not touched."""
     before = {p.name: sha256(p) for p in MODELS.iterdir() if p.is_file()}
-    store = tmp_path / "store"
-    dl2 = {}
-    proton = dict(particle="proton", n_showers=5000, seed=22, energy_min=0.1, energy_max=100)
-    proton["spectral_index"] = -1.5
-    for name, params in (
-        ("gamma", dict(particle="gamma", n_showers=1500, seed=21)),
-        ("proton", proton),
-    ):
-        run_job("simulation", params, tmp_path / f"{name}_sim", store)
-        run_job(
-            "calibration", {"dl0": f"../{name}_sim/events.dl0.h5"}, tmp_path / f"{name}_cal", store
-        )
-        run_job(
-            "reconstruction",
-            {"dl1": f"../{name}_cal/events.dl1.h5", "apply_models": "false"},
-            tmp_path / f"{name}_reco",
-            store,
-        )
-        dl2[name] = f"../{name}_reco/events.dl2.h5"
-    job = tmp_path / "irf"
+    base, futures = irf_training
+    dl2 = {name: future.result() for name, future in futures.items()}
+    job = base / "irf"
     proc = run_job(
         "irf_production",
         {"gamma_train": dl2["gamma"], "proton_train": dl2["proton"], "n_estimators": 10},
         job,
-        store,
+        base / "store",
     )
     print(f"\nirf_production (tiny): {proc.elapsed:.1f} s")
     assert "cuts and IRFs use the training events" in proc.stdout

@@ -11,6 +11,8 @@ from lxml import etree
 
 from tests.conftest import Client, LiveServer, make_settings
 
+pytestmark = pytest.mark.science
+
 NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/1999/xlink"}
 CTA = (
     "simulate_dl3",
