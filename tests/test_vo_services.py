@@ -175,7 +175,7 @@ def vo_settings(
         overrides["database_url"] = PG_URL
     settings = make_settings(tmp_path, **overrides)
     jdl = settings.job_definitions_dir
-    for name in ("gammapy_maps", "gammapy_spectra"):
+    for name in ("gammapy_maps", "gammapy_spectra", "simulate_dl3"):
         shutil.copy(PROJECT_ROOT / "job_definitions" / f"{name}_vot.xml", jdl)
     script = tmp_path / "make_map.py"
     script.write_text(MAP_SCRIPT)
@@ -340,6 +340,7 @@ def test_datalink_links_files_and_descriptors(vo: LiveServer) -> None:
     # a job definition taking obs_ids is a service descriptor, the observation pre-set
     procs = {str(p["service_def"]) for p in by_sem["#proc"]}
     assert {"proc_gammapy_maps", "proc_gammapy_spectra", "proc_vo_map"} <= procs
+    assert "proc_simulate_dl3" not in procs  # its obs_ids are ids to create, not data
     svc = links.get_adhocservice_by_id("proc_gammapy_maps")
     access = {p.name: p.value for p in svc.params}
     assert access["accessURL"] == f"{vo.base}/rest/gammapy_maps"

@@ -111,8 +111,11 @@ _PARAM_TYPES = {
 
 
 def accepts_datasets(defn: JobDefinition) -> bool:
-    """A definition takes DL3 observations when it has an ``obs_ids`` parameter."""
-    return defn.parameter(OBS_IDS_PARAMETER) is not None
+    """A definition analyses DL3 observations when ``obs_ids`` is a required parameter
+    without a default (``simulate_dl3``'s optional one names ids to create; the web
+    page's "Analyse with" list uses the same rule)."""
+    p = defn.parameter(OBS_IDS_PARAMETER)
+    return p is not None and p.required and not p.default
 
 
 def _descriptor_param(p: ParameterDef, preset: dict[str, str]) -> str:
