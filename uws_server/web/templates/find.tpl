@@ -127,6 +127,7 @@ and processing, tick observations, and analyse them with a job.</p>
   </div>
 </form>
 
+% if not fq.errors:
 <section id="results-section">
 <form method="get" action="/ui/find/analyse" id="analyse-form">
 % if fq.positioned:
@@ -218,6 +219,7 @@ and processing, tick observations, and analyse them with a job.</p>
 </nav>
 % end
 </section>
+% end
 
 <details class="card adql" id="adql" {{'open' if not tap else ''}}>
   <summary>ADQL for experts (TAP)</summary>

@@ -36,7 +36,7 @@
   <table class="kv dataset" id="dataset-columns">
 % for c, value in columns:
 %   if value is not None and value != '':
-    <tr><th title="{{c.description}}">{{c.name}}</th><td>{{value}}{{(' ' + c.unit) if c.unit else ''}}</td></tr>
+    <tr><th title="{{c.description}}">{{c.name}}</th><td>{{(('%.6f' if c.unit == 'd' else '%.7g') % value) if isinstance(value, float) else value}}{{(' ' + c.unit) if c.unit else ''}}</td></tr>
 %   end
 % end
   </table>
