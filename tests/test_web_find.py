@@ -503,6 +503,9 @@ def test_analyse_link_prefills_the_job_form(site: LiveServer, alice_web) -> None
         ([("jobname", "simulate_dl3"), ("obs_id", "1001")], "does not analyse observations"),
         ([("jobname", "gammapy_maps"), ("obs_id", "10x")], "'10x' is not an observation id"),
         ([("jobname", "gammapy_maps"), ("obs_id", "1001"), ("ra", "999")], "ra must be from"),
+        ([("jobname", "gammapy_maps"), ("obs_id", "4242")], "no observation 4242 in the DL3"),
+        # released later: not offered to alice, so not analysable from here either
+        ([("jobname", "gammapy_maps"), ("obs_id", "9999")], "no observation 9999 in the DL3"),
     ],
 )
 def test_analyse_refuses_bad_requests(site: LiveServer, alice_web, params, message) -> None:

@@ -380,6 +380,16 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
         bad = [i for i in ids if not i.isdigit()]
         if bad:
             raise BadRequest(f"obs_id: '{bad[0][:32]}' is not an observation id")
+        visible = finder.catalogue.search(
+            ctx.user,
+            obs_ids=ids,
+            obs_collection=STORE_COLLECTION,
+            dataproduct_type="event",
+            limit=MAX_ANALYSE,
+        )
+        unknown = sorted(set(ids) - {str(r["obs_id"]) for r in visible.rows})
+        if unknown:  # not in the store, or not released to this user
+            raise BadRequest(f"no observation {unknown[0][:32]} in the DL3 store for you")
         target = known[name]
         values = {OBS_IDS_PARAMETER: " ".join(ids)}
         for param, key, lo, hi in ((target.ra, "ra", 0, 360), (target.dec, "dec", -90, 90)):
