@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from uws_server.jobdef import EntityDef  # noqa: E402
-from uws_server.managers.base import JobSpec  # noqa: E402
-from workers import containment, runner  # noqa: E402
+from uws_server.managers.base import JobSpec, write_spec  # noqa: E402
+from workers import containment  # noqa: E402
 
 
 def make_job(base: Path, name: str) -> Path:
@@ -38,7 +38,7 @@ def make_job(base: Path, name: str) -> Path:
     (job_dir / "parameters.json").write_text("{}")
     (job_dir / "script.sh").write_text(script)
     spec = JobSpec(name, "bench", job_dir, script, {}, [EntityDef("output", default="out.txt")])
-    runner.write_spec(spec)
+    write_spec(spec)
     return job_dir
 
 

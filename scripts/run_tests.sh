@@ -3,13 +3,15 @@
 #   1. scripts/install_test_deps.sh   Debian packages, .venv, pip install -e '.[test,science]'
 #   2. scripts/slurm_start.sh         single-node Slurm on localhost
 #   3. scripts/pg_start.sh            PostgreSQL on 127.0.0.1, database uws_test
-#   4. pytest on tests/ (arguments are passed through), then `ruff check .`
+#   4. pytest on tests/ (arguments are passed through), then `ruff check .` and
+#      `lint-imports` (the import contracts of .importlinter: docs/architecture.md)
 # Exports for the tests:
 #   UWS_TEST_DATABASE_URL  SQLAlchemy URL of the test database (from pg_start.sh)
 #   UWS_REQUIRE_SERVICES=1 tests needing Slurm/PostgreSQL/Chromium fail instead of skip
 #   UWS_CHROMIUM_PATH      /usr/bin/chromium (Playwright: executable_path=...)
 #   PATH                   with .venv/bin first
-# Fails when pytest fails, collects no test (exit 5) or ruff finds a problem. The services
+# Fails when pytest fails, collects no test (exit 5), ruff finds a problem or an import
+# contract is broken. The services
 # are left running for reuse (scripts/slurm_stop.sh, scripts/pg_stop.sh stop them).
 #
 # Usage: bash scripts/run_tests.sh [pytest args...]
@@ -123,10 +125,18 @@ RUFF_RC=$?
 set -e
 echo "[run_tests] ruff: exit $RUFF_RC, $(elapsed "$T")"
 
+step "lint-imports (.importlinter)"
+T=$SECONDS
+set +e
+"$REPO_ROOT/.venv/bin/lint-imports" --no-cache
+IMPORTS_RC=$?
+set -e
+echo "[run_tests] lint-imports: exit $IMPORTS_RC, $(elapsed "$T")"
+
 echo
 echo "[run_tests] total $(elapsed "$T0"); services left running (scripts/slurm_stop.sh, scripts/pg_stop.sh)"
-if [ "$PYTEST_RC" -ne 0 ] || [ "$RUFF_RC" -ne 0 ]; then
-    echo "[run_tests] FAILED (pytest exit $PYTEST_RC, ruff exit $RUFF_RC)" >&2
+if [ "$PYTEST_RC" -ne 0 ] || [ "$RUFF_RC" -ne 0 ] || [ "$IMPORTS_RC" -ne 0 ]; then
+    echo "[run_tests] FAILED (pytest exit $PYTEST_RC, ruff exit $RUFF_RC, lint-imports exit $IMPORTS_RC)" >&2
     exit 1
 fi
 echo "[run_tests] OK"

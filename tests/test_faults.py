@@ -35,7 +35,7 @@ from uws_server.managers.base import JobSpec
 from uws_server.managers.slurm import SlurmManager
 from uws_server.managers.slurm_cli import FINAL_STATES, parse_squeue
 from uws_server.models import Job, Phase
-from workers.runner import JobStatus, read_status, write_status
+from uws_server.worker_events import JobStatus, read_status, write_status
 
 
 def started(live: LiveServer, job: str) -> Path:

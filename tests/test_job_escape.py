@@ -32,12 +32,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import LiveServer, make_settings, need
+from uws_server import worker_events
 from uws_server.jdl.votable import write_votable
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
-from uws_server.managers.base import JobSpec
+from uws_server.managers.base import JobSpec, write_spec
 from uws_server.managers.local import LocalManager
 from uws_server.models import Job, Phase, Result, WorkerEvent
-from workers import containment, runner
+from workers import containment
 from workers.procs import process_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,7 @@ def local_spec(jobs_dir: Path, job_id: str, script: str, mode: str, **kw: Any) -
     (job_dir / "script.sh").write_text(script)
     generated = kw.pop("generated", [EntityDef("output", default="output.txt")])
     spec = JobSpec(job_id, "escape", job_dir, script, params, generated=generated, **kw)
-    runner.write_spec(spec)
+    write_spec(spec)
     return spec
 
 
@@ -332,7 +333,7 @@ def test_runner_ends_every_escaped_process(tmp_path: Path, mode: str, scenario: 
     finally:
         proc.kill()
         kill_pids(spec.job_dir)
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None
     expected = {"end": Phase.COMPLETED, "timeout": Phase.ERROR, "abort": Phase.ABORTED}
     assert status.phase is expected[scenario], (status, err)
@@ -461,7 +462,7 @@ def test_a_detached_process_cannot_change_a_collected_result(
         spec = local_spec(tmp_path, "rw", REWRITER, "end")
         proc = run_cli(spec.job_dir, job_cgroup)
         assert proc.wait(timeout=30) == 0, proc.communicate()
-        status = runner.read_status(spec.job_dir)
+        status = worker_events.read_status(spec.job_dir)
         assert status is not None
         final, results = status, status.results
     assert final.phase is Phase.COMPLETED
@@ -557,7 +558,7 @@ def test_slurm_ends_every_escaped_process(
         phase = alice.wait_final(job, timeout=60)
         assert phase == ("COMPLETED" if scenario == "end" else "ERROR"), alice.get(job).text
     assert_all_dead(pids)
-    status = runner.read_status(jdir)
+    status = worker_events.read_status(jdir)
     assert status is not None
     expected = {"end": Phase.COMPLETED, "timeout": Phase.ERROR, "abort": Phase.ABORTED}
     assert status.phase is expected[scenario], status
@@ -603,7 +604,7 @@ def test_results_that_are_links_or_not_files_are_refused(tmp_path: Path, case: s
     )
     proc = run_cli(spec.job_dir, "off")
     assert proc.wait(timeout=30) == 1, proc.communicate()
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.ERROR
     assert status.results == []
     assert status.error is not None and reason in status.error, status.error
@@ -618,7 +619,7 @@ def test_a_pattern_refuses_links_but_skips_directories(tmp_path: Path) -> None:
         tmp_path, "pat", script, "end", generated=[EntityDef("outs", default="*.out")]
     )
     subprocess.run(["bash", "-c", script], cwd=spec.job_dir, check=True)
-    results, problems = runner.collect_results(spec.job_dir, spec.generated)
+    results, problems = worker_events.collect_results(spec.job_dir, spec.generated)
     assert results == []  # a.out has a second link (b.out): neither is the job's own
     assert sorted(problems) == [
         "result outs: a.out refused: it has 2 hard links (a result must be a file of its "
@@ -633,7 +634,7 @@ def test_a_collected_result_is_read_only_and_hashed_as_served(tmp_path: Path) ->
     spec = local_spec(tmp_path, "ro", "echo hello > output.txt\n", "end")
     proc = run_cli(spec.job_dir, "off")
     assert proc.wait(timeout=30) == 0, proc.communicate()
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.COMPLETED
     path = spec.job_dir / "output.txt"
     assert path.stat().st_mode & 0o222 == 0

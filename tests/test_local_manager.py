@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import pytest
 
 from tests.timing import MACHINE, wait_for
+from uws_server import worker_events
 from uws_server.jobdef import EntityDef
-from uws_server.managers.base import JobSpec
+from uws_server.managers.base import JobSpec, write_spec
 from uws_server.managers.local import IDENTITY_FILE, LOST_MESSAGE, LocalManager
 from uws_server.models import Job, Phase, Result, WorkerEvent
-from workers import runner
 from workers.procs import ProcessIdentity, process_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def make_spec(jobs_dir: Path, job_id: str, script: str, **kw: object) -> JobSpec
     (job_dir / "script.sh").write_text(script)
     generated = kw.pop("generated", [])
     spec = JobSpec(job_id, "test", job_dir, script, params, generated=generated, **kw)  # type: ignore[arg-type]
-    runner.write_spec(spec)
+    write_spec(spec)
     return spec
 
 
@@ -162,7 +162,7 @@ def test_opus_job_completes_with_literal_values(jobs_dir: Path, make_manager) ->
     executing = sink.wait_phase("opus", Phase.EXECUTING)
     assert executing.external_id is not None and int(executing.external_id) > 1
     assert final.context["host"] and final.context["python"]
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.COMPLETED and status.exit_code == 0
 
 
@@ -344,12 +344,12 @@ def test_recover_job_that_ended_while_server_was_down(jobs_dir: Path, make_manag
     old.stop()
     assert dead(int(executing.external_id or 0))
     assert (spec.job_dir / ".uws" / "exit_status").read_text() == "4\n"
-    assert runner.read_status(spec.job_dir) is None  # nobody collected it
+    assert worker_events.read_status(spec.job_dir) is None  # nobody collected it
     new, sink = make_manager()
     new.recover([_job("ended", external_id=executing.external_id)], {"ended": spec})
     final = sink.wait_final("ended")
     assert final.phase is Phase.ERROR and final.error == "script exited with code 4: oops"
-    assert runner.read_status(spec.job_dir) is not None
+    assert worker_events.read_status(spec.job_dir) is not None
 
 
 def test_recover_lost_job_and_pid_reuse(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
@@ -374,14 +374,14 @@ def test_recover_lost_job_and_pid_reuse(jobs_dir: Path, make_manager) -> None:  
     for job_id in ("lost", "reused"):
         final = sink.wait_final(job_id)
         assert final.phase is Phase.ERROR and final.error == LOST_MESSAGE
-        status = runner.read_status(jobs_dir / job_id)
+        status = worker_events.read_status(jobs_dir / job_id)
         assert status is not None and status.error == LOST_MESSAGE
     assert manager.running_jobs() == []  # the test process itself was not adopted
 
 
 def test_recover_reports_a_written_status_and_requeues(jobs_dir: Path, make_manager) -> None:  # type: ignore[no-untyped-def]
     done = make_spec(jobs_dir, "done", "true")
-    runner.write_status(done.job_dir, runner.JobStatus(Phase.COMPLETED, exit_code=0))
+    worker_events.write_status(done.job_dir, worker_events.JobStatus(Phase.COMPLETED, exit_code=0))
     waiting = make_spec(jobs_dir, "waiting", "echo ran > ran.txt")
     manager, sink = make_manager(slots=1)
     manager.recover(

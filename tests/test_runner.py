@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from uws_server import worker_events
 from uws_server.jobdef import EntityDef
-from uws_server.managers.base import JobSpec
+from uws_server.managers.base import JobSpec, load_spec, write_spec
 from uws_server.models import Phase, Result, WorkerEvent
-from workers import node, runner
+from workers import jobdir, node
 from workers.callbacks import RetryPolicy, callback_endpoint, post_event
 from workers.procs import process_state
 
@@ -60,13 +61,13 @@ def make_spec(tmp_path: Path, script: str, **kw: object) -> JobSpec:
     (job_dir / "script.sh").write_text(script)
     generated = kw.pop("generated", [EntityDef("output", default="output.txt")])
     spec = JobSpec("job1", "test", job_dir, script, params, generated=generated, **kw)  # type: ignore[arg-type]
-    runner.write_spec(spec)
+    write_spec(spec)
     return spec
 
 
 def run_bash(spec: JobSpec) -> subprocess.CompletedProcess[bytes]:
-    runner.prepare_job_dir(spec)
-    env = runner.prepare_environment(spec)
+    jobdir.prepare_job_dir(spec)
+    env = jobdir.prepare_environment(spec)
     return subprocess.run(
         ["bash", "script.sh"], cwd=spec.job_dir, env=env, capture_output=True, timeout=10
     )
@@ -104,11 +105,11 @@ def test_spec_roundtrip_is_private(tmp_path: Path) -> None:
         execution_duration=7,
         callback_url="http://x",
         callback_token="secret",
-        sbatch_options=["--mem=1G"],
+        manager_options={"sbatch": ["--mem=1G"]},
     )
-    path = spec.job_dir / runner.SPEC_FILE
+    path = spec.job_dir / jobdir.SPEC_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    loaded = runner.load_spec(spec.job_dir)
+    loaded = load_spec(spec.job_dir)
     assert loaded == spec
     assert loaded.generated[0].multiplicity == "*"
     assert [p.name for p in spec.job_dir.iterdir() if p.name.endswith(".tmp")] == []
@@ -165,7 +166,7 @@ def test_environment_contents(tmp_path: Path) -> None:
         "UWS_SCRIPTS_DIR": "/opt/uws/scripts",  # exported by the server for job scripts
         "LC_ALL": "C",
     }
-    env = runner.prepare_environment(spec, base_env=base)
+    env = jobdir.prepare_environment(spec, base_env=base)
     for secret in ("UWS_DATABASE_URL", "UWS_CONFIG", "PGPASSWORD", "AWS_SECRET_ACCESS_KEY"):
         assert secret not in env  # the server's secrets stay with the server
     assert env["UWS_SCRIPTS_DIR"] == "/opt/uws/scripts"
@@ -193,7 +194,7 @@ def test_dangerous_parameter_names_are_not_exported(tmp_path: Path) -> None:
         "PYTHONPATH": str(tmp_path),
     }
     spec = make_spec(tmp_path, 'echo "$UWS_JOB_ID" > "$output"', parameters=params)
-    env = runner.prepare_environment(spec)
+    env = jobdir.prepare_environment(spec)
     for name in params:
         assert env.get(name) != params[name], name
     assert run_bash(spec).returncode == 0
@@ -248,7 +249,7 @@ def test_collect_results(tmp_path: Path) -> None:
         EntityDef("star", default="none3.txt", multiplicity="*"),
         EntityDef("required", default="missing.txt"),
     ]
-    results, problems = runner.collect_results(job, generated)
+    results, problems = worker_events.collect_results(job, generated)
     by_name = {r.name: r for r in results}
     assert by_name["text"] == Result(
         "text", "out.txt", "text/plain", 5, sha256(b"hello").hexdigest()
@@ -283,7 +284,7 @@ def test_collect_results_refuses_escapes(tmp_path: Path) -> None:
         "private": ".uws/status.json",
         "adir": "adir",
     }
-    results, problems = runner.collect_results(
+    results, problems = worker_events.collect_results(
         job, [EntityDef(n, default=p) for n, p in cases.items()]
     )
     assert results == []
@@ -308,7 +309,7 @@ def test_collect_results_refuses_escapes(tmp_path: Path) -> None:
 
 def test_status_roundtrip_and_garbage(tmp_path: Path) -> None:
     t0 = datetime(2024, 5, 1, 12, 0)
-    status = runner.JobStatus(
+    status = worker_events.JobStatus(
         Phase.ERROR,
         exit_code=3,
         signal=None,
@@ -318,7 +319,7 @@ def test_status_roundtrip_and_garbage(tmp_path: Path) -> None:
         results=[Result("o", "o.txt", "text/plain", 1, "a" * 64)],
         context={"host": "h"},
     )
-    path = runner.write_status(tmp_path, status)
+    path = worker_events.write_status(tmp_path, status)
     assert path == tmp_path / ".uws" / "status.json"
     data = json.loads(path.read_text())
     assert set(data) == {
@@ -331,12 +332,12 @@ def test_status_roundtrip_and_garbage(tmp_path: Path) -> None:
         "results",
         "context",
     }
-    assert runner.read_status(tmp_path) == status
+    assert worker_events.read_status(tmp_path) == status
     assert os.listdir(tmp_path / ".uws") == ["status.json"]
     path.write_text('{"phase": "NOPE"}')
-    assert runner.read_status(tmp_path) is None
+    assert worker_events.read_status(tmp_path) is None
     path.unlink()
-    assert runner.read_status(tmp_path) is None
+    assert worker_events.read_status(tmp_path) is None
 
 
 def test_event_json_roundtrip_and_validation() -> None:
@@ -348,12 +349,14 @@ def test_event_json_roundtrip_and_validation() -> None:
         end_time=datetime(2024, 1, 1, 0, 1),
         context={"host": "n1"},
     )
-    wire = json.loads(json.dumps(runner.event_to_json(event)))
+    wire = json.loads(json.dumps(worker_events.event_to_json(event)))
     assert wire["phase"] == "COMPLETED" and wire["start_time"] == "2024-01-01T00:00:00+00:00"
-    assert runner.event_from_json(wire) == event
-    shifted = runner.event_from_json({"phase": "EXECUTING", "start_time": "2024-01-01T02:00+02:00"})
+    assert worker_events.event_from_json(wire) == event
+    shifted = worker_events.event_from_json(
+        {"phase": "EXECUTING", "start_time": "2024-01-01T02:00+02:00"}
+    )
     assert shifted.start_time == datetime(2024, 1, 1)
-    zulu = runner.event_from_json({"phase": "EXECUTING", "end_time": "2024-01-01T00:00:00Z"})
+    zulu = worker_events.event_from_json({"phase": "EXECUTING", "end_time": "2024-01-01T00:00:00Z"})
     assert zulu.end_time == datetime(2024, 1, 1)
     bad = [
         [],
@@ -367,7 +370,7 @@ def test_event_json_roundtrip_and_validation() -> None:
     ]
     for data in bad:
         with pytest.raises(ValueError):
-            runner.event_from_json(data)
+            worker_events.event_from_json(data)
 
 
 # --- the CLI, with a callback server -------------------------------------------------------
@@ -447,14 +450,14 @@ def test_cli_end_to_end_with_callbacks(tmp_path: Path, receiver: Receiver) -> No
     assert not (spec.job_dir / "pwned").exists() and (tmp_path / "victim").is_dir()
     assert [e[0] for e in receiver.events] == ["/base/callback/job1"] * 2
     assert {e[1] for e in receiver.events} == {"Bearer tok-123"}
-    first, final = (runner.event_from_json(e[2]) for e in receiver.events)
+    first, final = (worker_events.event_from_json(e[2]) for e in receiver.events)
     assert first.phase is Phase.EXECUTING and first.start_time is not None
     assert final.phase is Phase.COMPLETED and final.error is None
     assert final.results == [
         Result("output", "output.txt", "text/plain", len(content), sha256(content).hexdigest())
     ]
     assert final.context["tool"] == "1.2" and final.context["host"]
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.COMPLETED and status.exit_code == 0
 
 
@@ -467,7 +470,7 @@ def test_cli_short_job_reports_once_with_its_start_time(tmp_path: Path, receiver
     proc = run_cli(spec.job_dir)
     assert proc.wait(timeout=30) == 0
     assert [e[2]["phase"] for e in receiver.events] == ["COMPLETED"]
-    final = runner.event_from_json(receiver.events[0][2])
+    final = worker_events.event_from_json(receiver.events[0][2])
     assert final.start_time is not None and final.end_time is not None
     assert final.start_time <= final.end_time
 
@@ -558,7 +561,7 @@ def test_cli_server_down_keeps_status_file(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert 1.5 <= elapsed < 10  # retried for the bounded time, then gave up
     assert b"final event not delivered" in err
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.COMPLETED
     assert [r.name for r in status.results] == ["output"]
 
@@ -617,7 +620,7 @@ def test_cli_execution_duration_kills_the_tree(tmp_path: Path) -> None:
     assert proc.wait(timeout=20) == 1
     assert time.monotonic() - started < 8
     assert all(pid_gone(p) for p in pids)
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.ERROR
     assert status.error == "execution duration of 1 s exceeded"
 
@@ -629,7 +632,7 @@ def test_cli_sigterm_aborts_the_tree(tmp_path: Path, receiver: Receiver) -> None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 1
     assert all(pid_gone(p) for p in pids)
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.ABORTED
     assert status.error is not None and "SIGTERM" in status.error
     assert receiver.events[-1][2]["phase"] == "ABORTED"
@@ -639,7 +642,7 @@ def test_cli_failing_script_reports_error(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "echo 'bad input: x' >&2\nexit 3\n")
     proc = run_cli(spec.job_dir)
     assert proc.wait(timeout=20) == 1
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.ERROR and status.exit_code == 3
     assert status.error == "script exited with code 3: bad input: x"
     assert (spec.job_dir / "stderr.log").read_text() == "bad input: x\n"
@@ -649,7 +652,7 @@ def test_cli_missing_result_is_an_error(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "echo nothing\n")
     proc = run_cli(spec.job_dir)
     assert proc.wait(timeout=20) == 1
-    status = runner.read_status(spec.job_dir)
+    status = worker_events.read_status(spec.job_dir)
     assert status is not None and status.phase is Phase.ERROR
     assert status.error == "result output: output.txt was not produced"
     assert (spec.job_dir / "stdout.log").read_text() == "nothing\n"
@@ -708,21 +711,19 @@ _NEVER = "'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'
 _SERVICE = "'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging', " + (
     "'hashlib', 'subprocess'"
 )
-# What the standard library's own json, socket, signal and threading would bring: ~20 ms
-# of CPU a job without a bytecode cache, ~7 ms with one (workers.jsonio says why).
-_STDLIB_HEAVY = "'json', 're', 'enum', 'functools', 'collections', 'socket', 'selectors', " + (
-    "'signal', 'threading', 'locale', 'contextlib'"
-)
+# What socket, signal, subprocess and threading would bring to every runner (the cost
+# is in docs/benchmarks.md, "Worker runner"); json is used: it is cheap enough.
+_STDLIB_HEAVY = "'socket', 'selectors', 'signal', 'threading', 'locale', 'contextlib'"
 
 
 @pytest.mark.parametrize(
     ("modules", "heavy"),
     [
-        # The service's typed view: needs only the standard library (no site-packages).
-        ("workers.runner", _NEVER),
+        # The old command line's module: only the runner's.
+        ("workers.runner", f"{_NEVER}, {_SERVICE}"),
         # What a batch system starts for every job (``python -S -m workers.node``): not
         # even the service's dataclasses and what they bring, once most of a runner's
-        # 75 ms of CPU, which made Slurm's waves of trivial jobs spill over.
+        # CPU, which made Slurm's waves of trivial jobs spill over (docs/benchmarks.md).
         ("workers.node, workers.supervise", f"{_NEVER}, {_SERVICE}, {_STDLIB_HEAVY}"),
     ],
 )
@@ -762,68 +763,27 @@ def test_callback_token_is_scrubbed_from_the_initial_environment() -> None:
     assert proc.stdout.split() == ["tok-s3cret", "False", "False", "False"]
 
 
-def test_the_lean_spec_reader_knows_every_field_of_the_dataclasses() -> None:
-    """``workers.node`` reads ``job.json`` without importing the service's dataclasses,
-    from its own list of their fields: a field added to JobSpec or EntityDef must be
-    added there too, with the same default."""
-    from dataclasses import MISSING, fields
-
-    from uws_server.managers.base import JobSpec
-
-    def defaults(cls: type) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for f in fields(cls):
-            if f.default is not MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not MISSING:
-                out[f.name] = f.default_factory()
-            else:
-                out[f.name] = None
-        return out
-
-    spec_fields = defaults(JobSpec)
-    read_apart = {"job_dir", "parameters", "generated", "sbatch_options"}
-    assert set(node._SPEC_FIELDS) | read_apart == set(spec_fields)
-    for name, lean_default in node._SPEC_FIELDS.items():
-        if spec_fields[name] is not None:  # a field with a default: the same default
-            assert lean_default == spec_fields[name], name
-    assert node._ENTITY_FIELDS == {**defaults(EntityDef), "name": ""}
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"a": [1, 2.5, None, True, False, 'é\u2028"\\x'], "b": {}, "c": -0.0},
-        [],
-        "text",
-        1e300,
-        {"results": [{"name": "out", "size": 3, "sha256": "ab" * 32}], "context": {}},
-    ],
-)
-def test_jsonio_writes_and_reads_what_json_does(value: object) -> None:
-    from workers import jsonio
-
-    text = jsonio.dumps(value)
-    assert text == json.dumps(value, separators=(",", ":")) and text.isascii()
-    assert jsonio.loads(text) == json.loads(text)
-    assert jsonio.loads(f" \n{json.dumps(value, indent=1)}\r\n".encode()) == value
-
-
-@pytest.mark.parametrize("bad", ["", "{", "{} x", "[1,]", "nul", "{'a': 1}", "\x00"])
-def test_jsonio_refuses_what_is_not_json(bad: str) -> None:
-    from workers import jsonio
-
-    with pytest.raises(ValueError):
-        jsonio.loads(bad)
-
-
-def test_jsonio_refuses_what_json_cannot_hold() -> None:
-    from workers import jsonio
-
-    with pytest.raises(ValueError):
-        jsonio.dumps({"x": float("nan")})
-    with pytest.raises(TypeError):
-        jsonio.dumps({"x": object()})
+def test_the_runner_reads_what_the_service_writes(tmp_path: Path) -> None:
+    """``job.json`` is declared once (``JobSpec.to_json``); ``workers.node`` reads it
+    generically: every attribute the service wrote is there, with the same value."""
+    gen = [EntityDef("output", default="out.txt", content_type="text/plain", multiplicity="*")]
+    spec = make_spec(
+        tmp_path,
+        "true",
+        parameters={"a": "1"},
+        generated=gen,
+        execution_duration=7,
+        callback_url="http://x",
+        manager_options={"sbatch": ["--mem=1G"]},
+    )
+    read = node.read_spec(str(spec.job_dir))
+    for name, value in spec.to_json().items():
+        if name != "generated":
+            assert getattr(read, name) == value, name
+    assert vars(read.generated[0]) == spec.to_json()["generated"][0]
+    (spec.job_dir / jobdir.SPEC_FILE).write_text("[1]")
+    with pytest.raises(ValueError, match="job_id"):
+        node.read_spec(str(spec.job_dir))
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The per-job fast paths of a local job's start and end, checked against the plain code
 they replace: the same bytes in the job directory, the same environment, the same answers.
 
-``spec_to_json`` without ``asdict`` (``job.json``), the cached server environment, the
+``JobSpec.to_json`` without ``asdict`` (``job.json``), the cached server environment, the
 cached definition snapshot, the ``os.path`` version of ``within`` and the cached field
 lists of the JDL JSON form.
 """
@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uws_server.common import within
 from uws_server.jdl import json_form
 from uws_server.jobdef import EntityDef, JobDefinition, ParameterDef
-from uws_server.lifecycle import within
-from uws_server.managers.base import JobSpec
+from uws_server.managers.base import JobSpec, write_spec
 from uws_server.provenance_service import (
     definition_from_snapshot,
     definition_snapshot,
@@ -29,7 +29,7 @@ from uws_server.provenance_service import (
 from workers import jobdir
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
-# --- spec_to_json ----------------------------------------------------------------------
+# --- JobSpec.to_json ----------------------------------------------------------------------
 
 ENTITIES = st.builds(
     EntityDef, name=TEXT, default=TEXT, content_type=TEXT, multiplicity=TEXT, url=TEXT
@@ -45,8 +45,8 @@ SPECS = st.builds(
     execution_duration=st.integers(0, 10**6),
     callback_url=TEXT,
     callback_token=TEXT,
-    sbatch_options=st.lists(TEXT, max_size=3),
     python=TEXT,
+    manager_options=st.dictionaries(TEXT, TEXT, max_size=3),
 )
 
 
@@ -55,13 +55,13 @@ SPECS = st.builds(
 def test_spec_to_json_is_asdict_with_the_directory_as_text(spec: JobSpec) -> None:
     want = dataclasses.asdict(spec)
     want["job_dir"] = str(spec.job_dir)
-    got = jobdir.spec_to_json(spec)
+    got = spec.to_json()
     assert got == want and list(got) == list(want)
     assert [list(e) for e in got["generated"]] == [list(e) for e in want["generated"]]
     assert json.dumps(got, indent=1) == json.dumps(want, indent=1)
     got["parameters"]["changed"] = "x"  # a copy, as asdict's
-    got["sbatch_options"].append("x")
-    assert "changed" not in spec.parameters and "x" not in spec.sbatch_options
+    got["manager_options"]["changed"] = "x"
+    assert "changed" not in spec.parameters and "changed" not in spec.manager_options
 
 
 def test_written_spec_is_what_json_dumps_wrote(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_written_spec_is_what_json_dumps_wrote(tmp_path: Path) -> None:
         "j1", "act", tmp_path, "echo é\r\n", {"a": "1", "b": "$(x)"},
         [EntityDef("output", default="out.txt", content_type="text/plain")], 60,
     )  # fmt: skip
-    path = jobdir.write_spec(spec)
+    path = write_spec(spec)
     want = dataclasses.asdict(spec) | {"job_dir": str(tmp_path)}
     assert path.read_bytes() == json.dumps(want, indent=1).encode()
     assert (path.stat().st_mode & 0o777) == 0o600

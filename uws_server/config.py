@@ -14,7 +14,9 @@ from typing import Any
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from uws_server import managers
+from uws_server.common import PROJECT_ROOT
+
 DEFAULT_CONFIG = PROJECT_ROOT / "settings.yml"
 
 _PATH_KEYS = (
@@ -144,6 +146,7 @@ def load_settings(
         p: Path = getattr(settings, key)
         if not p.is_absolute():
             setattr(settings, key, (base / p).resolve())
-    if settings.manager not in ("local", "slurm"):
-        raise ValueError(f"setting manager: must be 'local' or 'slurm', not {settings.manager!r}")
+    if settings.manager not in managers.REGISTRY:
+        known = " or ".join(repr(n) for n in managers.names())
+        raise ValueError(f"setting manager: must be {known}, not {settings.manager!r}")
     return settings

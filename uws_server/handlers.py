@@ -21,7 +21,7 @@ from uws_server.request_guard import RouteRule, rules_of
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
 from uws_server.waiters import Deliver
-from workers.runner import event_from_json
+from uws_server.worker_events import event_from_json
 
 JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
 JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
+from uws_server.common import can_read, new_entity_id, utcnow
 from uws_server.errors import BadRequest, PayloadTooLarge
 from uws_server.fetch import FetchRefused, FetchTooLarge, SafeFetcher, parse_target
 from uws_server.jobdef import EntityDef, JobDefinition
@@ -36,10 +35,6 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RESULT_URL = re.compile(
     r"/rest/(?P<jobname>[A-Za-z][\w-]*)/(?P<job>[\w-]+)/results/(?P<name>[^/?#]+)$"
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # Files of the job itself: an input staged under one of these names would replace
@@ -53,20 +48,12 @@ def safe_filename(name: str, fallback: str = "input") -> str:
     return f"input_{base}" if base in RESERVED_NAMES else base
 
 
-def new_entity_id() -> str:
-    return "ent_" + secrets.token_urlsafe(12)
-
-
 @dataclass
 class StagedInput:
     name: str  # the used entity's name (the parameter)
     filename: str  # file name in the job directory
     entity: EntityRow
     new: bool  # True if the entity row must be inserted
-
-
-def can_read(user: User, owner: str) -> bool:
-    return user.is_admin or user.name == owner
 
 
 class InputStager:

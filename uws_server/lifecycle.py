@@ -8,7 +8,6 @@ forged event can never move a job out of a final phase.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -21,15 +20,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from uws_server.auth import hash_token
+from uws_server.common import new_entity_id, utcnow, within
 from uws_server.config import Settings
-from uws_server.inputs import new_entity_id, utcnow
 from uws_server.jobdef import JobDefinition
-from uws_server.managers.base import JobSpec, Manager
+from uws_server.managers.base import JobSpec, Manager, load_spec, write_spec
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.storage import EntityRow, Store
 from uws_server.waiters import PhaseNotifier
 from workers.results import inspect_result
-from workers.runner import load_spec, write_spec
 
 log = logging.getLogger("uws_server.lifecycle")
 
@@ -40,40 +38,6 @@ ERROR_FILE = ".uws/error.txt"
 MAX_ERROR_CHARS = 4000
 # Seconds a destroyed running job's directory waits in the trash for its processes.
 TRASH_DELAY = 10.0
-
-
-def within(path: Path | str, root: Path | str) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside ``root`` (or is ``root``).
-
-    ``os.path`` on strings rather than ``Path.resolve().is_relative_to()``, with the
-    same answers (and the same ``RuntimeError`` for a symlink loop): this runs for every
-    result of every job.
-    """
-    return real_path_within(path, root) is not None
-
-
-def real_path_within(path: Path | str, root: Path | str) -> str | None:
-    """The real path of ``path`` when it lies inside ``root`` (or is ``root``), else
-    None (also when either cannot be resolved)."""
-    try:
-        real, top = resolved(path), resolved(root)
-    except (OSError, ValueError):
-        return None
-    if real == top or real.startswith(top if top == "/" else top + "/"):
-        return real
-    return None
-
-
-def resolved(path: Path | str) -> str:
-    """``str(Path(path).resolve())`` without the Path objects: the real path, with a
-    ``RuntimeError`` for a symlink loop, as ``Path.resolve`` gives in Python 3.12."""
-    real = os.path.realpath(path)
-    try:
-        os.stat(real)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise RuntimeError(f"Symlink loop from {exc.filename!r}") from None
-    return real
 
 
 def write_inputs(job_dir: Path, inputs: dict[str, dict[str, object]]) -> None:
@@ -137,7 +101,7 @@ class Lifecycle:
         # Only remote runners call back; the local manager reports in-process. The token
         # never goes into job.json (a job could copy that into a result): the manager
         # hands it to the runner through the environment.
-        remote = self.manager.name != "local"
+        remote = self.manager.remote
         token = secrets.token_urlsafe(32) if remote else ""
         spec = JobSpec(
             job_id=job.job_id,
@@ -149,8 +113,8 @@ class Lifecycle:
             execution_duration=job.execution_duration,
             callback_url=self.callback_base() if remote else "",
             callback_token=token,
-            sbatch_options=list(defn.sbatch_options),
             python=self.settings.pipeline_python,
+            manager_options=self.manager.options_for(defn),
         )
         write_spec(dataclasses.replace(spec, callback_token="") if token else spec)
         for hook in self.start_hooks:

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from uws_server import __version__, db
+from uws_server import __version__, db, managers
+from uws_server.common import can_read, new_entity_id, parse_time, utcnow, within
 from uws_server.config import Settings
 from uws_server.errors import BadRequest, Conflict, NotFound
-from uws_server.inputs import can_read, new_entity_id, utcnow
 from uws_server.jdl.json_form import from_json, to_json
 from uws_server.jobdef import JobDefinition
-from uws_server.lifecycle import within
 from uws_server.models import Job, User
 from uws_server.provenance import (
     FILENAMES,
@@ -221,7 +220,8 @@ class ProvenanceService:
             if row.kind == "result":
                 entities[row.entity_id] = self._entity_record(row)
                 generations.append(GenerationRecord(job_id, row.entity_id, row.role or row.name))
-        manager_key = "slurm_job_id" if job.manager == "slurm" else "pid"
+        manager_cls = managers.manager_class(job.manager)
+        manager_key = (manager_cls.run_id_key if manager_cls else "") or "external_id"
         ctx = ContextRecord(
             service_version=__version__,
             python=context.get("python") or platform.python_version(),
@@ -459,8 +459,6 @@ class ProvenanceService:
         for key in ("from", "to"):
             times[key] = None
             if key in single:
-                from uws_server.service import parse_time
-
                 times[key] = parse_time(key, single[key])
         sq = SearchQuery.of(
             single.get("activity"),

@@ -6,23 +6,22 @@ directory still holds the final state, so the server can pick it up later). Clie
 errors other than "try again later" are not retried: a 401 or a 409 will not get better.
 
 The client is a few lines over a plain socket, not ``requests`` nor ``http.client``: a
-runner is a short-lived process started for every job, and on the benchmark machine
-importing ``requests`` (urllib3, charset_normalizer, idna, importlib.metadata...) cost
-100 ms of CPU per job, ``http.client`` (email, ssl) 23 ms, more than everything else
-the runner does for a trivial job (docs/benchmarks.md). Two small JSON POSTs to our own
-server need only a status line back. For the same reason the URL and the status line
-are read without :mod:`re`, the JSON written by :mod:`workers.jsonio`, and plain HTTP
-goes through the C module ``_socket`` (:mod:`socket` imports ``enum`` and
-``selectors``); ``socket`` and ``ssl`` are imported for https URLs only. A worker node
-needs nothing but Python and this package.
+runner is a short-lived process started for every job, and importing ``requests``
+(urllib3, charset_normalizer, idna, importlib.metadata...) or ``http.client`` (email,
+ssl) cost more CPU than everything else the runner does for a trivial job (figures in
+docs/benchmarks.md, "Worker runner"). Two small JSON POSTs to our own server need only
+a status line back. Plain HTTP goes through ``_socket``, the C module behind
+:mod:`socket` (which imports ``selectors``); ``socket`` and ``ssl`` are imported for
+https URLs only. A worker node needs nothing but Python and this
+package.
 """
 
 from __future__ import annotations
 
 import _socket
+import json
 import time
 
-from workers import jsonio
 from workers.logs import get_logger
 
 TYPE_CHECKING = False  # annotations only (see workers.jobdir)
@@ -219,7 +218,7 @@ def post_event(
     if parse_url(url) is None:
         log.error("callback URL %r is not http(s)://host[:port]/...: event not sent", url)
         return False
-    body = jsonio.dumps(payload).encode()
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     deadline = time.monotonic() + policy.total
     delay = policy.first_delay

@@ -17,15 +17,14 @@ from _thread import get_ident
 from workers.logs import get_logger
 
 # Only names, for the annotations: the worker runner reads job.json into plain objects
-# with the same attributes (see workers.node), and must not pay for importing the
-# service's dataclasses. ``from __future__ import annotations`` keeps these unevaluated.
+# (see workers.node), the service passes its JobSpec dataclass; both have the shape of
+# workers.shapes. ``from __future__ import annotations`` keeps these unevaluated, so
+# the runner never imports typing.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
 
-    from uws_server.jobdef import EntityDef
-    from uws_server.managers.base import JobSpec
+    from workers.shapes import EntityLike, SpecLike
 
 log = get_logger("workers.runner")
 
@@ -58,8 +57,7 @@ _PASS_NAMES = frozenset(
     "OPENBLAS_NUM_THREADS XDG_CACHE_HOME CTAPIPE_SVC_PATH".split()
 )
 _PASS_PREFIXES = ("LC_", "SLURM_", "UWS_")
-# A name holding one of these (in any case) looks like a secret. Plain strings, not a
-# regular expression: the runner does without ``re`` (see workers.jsonio).
+# A name holding one of these (in any case) looks like a secret.
 _SECRET_WORDS = ("DATABASE", "PASSW", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "CONFIG")
 
 
@@ -80,61 +78,6 @@ def read_private(path: Path | str, limit: int) -> bytes | None:
         return os.read(fd, limit)
     finally:
         os.close(fd)
-
-
-# --- job.json ------------------------------------------------------------------------
-
-
-def spec_to_json(spec: JobSpec) -> dict[str, Any]:
-    """The JSON form of a :class:`JobSpec` (``job_dir`` as a string).
-
-    What ``dataclasses.asdict`` gives (fields in order, containers copied), built
-    directly: ``asdict`` walks every value generically and deep-copies the leaves, a
-    noticeable part of a local job's start in the server process.
-    """
-    data = {name: getattr(spec, name) for name in _field_names(type(spec))}
-    data["job_dir"] = str(spec.job_dir)
-    data["parameters"] = dict(spec.parameters)
-    data["generated"] = [
-        {name: getattr(e, name) for name in _field_names(type(e))} for e in spec.generated
-    ]
-    data["sbatch_options"] = list(spec.sbatch_options)
-    return data
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    """A dataclass's field names in order, looked up once per class (dataclasses is
-    imported here, never by the worker runner, which does not write specs)."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        from dataclasses import fields
-
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
-
-
-def spec_from_json(data: dict[str, Any]) -> JobSpec:
-    """Inverse of :func:`spec_to_json`; unknown keys are ignored (newer servers)."""
-    from pathlib import Path
-
-    from uws_server.jobdef import EntityDef
-    from uws_server.managers.base import JobSpec
-
-    generated = [EntityDef(**_known(EntityDef, e)) for e in data.get("generated") or []]
-    values = _known(JobSpec, data)
-    values["job_dir"] = Path(values["job_dir"])
-    values["generated"] = generated
-    values["parameters"] = {str(k): str(v) for k, v in (data.get("parameters") or {}).items()}
-    values["sbatch_options"] = [str(o) for o in data.get("sbatch_options") or []]
-    return JobSpec(**values)
-
-
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-    return {k: v for k, v in data.items() if k in names}
 
 
 def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
@@ -162,31 +105,7 @@ def atomic_write(path: Path | str, data: bytes, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def write_spec(spec: JobSpec) -> Path:
-    """Write ``job.json`` (mode 0600: it holds the callback token)."""
-    import json
-    from pathlib import Path
-
-    path = Path(spec.job_dir) / SPEC_FILE
-    atomic_write(path, json.dumps(spec_to_json(spec), indent=1).encode(), mode=0o600)
-    return path
-
-
-def load_spec(job_dir: Path | str) -> JobSpec:
-    """Read ``job.json``; the directory it is in wins over the stored ``job_dir``.
-
-    A worker may mount the shared directory elsewhere than the server does.
-    """
-    import json
-    from pathlib import Path
-
-    job_dir = Path(job_dir)
-    spec = spec_from_json(json.loads((job_dir / SPEC_FILE).read_text()))
-    spec.job_dir = job_dir
-    return spec
-
-
-def prepare_job_dir(spec: JobSpec) -> None:
+def prepare_job_dir(spec: SpecLike) -> None:
     """Make the directory ready to run: ``.uws/``, and ``script.sh`` from the spec.
 
     ``script.sh`` is always (re)written from ``spec.script``, the operator's definition:
@@ -232,12 +151,12 @@ def base_environment(source: dict[str, str]) -> dict[str, str]:
     }
 
 
-def entity_file_name(entity: EntityDef) -> str:
+def entity_file_name(entity: EntityLike) -> str:
     """The file a generated entity is written to (its ``default``, else its name)."""
     return entity.default or entity.name
 
 
-def prepare_environment(spec: JobSpec, base_env: dict[str, str] | None = None) -> dict[str, str]:
+def prepare_environment(spec: SpecLike, base_env: dict[str, str] | None = None) -> dict[str, str]:
     """The script's environment: whitelisted server variables, parameters, entities.
 
     Values are handed over as they are (only NUL, which no environment can hold, is

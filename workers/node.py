@@ -9,8 +9,8 @@ It is one short-lived process per job, so its start-up is part of every job's co
 a 2-core node running 20 trivial jobs a second, a runner of 75 ms of CPU made Slurm's
 waves of jobs spill into the next second (docs/benchmarks.md). So this path imports no
 dataclass, enum of ours, ``pathlib``, ``logging`` (unless something is logged) or
-``typing``: ``job.json`` is read into plain objects with the attributes of
-:class:`~uws_server.managers.base.JobSpec`, and the shared job rules
+``typing``: ``job.json`` is read into plain objects (the keys the
+service's ``JobSpec`` writes, see :mod:`workers.shapes`), and the shared job rules
 (:mod:`workers.jobdir`, :mod:`workers.results`, :mod:`workers.outcome`,
 :mod:`workers.supervise`, :mod:`workers.callbacks`) work on either. The batch script
 runs it with ``-S`` (no ``site``: ~20 ms less per job with an editable install).
@@ -18,12 +18,13 @@ runs it with ``-S`` (no ``site``: ~20 ms less per job with an editable install).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from workers import jsonio, logs
+from workers import logs
 from workers.callbacks import DEFAULT_RETRY_SECONDS, RetryPolicy, post_event
 from workers.jobdir import (
     SCRIPT_FILE,
@@ -55,33 +56,23 @@ _OPTIONS = {
     "--callback-retry": "seconds to keep retrying a callback while the server is unreachable",
     "--grace": "seconds between SIGTERM and SIGKILL when the job is stopped",
 }
-_SPEC_FIELDS = {  # JobSpec's fields and their defaults
-    "job_id": "", "jobname": "", "script": "", "execution_duration": 0,
-    "callback_url": "", "callback_token": "", "python": "",
-}  # fmt: skip
-_ENTITY_FIELDS = {  # EntityDef's fields and their defaults
-    "name": "", "description": "", "role": "", "multiplicity": "", "default": "",
-    "content_type": "", "url": "", "dataproduct_type": "", "calib_level": "", "preview": "",
-}  # fmt: skip
-
-
 def read_spec(job_dir: str) -> SimpleNamespace:
-    """``job.json`` as an object with :class:`JobSpec`'s attributes (unknown keys from a
-    newer server are ignored); the directory it is in wins over the stored ``job_dir``,
-    since a worker may mount the shared directory elsewhere than the server does."""
+    """``job.json`` as an object with its keys as attributes: read generically, so the
+    service's ``JobSpec`` dataclass (and its :meth:`to_json`) is the only declaration of
+    the spec. The directory it is in wins over the stored ``job_dir``, since a worker
+    may mount the shared directory elsewhere than the server does."""
     with open(os.path.join(job_dir, SPEC_FILE), "rb") as f:
-        data = jsonio.loads(f.read())
-    if not isinstance(data, dict):
-        raise ValueError(f"{SPEC_FILE}: expected a JSON object")
-    spec = SimpleNamespace(**{k: data.get(k, d) for k, d in _SPEC_FIELDS.items()})
+        data = json.loads(f.read())
+    if not isinstance(data, dict) or not isinstance(data.get("job_id"), str):
+        raise ValueError(f"{SPEC_FILE}: expected a JSON object with a job_id")
+    spec = SimpleNamespace(**{str(k): v for k, v in data.items()})
     spec.job_dir = job_dir
     spec.parameters = {str(k): str(v) for k, v in (data.get("parameters") or {}).items()}
     spec.generated = [
-        SimpleNamespace(**{k: e.get(k, d) for k, d in _ENTITY_FIELDS.items()})
+        SimpleNamespace(**{str(k): v for k, v in e.items()})
         for e in data.get("generated") or []
         if isinstance(e, dict)
     ]
-    spec.sbatch_options = [str(o) for o in data.get("sbatch_options") or []]
     return spec
 
 

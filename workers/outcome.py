@@ -3,15 +3,15 @@
 The rules are here once, in plain values (phase names, dicts), for both sides: the
 worker runner (:mod:`workers.node`, a short-lived process that must start cheaply and
 so never imports the service's dataclasses) and the service's typed view of them
-(:mod:`workers.runner`: ``JobStatus``, ``WorkerEvent``).
+(:mod:`uws_server.worker_events`: ``JobStatus``, ``WorkerEvent``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC
 
-from workers import jsonio
 from workers.jobdir import STATUS_FILE, STDERR_FILE, atomic_write, read_private
 from workers.procs import signal_name
 from workers.results import collect_context, collect_result_records
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from uws_server.managers.base import JobSpec
+    from workers.shapes import SpecLike
 
 
 def time_to_json(value: datetime | None) -> str | None:
@@ -43,7 +43,7 @@ def stderr_tail(job_dir: Path | str) -> str:
 
 
 def decide(
-    spec: JobSpec,
+    spec: SpecLike,
     *,
     exit_code: int | None,
     signal: int | None,
@@ -130,7 +130,7 @@ def event_record(
 
 
 def final_records(
-    spec: JobSpec,
+    spec: SpecLike,
     *,
     exit_code: int | None,
     signal: int | None,
@@ -163,5 +163,5 @@ def write_status_record(job_dir: Path | str, record: dict[str, Any]) -> str:
         os.mkdir(os.path.dirname(path))
     except FileExistsError:
         pass
-    atomic_write(path, jsonio.dumps(record).encode())
+    atomic_write(path, json.dumps(record, separators=(",", ":"), allow_nan=False).encode())
     return path

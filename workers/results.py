@@ -16,19 +16,18 @@ trusting what the worker reported.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import sys
 
-from workers import jsonio
 from workers.jobdir import CONTEXT_FILE, SPEC_FILE, UWS_DIR, entity_file_name, read_private
 
-TYPE_CHECKING = False  # the service's types, for annotations only (see workers.jobdir)
+TYPE_CHECKING = False  # annotations only (see workers.jobdir)
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from uws_server.jobdef import EntityDef
-    from uws_server.models import Result
+    from workers.shapes import EntityLike
 
 # Files up to this size are hashed with the interpreter's built-in SHA-256, which costs
 # nothing to import; larger ones with hashlib's OpenSSL one, faster per byte but ~2 ms
@@ -189,18 +188,8 @@ def inspect_result(root: str, inner: str, read_only: bool = True) -> tuple[int, 
         os.close(dir_fd)
 
 
-def collect_results(
-    job_dir: Path | str, generated: list[EntityDef]
-) -> tuple[list[Result], list[str]]:
-    """:func:`collect_result_records` as :class:`Result` objects."""
-    from uws_server.models import Result
-
-    records, problems = collect_result_records(job_dir, generated)
-    return [Result(**r) for r in records], problems
-
-
 def collect_result_records(
-    job_dir: Path | str, generated: list[EntityDef]
+    job_dir: Path | str, generated: list[EntityLike]
 ) -> tuple[list[dict[str, object]], list[str]]:
     """Results for the generated entities found in ``job_dir``, and the problems.
 
@@ -262,7 +251,7 @@ def collect_result_records(
     return results, problems
 
 
-def problems_for(problems: list[str], entity: EntityDef) -> bool:
+def problems_for(problems: list[str], entity: EntityLike) -> bool:
     """True when a problem about ``entity`` is already recorded (avoid a second one)."""
     return any(p.startswith(f"result {entity.name}: ") for p in problems)
 
@@ -277,7 +266,7 @@ def collect_context(job_dir: Path | str, extra: dict[str, str] | None = None) ->
     raw = read_private(os.path.join(job_dir, CONTEXT_FILE), _MAX_CONTEXT_BYTES)
     if raw:
         try:
-            data = jsonio.loads(raw)
+            data = json.loads(raw)
         except ValueError:
             data = None
         if isinstance(data, dict):

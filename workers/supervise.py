@@ -10,9 +10,9 @@ exit is seen at once. The exited child is inspected with ``WNOWAIT`` first, so i
 (the group id) cannot be reused while we kill what is left of its group.
 
 The script is started with ``posix_spawn`` and signals are handled through ``_signal``:
-:mod:`subprocess` and :mod:`signal` would bring ``enum``, ``selectors``, ``threading``
-and ``locale`` into every runner's start-up (see :mod:`workers.jsonio` for why that
-counts).
+:mod:`subprocess` and :mod:`signal` would bring ``selectors``, ``threading`` and
+``locale`` into every runner's start-up, one per job (docs/benchmarks.md, "Worker
+runner").
 """
 
 from __future__ import annotations

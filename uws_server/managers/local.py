@@ -45,27 +45,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from uws_server.config import PROJECT_ROOT
-from uws_server.managers.base import JobSink, JobSpec, Manager
+from uws_server.common import PROJECT_ROOT
+from uws_server.managers.base import JobSink, JobSpec, Manager, load_spec
 from uws_server.models import Job, Phase, WorkerEvent
-from workers import containment, reaper
-from workers.procs import ProcessIdentity, kill_group, spawn_in_session, start_ticks
-from workers.runner import (
-    EXIT_STATUS_FILE,
-    STDERR_FILE,
-    STDOUT_FILE,
-    UWS_DIR,
+from uws_server.worker_events import (
     JobStatus,
-    atomic_write,
-    collect_context,
     final_status,
-    load_spec,
-    prepare_environment,
-    prepare_job_dir,
     read_status,
     status_to_event,
     write_status,
 )
+from workers import containment, reaper
+from workers.jobdir import (
+    EXIT_STATUS_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    UWS_DIR,
+    atomic_write,
+    prepare_environment,
+    prepare_job_dir,
+)
+from workers.procs import ProcessIdentity, kill_group, spawn_in_session, start_ticks
+from workers.results import collect_context
 from workers.supervise import exit_of
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class LocalManager(Manager):
     """Runs up to ``settings.local_slots`` jobs at once on this machine."""
 
     name = "local"
+    run_id_key = "pid"
 
     def __init__(self, sink: JobSink, settings: Any, kill_grace: float = 3.0) -> None:
         super().__init__(sink)

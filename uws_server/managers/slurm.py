@@ -40,8 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from uws_server.config import PROJECT_ROOT
-from uws_server.managers.base import JobSink, JobSpec, Manager
+from uws_server.common import PROJECT_ROOT
+from uws_server.jobdef import JobDefinition
+from uws_server.managers.base import JobSink, JobSpec, Manager, load_spec
 from uws_server.managers.slurm_cli import (
     ABORTED_STATES,
     ERROR_STATES,
@@ -58,18 +59,10 @@ from uws_server.managers.slurm_cli import (
     time_limit,
 )
 from uws_server.models import Job, Phase, WorkerEvent
+from uws_server.worker_events import JobStatus, read_status, status_to_event, write_status
 from workers.containment import CGROUP_ENV
-from workers.jobdir import base_environment, read_private
-from workers.runner import (
-    TOKEN_ENV,
-    UWS_DIR,
-    JobStatus,
-    atomic_write,
-    load_spec,
-    read_status,
-    status_to_event,
-    write_status,
-)
+from workers.jobdir import UWS_DIR, atomic_write, base_environment, read_private
+from workers.node import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +115,8 @@ class SlurmManager(Manager):
     """Submits to Slurm, polls it in one batch, and settles each job's final phase."""
 
     name = "slurm"
+    remote = True  # the runner on a node reports through the HTTP callback
+    run_id_key = "slurm_job_id"
 
     def __init__(self, sink: JobSink, settings: Any, cli: SlurmCLI | None = None) -> None:
         super().__init__(sink)
@@ -261,6 +256,10 @@ class SlurmManager(Manager):
         except ValueError:
             return job_dir
 
+    def options_for(self, defn: JobDefinition) -> dict[str, Any]:
+        """The definition's ``#SBATCH`` options (checked when it was saved)."""
+        return {"sbatch": list(defn.sbatch_options)} if defn.sbatch_options else {}
+
     def sbatch_args(self, spec: JobSpec) -> list[str]:
         """Site settings, then the definition's options, then ours, which win (sbatch
         keeps the last value of an option), so nothing can redirect or rename the job.
@@ -270,7 +269,7 @@ class SlurmManager(Manager):
             args.append(f"--partition={self.settings.slurm_partition}")
         if self.settings.slurm_account:
             args.append(f"--account={self.settings.slurm_account}")
-        for line in spec.sbatch_options:
+        for line in spec.manager_options.get("sbatch", []):
             args.extend(option_argv(line))
         wdir = self.worker_dir(spec)
         args += [
@@ -454,7 +453,7 @@ class SlurmManager(Manager):
             error=self._message(t, slurm),
             start_time=slurm.start_time if slurm else None,
             end_time=_now(),
-            context={"slurm_job_id": t.slurm_id, "slurm_state": slurm.state if slurm else ""},
+            context={self.run_id_key: t.slurm_id, "slurm_state": slurm.state if slurm else ""},
         )
         self._persist(job_dir, status)
         return status_to_event(status, t.slurm_id)

@@ -16,8 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from uws_server.common import real_path_within
 from uws_server.config import Settings
-from uws_server.lifecycle import real_path_within
 
 log = logging.getLogger("uws_server.vo")
 

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from uws_server.common import utcnow
 from uws_server.errors import BadRequest, Conflict
-from uws_server.inputs import utcnow
 from uws_server.lifecycle import default_destruction
 from uws_server.models import ANONYMOUS, Job, Phase, Result, User, WorkerEvent
 from uws_server.service import UWSService, new_job_id

@@ -14,8 +14,8 @@ import bottle
 from bottle import request
 
 from uws_server.auth import check_user_name, hash_token, new_token, parse_roles
+from uws_server.common import utcnow
 from uws_server.errors import BadRequest, Conflict, NotFound
-from uws_server.inputs import utcnow
 from uws_server.models import User
 from uws_server.web.common import ADMIN, Ctx, WebApp, form_values, see_other
 from uws_server.web.jobs import LIVE_PHASES

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uws_server.lifecycle import within
+from uws_server.common import within
 from uws_server.models import Job, Phase
 from uws_server.served_files import PREVIEW_IMAGES
 from uws_server.service import UWSService

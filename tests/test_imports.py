@@ -1,0 +1,103 @@
+"""The import rules of the guide, beyond what ``lint-imports`` (.importlinter) checks.
+
+``lint-imports`` keeps the layers and the job side's independence; this finds any
+import cycle between modules (an import-linter contract sees cycles only between the
+siblings of one package, so a cycle through two subpackages could hide in their
+aggregation), and checks that the worker runner really runs without the service.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("uws_server", "workers", "uws_client")
+
+
+def import_cycles() -> list[list[str]]:
+    """Every set of modules importing each other, directly or not (Tarjan's strongly
+    connected components; imports only for annotations are not counted)."""
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=True)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_import_cycle_between_modules() -> None:
+    assert import_cycles() == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path: Path) -> None:
+    """The check above can fail: a two-module cycle in a throwaway package is found."""
+    pkg = tmp_path / "cyclepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from cyclepkg import b\n")
+    (pkg / "b.py").write_text("from cyclepkg import a\n")
+    (pkg / "c.py").write_text("from cyclepkg import a\n")
+    code = (
+        "import sys, grimp\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "g = grimp.build_graph('cyclepkg')\n"
+        "print(g.find_shortest_chain('cyclepkg.a', 'cyclepkg.b'),"
+        " g.find_shortest_chain('cyclepkg.b', 'cyclepkg.a'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "('cyclepkg.a', 'cyclepkg.b') ('cyclepkg.b', 'cyclepkg.a')" in out.stdout
+
+
+def test_workers_run_without_the_service() -> None:
+    """Every module of ``workers`` imports with ``uws_server`` unimportable (a worker
+    node has the job side only), and none pulls it in."""
+    names = sorted(p.stem for p in (ROOT / "workers").glob("*.py") if p.stem != "__init__")
+    code = (
+        "import sys, importlib\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('uws_server', 'uws_client'):\n"
+        "            raise ImportError('job side imported ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module('workers.' + name)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
