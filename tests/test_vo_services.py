@@ -479,6 +479,56 @@ def test_a_private_dl3_product_is_its_owners(vo: LiveServer) -> None:
     assert bob.get("/vo/irf", params={"ID": ident}).status_code == 404
 
 
+def _dl3_store_module() -> Any:
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
+    try:
+        import dl3_store
+    finally:
+        sys.path.pop(0)
+    return dl3_store
+
+
+def test_an_observation_added_outside_the_service_is_found(
+    vo: LiveServer, dl3_store: tuple[Path, Path]
+) -> None:
+    """Whatever writes the store (here a script, not a job), the next search sees it."""
+    near = {"RA": SOURCE[0], "DEC": SOURCE[1], "SR": 2, "VERB": 1}
+    before = parse_single_table(io.BytesIO(requests.get(vo.base + "/scs", params=near).content))
+    assert len(before.array) == 2
+    store = _dl3_store_module().DL3Store(vo.settings.dl3_store)
+    staged = store.staging_path(2001)
+    shutil.copyfile(dl3_store[1], staged)
+    store.add({2001: staged})
+    after = parse_single_table(io.BytesIO(requests.get(vo.base + "/scs", params=near).content))
+    assert did(vo.settings, 2001) in {str(x) for x in after.array["obs_publisher_did"]}
+
+
+def test_proprietary_period(tmp_path: Path, dl3_store: tuple[Path, Path]) -> None:
+    """With dl3_proprietary_days, an observation is public only that long after its end."""
+    from uws_server.db import make_engine
+    from uws_server.storage.schema import create_schema
+    from uws_server.vo.ingest import StoreSync
+    from uws_server.vo.obscore import Catalogue
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    create_schema(engine)
+    catalogue = Catalogue(engine)
+    for days, public in ((36500.0, False), (1.0, True)):
+        settings = make_settings(
+            tmp_path / str(days), dl3_store=dl3_store[0], dl3_proprietary_days=days
+        )
+        for ident in catalogue.dids(store=True):
+            catalogue.remove(ident)
+        StoreSync(settings, catalogue).sync()
+        rows = catalogue.search(User("root", "", is_admin=True)).rows
+        rights = "public" if public else "proprietary"
+        assert len(rows) == 2 and all(r["data_rights"] == rights for r in rows)
+        assert all(r["obs_release_date"] is not None for r in rows)
+        assert (catalogue.search(None).total == 2) is public
+        assert (catalogue.search(User("bob", "")).total == 2) is public
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- VOSI
 
 

@@ -277,7 +277,7 @@ class StoreSync:
             obs_collection=STORE_COLLECTION,
             access_url=data_url(self.settings, did),
             obs_release_date=release,
-            data_rights="public" if release is None else "proprietary",
+            data_rights="public" if release is None or release <= utcnow() else "proprietary",
             owner=None,
             job_id=None,
             file_path=str(path),

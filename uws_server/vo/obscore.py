@@ -385,7 +385,14 @@ OBSCORE_COLUMNS: tuple[ColumnDesc, ...] = (
         _OC + "Provenance.Proposal.identifier",
         "Proposal the observation belongs to",
     ),
-    _c("data_rights", "char", None, "meta.code", _OC + "Curation.Rights", "public or proprietary"),
+    _c(
+        "data_rights",
+        "char",
+        None,
+        "meta.code",
+        _OC + "Curation.Rights",
+        "public or proprietary (when catalogued; obs_release_date decides visibility)",
+    ),
     # --- IVOA high-energy ObsCore extension (units: TeV, as CTA users search) -----------
     _c(
         "energy_min",
