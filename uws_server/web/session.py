@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from uws_server.cross_site import is_cross_site
+
 log = logging.getLogger("uws_server.web")
 
 SESSION_COOKIE = "uws_session"
@@ -181,10 +183,11 @@ def nonce_ok(cookie: str | None, field: str | None) -> bool:
 
 
 def cross_site(origin: str | None, fetch_site: str | None, host: str) -> bool:
-    """True when the browser says a request comes from another site than ``host``."""
-    if fetch_site and fetch_site.lower() not in ("same-origin", "none"):
-        return True
-    if origin and origin != "null":
-        netloc = origin.split("://", 1)[-1].rstrip("/")
-        return netloc.lower() != host.lower()
-    return origin == "null"
+    """True when the browser says a request comes from another site than ``host``: the
+    one rule of :mod:`uws_server.cross_site`, for these headers alone."""
+    environ = {"HTTP_HOST": host}
+    if origin is not None:
+        environ["HTTP_ORIGIN"] = origin
+    if fetch_site is not None:
+        environ["HTTP_SEC_FETCH_SITE"] = fetch_site
+    return is_cross_site(environ)
