@@ -27,8 +27,6 @@ log = logging.getLogger("uws_server.web.find")
 MAX_ROWS = 1000
 MAX_QUERY = 20000
 TIMEOUT = 10.0  # seconds, when the settings give no TAP limit
-_lock = threading.Lock()
-_executors: dict[int, Any] = {}
 
 
 def _tap_module() -> Any:
@@ -42,15 +40,6 @@ def tap_available() -> bool:
     """Whether this server has the TAP executor (helper F's ``uws_server.vo.tap_query``)."""
     module = _tap_module()
     return module is not None and hasattr(module, "QueryExecutor")
-
-
-def executor(engine: Any) -> Any:
-    """One executor per database engine (it keeps read-only connections)."""
-    with _lock:
-        found = _executors.get(id(engine))
-        if found is None:
-            found = _executors[id(engine)] = _tap_module().QueryExecutor(engine)
-        return found
 
 
 def example(q: FindQuery) -> str:
@@ -70,6 +59,15 @@ def example(q: FindQuery) -> str:
 
 def register(app: bottle.Bottle, web: WebApp) -> None:
     service = web.service
+    lock = threading.Lock()
+    made: list[Any] = []
+
+    def executor() -> Any:
+        """This service's executor, made on first use (it keeps read-only connections)."""
+        with lock:
+            if not made:
+                made.append(_tap_module().QueryExecutor(service.store.engine))
+            return made[0]
 
     @app.get("/ui/find/adql")
     @web.page()
@@ -96,8 +94,11 @@ def register(app: bottle.Bottle, web: WebApp) -> None:
         else:
             tap = _tap_module()
             timeout = float(getattr(service.settings, "tap_sync_timeout", 0) or TIMEOUT)
+            from uws_server.vo.routes import catalogue_for
+
+            catalogue_for(service)  # the store's new observations first, as /tap/sync does
             try:
-                result = executor(service.store.engine).run(query, ctx.user, maxrec, timeout)
+                result = executor().run(query, ctx.user, maxrec, timeout)
             except tap.ADQLError as exc:
                 error, status = str(exc), 400
             else:
