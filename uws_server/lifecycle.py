@@ -114,6 +114,7 @@ class Lifecycle:
             callback_url=self.callback_base() if remote else "",
             callback_token=token,
             python=self.settings.pipeline_python,
+            owner=job.owner,
             manager_options=self.manager.options_for(defn),
         )
         write_spec(dataclasses.replace(spec, callback_token="") if token else spec)

@@ -46,6 +46,7 @@ class JobSpec:
     callback_url: str = ""  # where the runner POSTs events ("" = no HTTP callbacks)
     callback_token: str = ""  # secret for this job only; never shown to clients
     python: str = ""  # interpreter for the runner ("" = the server's own)
+    owner: str = ""  # the job's owner, for the managers' log lines
     manager_options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

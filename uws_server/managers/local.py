@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from uws_server.common import PROJECT_ROOT
+from uws_server.joblog import job_log
 from uws_server.managers.base import JobSink, JobSpec, Manager, load_spec
 from uws_server.models import Job, Phase, WorkerEvent
 from uws_server.worker_events import (
@@ -265,7 +266,7 @@ class LocalManager(Manager):
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             if cgroup is not None:
                 containment.release_cgroup(cgroup)
-            log.exception("job %s: cannot start", spec.job_id)
+            job_log(log, spec).exception("cannot start")
             self._emit(spec.job_id, WorkerEvent(Phase.ERROR, error=f"cannot start the job: {exc}"))
             return
         identity = ProcessIdentity.of(proc.pid)
@@ -274,7 +275,7 @@ class LocalManager(Manager):
                 os.path.join(job_dir, IDENTITY_FILE), json.dumps(identity.to_json()).encode()
             )
         except OSError:
-            log.exception("job %s: cannot record its process identity", spec.job_id)
+            job_log(log, spec).exception("cannot record its process identity")
         run = _Run(spec, identity, _now(), _deadline(spec.execution_duration), proc=proc)
         run.cgroup = cgroup
         self._running[spec.job_id] = run
@@ -333,7 +334,7 @@ class LocalManager(Manager):
     def _release_cgroup(self, run: _Run) -> None:
         """Kill what is left in the job's cgroup and wait until it is gone."""
         if run.cgroup is not None and not containment.release_cgroup(run.cgroup):
-            log.error("job %s: processes survive SIGKILL in %s", run.spec.job_id, run.cgroup)
+            job_log(log, run.spec).error("processes survive SIGKILL in %s", run.cgroup)
 
     @staticmethod
     def _was_launched(spec: JobSpec) -> bool:
@@ -368,13 +369,13 @@ class LocalManager(Manager):
             run.cgroup = self._existing_cgroup(job.job_id)
             with self._lock:
                 self._running[job.job_id] = run
-            log.info("job %s: adopted running process %d", job.job_id, identity.pid)
+            job_log(log, job).info("adopted running process %d", identity.pid)
             return
         if identity is not None and start_ticks(identity.pid) in (None, identity.start_ticks):
             kill_group(identity.pid, signal.SIGKILL)  # leftovers of a killed wrapper
         cgroup = self._existing_cgroup(job.job_id)
         if cgroup is not None and not containment.release_cgroup(cgroup):
-            log.error("job %s: processes survive SIGKILL in %s", job.job_id, cgroup)
+            job_log(log, job).error("processes survive SIGKILL in %s", cgroup)
         code = read_exit_status(job_dir)
         if code is not None:
             status = final_status(
@@ -503,9 +504,9 @@ class LocalManager(Manager):
             event = status_to_event(status, str(run.pid))
         except Exception as exc:  # the job must end somewhere, never hang in EXECUTING
             if not Path(spec.job_dir).exists():  # deleted while it ran: nothing to collect
-                log.info("job %s: its directory was removed while it ran", spec.job_id)
+                job_log(log, spec).info("its directory was removed while it ran")
             else:
-                log.exception("job %s: cannot finish", spec.job_id)
+                job_log(log, spec).exception("cannot finish")
             event = WorkerEvent(Phase.ERROR, error=f"cannot collect the job's results: {exc}")
         self._emit_now(spec.job_id, event)
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from uws_server.common import PROJECT_ROOT
 from uws_server.jobdef import JobDefinition
+from uws_server.joblog import job_log
 from uws_server.managers.base import JobSink, JobSpec, Manager, load_spec
 from uws_server.managers.slurm_cli import (
     ABORTED_STATES,
@@ -319,7 +320,7 @@ class SlurmManager(Manager):
                 error = exc
                 if not _is_transient(exc):
                     break
-                log.warning("job %s: sbatch failed, retrying: %s", spec.job_id, exc)
+                job_log(log, spec).warning("sbatch failed, retrying: %s", exc)
         assert error is not None
         raise error
 

@@ -1,0 +1,137 @@
+"""Adding an executor is one module and one registry entry (issue 14, part 4).
+
+A third manager, written here as a test double of what a new executor module would be,
+is registered in the test and runs jobs through the whole service: settings, the app,
+the lifecycle, result collection and provenance know nothing of it but what the class
+says about itself (``name``, ``remote``, ``run_id_key``, ``options_for``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import LiveServer, make_settings
+from uws_server import managers
+from uws_server.common import utcnow
+from uws_server.jobdef import JobDefinition
+from uws_server.managers.base import JobSink, JobSpec, Manager
+from uws_server.models import Job, Phase, WorkerEvent
+from uws_server.worker_events import final_status, status_to_event
+from workers.jobdir import SCRIPT_FILE, SPEC_FILE, prepare_environment, prepare_job_dir
+
+
+class InlineManager(Manager):
+    """Runs each job's script in a thread of the server, with the shared job rules."""
+
+    name = "inline"
+    run_id_key = "inline_run"
+
+    def __init__(self, sink: JobSink, settings: Any) -> None:
+        super().__init__(sink)
+        self.settings = settings
+        self.threads: list[threading.Thread] = []
+
+    def options_for(self, defn: JobDefinition) -> dict[str, Any]:
+        return {"label": f"inline run of {defn.name}"}
+
+    def submit(self, spec: JobSpec) -> None:
+        thread = threading.Thread(target=self._run, args=(spec,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _run(self, spec: JobSpec) -> None:
+        run_id = f"run-{spec.job_id}"
+        prepare_job_dir(spec)
+        start = utcnow()
+        self.sink.report(spec.job_id, WorkerEvent(Phase.EXECUTING, external_id=run_id))
+        proc = subprocess.run(
+            ["bash", SCRIPT_FILE], cwd=spec.job_dir, env=prepare_environment(spec), check=False
+        )
+        status = final_status(
+            spec,
+            exit_code=proc.returncode,
+            signal=None,
+            reason=None,
+            start_time=start,
+            end_time=utcnow(),
+            context={self.run_id_key: run_id},
+        )
+        self.sink.report(spec.job_id, status_to_event(status, external_id=run_id))
+
+    def abort(self, job: Job) -> None:
+        self.sink.report(job.job_id, WorkerEvent(Phase.ABORTED, error="aborted"))
+
+    def recover(self, jobs: list[Job], specs: dict[str, JobSpec]) -> None:
+        for job in jobs:
+            self.sink.report(job.job_id, WorkerEvent(Phase.ERROR, error="lost on restart"))
+
+
+@pytest.fixture
+def inline_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(managers.REGISTRY, "inline", InlineManager)
+
+
+@pytest.fixture
+def inline_live(tmp_path: Path, inline_registered: None) -> Iterator[LiveServer]:
+    server = LiveServer(make_settings(tmp_path, manager="inline"))
+    server.add_user("alice")
+    yield server
+    server.stop()
+
+
+def test_a_registered_manager_runs_jobs_through_the_service(inline_live: LiveServer) -> None:
+    assert isinstance(inline_live.service.lifecycle.manager, InlineManager)
+    alice = inline_live.client("alice")
+    job = alice.create("echo_job", {"text": "from-the-third-manager", "PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    job_id = job.rsplit("/", 1)[1]
+    assert alice.get(f"{job}/results/output").text.startswith("from-the-third-manager")
+    # The manager's own options went into job.json, nothing of Slurm's.
+    spec = json.loads((inline_live.settings.jobs_dir / job_id / SPEC_FILE).read_text())
+    assert spec["manager_options"] == {"label": "inline run of echo_job"}
+    assert "sbatch_options" not in spec and spec["owner"] == "alice"
+    stored = inline_live.service.store.get_job(job_id)
+    assert stored is not None and stored.manager == "inline"
+    assert stored.external_id == f"run-{job_id}"
+    # Provenance names the run by the key the manager declared.
+    deadline = time.monotonic() + 30
+    prov = alice.get(f"{job}/provenance/provn")
+    while prov.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        prov = alice.get(f"{job}/provenance/provn")
+    assert prov.status_code == 200, prov.text
+    assert f"inline_run={job_id}" not in prov.text  # the run id, not the job id
+    assert f"inline_run=run-{job_id}" in prov.text
+
+
+def test_the_manager_setting_is_checked_against_the_registry(
+    tmp_path: Path, inline_registered: None
+) -> None:
+    assert make_settings(tmp_path, manager="inline").manager == "inline"
+    with pytest.raises(ValueError, match="'inline' or 'local' or 'slurm', not 'nosuch'"):
+        make_settings(tmp_path, manager="nosuch")
+    assert managers.manager_class("inline") is InlineManager
+    assert managers.manager_class("gone") is None  # a job of an executor since removed
+
+
+def test_unregistered_names_are_refused_by_create(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown manager 'inline'"):
+        managers.create("inline", sink=None, settings=None)  # type: ignore[arg-type]
+
+
+def test_the_built_in_managers_declare_their_specifics() -> None:
+    local, slurm = managers.manager_class("local"), managers.manager_class("slurm")
+    assert local is not None and slurm is not None
+    assert (local.remote, local.run_id_key) == (False, "pid")
+    assert (slurm.remote, slurm.run_id_key) == (True, "slurm_job_id")
+    defn = JobDefinition(name="d", script="true", sbatch_options=["--mem=1G"])
+    assert slurm.options_for(slurm.__new__(slurm), defn) == {"sbatch": ["--mem=1G"]}
+    assert local.options_for(local.__new__(local), defn) == {}
