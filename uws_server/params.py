@@ -76,11 +76,6 @@ def check_value(p: ParameterDef, value: str) -> str:
     return value
 
 
-def resolve_name(defn: JobDefinition, name: str) -> str | None:
-    """The definition's spelling of a parameter or used-entity name (exact, else any case)."""
-    return _plan(defn).resolve(name)
-
-
 class _Plan:
     """What validation looks up in one definition, worked out once per definition.
 

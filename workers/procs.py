@@ -198,16 +198,3 @@ def kill_group(pgid: int, signum: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
-
-
-def group_members(pgid: int) -> list[int]:
-    """Pids whose process group is ``pgid`` (a /proc scan, for checks and tests)."""
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat_fields(int(entry))
-        # fields[2] is pgrp (field 5 in proc(5)); zombies are already dead.
-        if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            found.append(int(entry))
-    return found

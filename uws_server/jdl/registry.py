@@ -107,11 +107,6 @@ class JobDefinitionRegistry:
             self._scan()
             return sorted(self._definitions)
 
-    def refresh(self) -> None:
-        """Re-read the files that changed since the last scan, drop the removed ones."""
-        with self._lock:
-            self._scan()
-
     def _maybe_refresh(self) -> None:
         if self.reload_interval is None:
             return

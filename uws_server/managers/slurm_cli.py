@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 QUEUED_STATES = frozenset(
     {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 )
-RUNNING_STATES = frozenset(
-    {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING", "SUSPENDED", "STOPPED"}
-)
 ABORTED_STATES = frozenset({"CANCELLED", "REVOKED"})
 ERROR_STATES = frozenset(
     {
