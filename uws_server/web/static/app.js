@@ -287,16 +287,60 @@ function tickTable(table, onChange) {
   update();
 }
 
+// The ticked observations are kept for the tab (sessionStorage) across pages, sorting
+// and new searches, and sent with "Analyse with" even when ticked on another page.
+const SELECTION_KEY = "uws-find-selection";
+function loadSelection() {
+  try {
+    const ids = JSON.parse(sessionStorage.getItem(SELECTION_KEY) || "[]");
+    return new Set(Array.isArray(ids) ? ids.map(String) : []);
+  } catch (e) {
+    return new Set();
+  }
+}
+
 function findPage() {
   const results = document.getElementById("results");
+  const form = document.getElementById("analyse-form");
   const count = document.getElementById("selected-count");
+  const clear = document.getElementById("clear-selection");
   const buttons = Array.from(document.querySelectorAll("#analyse-bar button.analyse"));
-  function changed(n) {
-    if (count) count.textContent = n + " selected";
-    buttons.forEach((b) => { b.disabled = n === 0; });
+  const selection = loadSelection();
+  const boxes = results ? Array.from(results.querySelectorAll("tbody input[name=obs_id]")) : [];
+  boxes.forEach((b) => { b.checked = b.checked || selection.has(b.value); });
+  function changed() {
+    boxes.forEach((b) => (b.checked ? selection.add(b.value) : selection.delete(b.value)));
+    try { sessionStorage.setItem(SELECTION_KEY, JSON.stringify(Array.from(selection))); } catch (e) { /* private mode */ }
+    const here = boxes.filter((b) => b.checked).length;
+    const elsewhere = selection.size - here;
+    if (count) count.textContent = selection.size + " selected" + (elsewhere ? " (" + elsewhere + " on other pages)" : "");
+    if (clear) clear.classList.toggle("hidden", selection.size === 0);
+    buttons.forEach((b) => { b.disabled = selection.size === 0; });
   }
   if (results) tickTable(results, changed);
-  else changed(0);
+  else changed();
+  if (clear) {
+    clear.addEventListener("click", () => {
+      selection.clear();
+      boxes.forEach((b) => { b.checked = false; });
+      if (results) results.dispatchEvent(new Event("change"));
+      changed();
+    });
+  }
+  if (form) {
+    form.addEventListener("submit", () => {
+      const here = new Set(boxes.map((b) => b.value));
+      for (const id of selection) {
+        if (here.has(id)) continue;
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = "obs_id";
+        input.value = id;
+        form.appendChild(input);
+      }
+      try { sessionStorage.removeItem(SELECTION_KEY); } catch (e) { /* private mode */ }
+    });
+  }
   // Picking a known target fills RA/Dec at once (the server resolves it too).
   const target = document.getElementById("f-target");
   if (target) {

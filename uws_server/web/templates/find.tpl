@@ -138,6 +138,7 @@ and processing, tick observations, and analyse them with a job.</p>
     <h2 id="results-count">{{total}} data set{{'' if total == 1 else 's'}}{{(' within %g° of RA %.3f°, Dec %+.3f°' % ((fq.radius if fq.radius is not None else 2.0), fq.ra, fq.dec)) if fq.positioned else ''}}</h2>
     <div class="analyse-bar" id="analyse-bar">
       <span class="muted" id="selected-count">0 selected</span>
+      <button type="button" class="linkish small hidden" id="clear-selection">clear</button>
 % if analyses:
       <span class="analyse-label">Analyse with</span>
 % end
