@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from uws_server.db import create_schema, jobs, make_engine
+from uws_server.db import jobs, make_engine
 from uws_server.models import User
+from uws_server.storage.schema import create_schema
 from uws_server.vo.obscore import (
     HC_TEV_M,
     INTERNAL_COLUMNS,
@@ -122,6 +123,7 @@ def test_visibility_rule(cat: Catalogue) -> None:
     assert cat.get(ALICE, "ivo://t/job?a1")["obs_collection"] == "gammapy_maps"
     assert "owner" not in cat.get(ALICE, "ivo://t/job?a1")
     assert cat.get(None, "ivo://t/cta?4") is None  # not released yet
+    assert cat.get(ROOT, "ivo://t/cta?1\x00") is None  # no such id (PostgreSQL: no error)
     assert cat.get(ROOT, "ivo://t/cta?4") is not None
     names = [n for n, _, _ in cat.target_names(BOB)]
     assert names == ["Crab", "PKS 2155-304", "wrap"]
@@ -157,6 +159,9 @@ def test_cone_time_energy_and_paging(cat: Catalogue) -> None:
         ({"t_min": 2, "t_max": 1}, "after t_max"),
         ({"limit": -1}, "negative"),
         ({"radius": "x", "ra": 1, "dec": 1}, "must be a number"),
+        ({"target_name": "a\x00b"}, "plain text"),
+        ({"obs_ids": ["1\x00"]}, "plain text"),
+        ({"dataproduct_type": "x" * 2000}, "plain text"),
     ],
 )
 def test_bad_search_is_a_clear_error(cat: Catalogue, kw: dict[str, Any], message: str) -> None:

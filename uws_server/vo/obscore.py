@@ -729,6 +729,8 @@ class Catalogue:
             ("obs_collection", obs_collection),
         ):
             values = _as_list(value)
+            if any(not _plain_text(str(v), 1000) for v in values):
+                raise SearchError(f"{name} must be plain text of at most 1000 characters")
             if values:
                 conds.append(obscore.c[name].in_([str(v) for v in values]))
         levels = _as_list(calib_level)
@@ -737,11 +739,16 @@ class Catalogue:
                 conds.append(obscore.c.calib_level.in_([int(v) for v in levels]))
             except (TypeError, ValueError):
                 raise SearchError(f"calib_level must be integers, not {levels!r}") from None
+        for name, text in (("target_name", target_name),):
+            if text is not None and not _plain_text(str(text), 1000):
+                raise SearchError(f"{name} must be plain text of at most 1000 characters")
         if target_name:
             pattern = "%" + _escape_like(str(target_name).lower()) + "%"
             conds.append(func.lower(obscore.c.target_name).like(pattern, escape="\\"))
         if obs_ids is not None:
             ids = [str(i).strip() for i in obs_ids if str(i).strip()]
+            if any(not _plain_text(i, MAX_ID_LENGTH) for i in ids):
+                raise SearchError("obs_ids must be plain text identifiers")
             conds.append(obscore.c.obs_id.in_(ids) if ids else false())
         if order_by not in SORTABLE:
             raise SearchError(
@@ -797,6 +804,8 @@ class Catalogue:
     def get_internal(self, user: User | None, obs_publisher_did: str) -> dict[str, Any] | None:
         """The whole row (internal columns too) if the user may see it — for the
         service's own use (file routes, DataLink), never sent as is."""
+        if not _plain_text(obs_publisher_did, MAX_ID_LENGTH):
+            return None  # no row has such an id (and PostgreSQL refuses NUL in text)
         stmt = select(obscore).where(
             obscore.c.obs_publisher_did == obs_publisher_did, visible_to(user)
         )
@@ -901,6 +910,15 @@ def _prepare(row: dict[str, Any]) -> dict[str, Any]:
         out["pos_x"] = out["pos_y"] = out["pos_z"] = None
     out["updated"] = utcnow()
     return out
+
+
+MAX_ID_LENGTH = 2048
+
+
+def _plain_text(text: str, limit: int) -> bool:
+    """No NUL or other control character, not absurdly long: what an identifier or a
+    name can be (PostgreSQL refuses NUL in text; such a value can match no row)."""
+    return len(text) <= limit and not any(ord(c) < 32 or c == "\x7f" for c in text)
 
 
 def _as_list(value: Any) -> list[Any]:
