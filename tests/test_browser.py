@@ -407,3 +407,24 @@ def test_find_tick_analyse_runs_on_the_ticked_observations(pages: Any, science: 
     other = pages(science, "bob")
     other.goto(science.base + "/ui/find?collection=gammapy_maps")
     expect(other.locator("#no-results")).to_be_visible()
+
+
+def test_find_selection_survives_new_searches(pages: Any, science: LiveServer) -> None:
+    page = pages(science, "alice")
+    page.goto(science.base + "/ui/find?obs_ids=3001")
+    page.check("#results-body input[name=obs_id][value='3001']")
+    page.goto(science.base + "/ui/find?obs_ids=3002")  # another search, no 3001 on it
+    expect(page.locator("#selected-count")).to_have_text("1 selected (1 on other pages)")
+    page.check("#results-body input[name=obs_id][value='3002']")
+    expect(page.locator("#selected-count")).to_have_text("2 selected (1 on other pages)")
+    page.click("#analyse-gammapy_spectra")
+    expect(page).to_have_url(re.compile(r"/ui/submit/gammapy_spectra\?obs_ids=3002\+3001$"))
+    expect(page.locator("#pick-obs_ids-3001")).to_be_checked()
+    expect(page.locator("#pick-obs_ids-3002")).to_be_checked()
+    page.goto(science.base + "/ui/find?obs_ids=3001")  # the selection went with the form
+    expect(page.locator("#selected-count")).to_have_text("0 selected")
+    page.check("#results-body input[name=obs_id][value='3001']")
+    page.click("#clear-selection")
+    expect(page.locator("#selected-count")).to_have_text("0 selected")
+    expect(page.locator("#results-body input[name=obs_id][value='3001']")).not_to_be_checked()
+    expect(page.locator("#analyse-gammapy_spectra")).to_be_disabled()
