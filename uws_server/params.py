@@ -81,7 +81,7 @@ class _Plan:
 
     Every creation validates against the same shared, read-only definition (a change
     replaces the object, see ``JobDefinitionRegistry.get_shared``), so the name lookups
-    and the checks of its defaults, ~3 µs of each creation's GIL, are done once: the
+    and the checks of its defaults (part of each creation's GIL time) are done once: the
     names as dicts, and each default's outcome (its normalised value, or the 400 it
     gives) in the definition's order. The answers are those of the plain lookups.
     """

@@ -15,7 +15,8 @@ results after they were collected. Two ways to find them again, best first:
 * **a child subreaper** (``prctl(PR_SET_CHILD_SUBREAPER)``): orphans are re-parented to
   the supervising process instead of init, so they are still its descendants, found by
   walking ``/proc/<pid>/task/*/children`` and killed; the supervisor then reaps them
-  before it reports the job's end. Costs ~4 ms of ``ctypes`` import per supervisor.
+  before it reports the job's end. Costs a ``ctypes`` import per supervisor
+  (docs/benchmarks.md, "Containment").
 
 :data:`CGROUP_ENV` chooses: ``auto`` (default: a ``uws-jobs`` cgroup under this
 process's own cgroup when it is writable), ``off`` (subreaper only), or the path of a
@@ -178,7 +179,7 @@ def release_cgroup(path: str, timeout: float = 10.0) -> bool:
 def become_subreaper() -> bool:
     """Make this process the reaper of its orphaned descendants; False if refused."""
     try:
-        import ctypes  # ~4 ms: only runners without a cgroup pay it
+        import ctypes  # only runners without a cgroup pay for this import
 
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0

@@ -6,14 +6,14 @@ directory (``job.json``), never the database, and only the standard library. It 
 ends still finds the outcome later.
 
 It is one short-lived process per job, so its start-up is part of every job's cost: on
-a 2-core node running 20 trivial jobs a second, a runner of 75 ms of CPU made Slurm's
-waves of jobs spill into the next second (docs/benchmarks.md). So this path imports no
+a small node running many trivial jobs a second, a heavier runner made Slurm's waves of
+jobs spill into the next second (docs/benchmarks.md, "Worker runner"). So this path imports no
 dataclass, enum of ours, ``pathlib``, ``logging`` (unless something is logged) or
 ``typing``: ``job.json`` is read into plain objects (the keys the
 service's ``JobSpec`` writes, see :mod:`workers.shapes`), and the shared job rules
 (:mod:`workers.jobdir`, :mod:`workers.results`, :mod:`workers.outcome`,
 :mod:`workers.supervise`, :mod:`workers.callbacks`) work on either. The batch script
-runs it with ``-S`` (no ``site``: ~20 ms less per job with an editable install).
+runs it with ``-S`` (no ``site``, which costs a job more with an editable install).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def take_callback_token() -> str:
     """
     token = os.environ.get(TOKEN_ENV, "")
     if token and not _scrub_through_proc(TOKEN_ENV, token):
-        try:  # ctypes costs a runner ~4 ms to import: only if /proc/self/mem failed
+        try:  # ctypes is costly for a runner to import: only if /proc/self/mem failed
             import ctypes
 
             libc = ctypes.CDLL(None)
@@ -224,8 +224,8 @@ def _usage_error(message: str) -> None:
 
 
 def parse_arguments(argv: list[str]) -> SimpleNamespace:
-    """The command line, without ``argparse`` (10 ms of CPU a job for three arguments,
-    with the ``shutil``, ``bz2`` and ``lzma`` its help formatter imports). Exits with
+    """The command line, without ``argparse`` (costly for three arguments, with the
+    ``shutil``, ``bz2`` and ``lzma`` its help formatter imports). Exits with
     status 2 and the usage on a mistake, 0 after ``--help``. Returns ``job_dir``,
     ``callback_retry`` and ``grace``.
     """

@@ -8,7 +8,7 @@ only once every process COMMAND started is gone, including those that left its
 process group with ``setsid``, ``nohup`` or a double fork. On SIGTERM, SIGINT or SIGHUP
 (the local pool's ABORT and executionDuration) it passes SIGTERM to all of them and
 SIGKILL after GRACE seconds. Standard library only; it costs the job one Python start-up
-(~15 ms of CPU), which is why a cgroup is preferred where there is one.
+(docs/benchmarks.md), which is why a cgroup is preferred where there is one.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from workers.shapes import EntityLike
 
 # Files up to this size are hashed with the interpreter's built-in SHA-256, which costs
-# nothing to import; larger ones with hashlib's OpenSSL one, faster per byte but ~2 ms
-# of a runner's start-up to import.
+# nothing to import; larger ones with hashlib's OpenSSL one, faster per byte but
+# costly for a runner's start-up to import.
 _SMALL_FILE = 4 << 20
 
 _OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})

@@ -97,8 +97,8 @@ def compile_runner() -> None:
     """Write the bytecode of ``workers/`` now, once, for every runner to load.
 
     A runner compiles what has no valid ``__pycache__`` entry, each time when it may
-    not write one (``PYTHONDONTWRITEBYTECODE``, a read-only checkout): ~15 ms of CPU a
-    job, as much as the rest of the runner.
+    not write one (``PYTHONDONTWRITEBYTECODE``, a read-only checkout): as much CPU a
+    job as the rest of the runner (docs/benchmarks.md, "Worker runner").
     """
     import compileall
 

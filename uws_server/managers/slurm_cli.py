@@ -396,7 +396,8 @@ def batch_script(python: str, worker_dir: str, grace: float | None = None) -> st
     environment while the job runs (the runner removes it from its own).
 
     ``-S``: the runner needs only the standard library and ``workers`` (on the
-    PYTHONPATH sbatch exports), and ``site`` would cost every job ~20 ms of CPU.
+    PYTHONPATH sbatch exports), and ``site`` would cost every job CPU (docs/benchmarks.md,
+    "Worker runner").
     ``-P``: the runner starts in the job directory, and ``-m`` would put that directory
     first on the import path, where an uploaded ``json.py`` would be run in its place.
     """
