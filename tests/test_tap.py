@@ -438,3 +438,24 @@ def test_release_date_is_respected_at_query_time(tap: Tap) -> None:
         got = {str(v) for v in tap.service(user).run_sync(query).to_table()["obs_id"]}
         assert (unreleased <= got) is sees
     assert datetime.now() > datetime(2000, 1, 1)
+
+
+def test_cone_band_holds_every_point_of_the_cone() -> None:
+    """The RA range added next to a cone never drops a point of it (random cones and
+    points near their edges, exact distances)."""
+    from uws_server.vo.adql import ra_range
+
+    rng = __import__("random").Random(7)
+    checked = 0
+    for _ in range(20000):
+        ra0, dec0, r = rng.uniform(0, 360), rng.uniform(-88, 88), rng.uniform(0.001, 30)
+        band = ra_range(ra0, dec0, r)
+        if band is None:
+            continue
+        ra = ra0 + rng.uniform(-1.5, 1.5) * (band[1] - band[0]) / 2
+        dec = dec0 + rng.uniform(-1.1, 1.1) * r
+        if abs(dec) > 90 or angular_distance(ra0, dec0, ra % 360, dec) > r:
+            continue
+        checked += 1
+        assert band[0] <= ra <= band[1], (ra0, dec0, r, ra, dec)
+    assert checked > 1000

@@ -15,9 +15,11 @@ point:
   visible rows of ``obscore``, or TAP_SCHEMA's rows as literals): the query cannot name
   the physical tables at all;
 - a cone (``CONTAINS(POINT(..), CIRCLE(<constants>))``) gets the declination band it
-  implies added next to it, so that the index on ``s_dec`` cuts the rows the geometry
-  test sees; ``band AND contains`` is the same predicate as ``contains`` (a point in the
-  circle is always in the band), so the answer never changes.
+  implies added next to it (and the RA range, ``asin(sin r / cos dec)`` either side,
+  when that neither wraps nor nears a pole), so that the ``(s_dec, s_ra)`` index cuts
+  the rows the geometry test sees; ``band AND contains`` is the same predicate as
+  ``contains`` (a point in the circle is always in the band), so the answer never
+  changes.
 
 SQLite runs the MySQL form, with the geometry functions of :mod:`adql_sqlite`;
 PostgreSQL runs the PostgreSQL form on pgSphere.
@@ -391,6 +393,22 @@ def _string_spans(sql: str) -> list[tuple[int, int]]:
     return spans
 
 
+def ra_range(ra: float, dec: float, radius: float) -> tuple[float, float] | None:
+    """The RA interval (degrees) holding every point within ``radius`` of (ra, dec):
+    ``asin(sin r / cos dec)`` either side (a small circle's widest extent); None when
+    the circle comes near a pole or the interval would wrap around 0/360."""
+    if abs(dec) + radius >= 89.0:
+        return None
+    half = math.degrees(
+        math.asin(min(1.0, math.sin(math.radians(radius)) / math.cos(math.radians(dec))))
+    )
+    half += 1e-6  # rounding margin: the band may hold more, never less
+    ra0 = ra % 360.0
+    if ra0 - half < 0.0 or ra0 + half > 360.0:
+        return None
+    return ra0 - half, ra0 + half
+
+
 def add_cone_bands(sql: str, pattern: re.Pattern[str], arithmetic: bool = False) -> str:
     """Add ``dec BETWEEN b-r AND b+r`` to each constant cone (see the module's text).
 
@@ -409,6 +427,10 @@ def add_cone_bands(sql: str, pattern: re.Pattern[str], arithmetic: bool = False)
         if not 0 <= radius < 90:
             return match.group(0)
         lo, hi = max(-90.0, dec - radius), min(90.0, dec + radius)
+        band = f"{dec_col} BETWEEN {lo!r} AND {hi!r}"
+        ras = ra_range(ra, dec, radius)
+        if ras is not None:
+            band += f" AND {ra_col} BETWEEN {ras[0]!r} AND {ras[1]!r}"
         if arithmetic:  # the same test as plain SQL: cos(distance) >= cos(radius)
             d0, r0 = math.radians(dec), math.radians(ra)
             cos_r = math.cos(math.radians(radius))
@@ -416,8 +438,8 @@ def add_cone_bands(sql: str, pattern: re.Pattern[str], arithmetic: bool = False)
                 f"SIN(RADIANS({dec_col})) * {math.sin(d0)!r} + COS(RADIANS({dec_col})) * "
                 f"{math.cos(d0)!r} * COS(RADIANS({ra_col}) - {r0!r}) >= {cos_r!r}"
             )
-            return f"({dec_col} BETWEEN {lo!r} AND {hi!r} AND {test})"
-        return f"({match.group(0)} AND {dec_col} BETWEEN {lo!r} AND {hi!r})"
+            return f"({band} AND {test})"
+        return f"({match.group(0)} AND {band})"
 
     return pattern.sub(band, sql)
 
