@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import Client, LiveServer, make_settings
+from tests.conftest import PG_URL, Client, LiveServer, make_settings, need, reset_postgres
 from tests.test_web import csrf_of, field_error, sign_in
 from uws_server.config import PROJECT_ROOT
 from uws_server.vo.ingest import store_did
@@ -35,7 +35,6 @@ sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
 import dl3_store  # noqa: E402
 
 CRAB = (83.633, 22.015)
-JOBS: dict[str, str] = {}  # owner -> the job id of their catalogued product
 PKS = (329.717, -30.226)
 
 
@@ -143,46 +142,56 @@ def product_row(
     }
 
 
+def start_site(root: Path, **settings: Any) -> LiveServer:
+    """The service over a small store, with alice's and bob's products catalogued."""
+    build_store(root / "dl3")
+    live = LiveServer(
+        make_settings(root, job_definitions_dir=PROJECT_ROOT / "job_definitions", **settings)
+    )
+    try:
+        for name in ("alice", "bob"):
+            live.add_user(name)
+        live.add_user("root", admin=True)
+        # the store's observations are catalogued by the service itself (from their
+        # headers); alice's and bob's products are rows of real (pending) jobs of theirs
+        cat = catalogue_for(live.service)
+        products = []
+        for owner in ("alice", "bob"):
+            job = live.client(owner).create("gammapy_maps", {"obs_ids": "1001"})
+            job_id = job.rsplit("/", 1)[1]
+            folder = live.settings.jobs_dir / job_id
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "count_map.fits").write_bytes(f"SIMPLE  = {owner}'s map".encode())
+            products.append(
+                product_row(
+                    owner, job_id, "gammapy_maps", "count_map", *CRAB, folder / "count_map.fits"
+                )
+            )
+        cat.add_or_update_many(
+            [
+                *products,
+                # a store observation released later: nobody but an admin sees it yet
+                {
+                    "obs_publisher_did": store_did(live.settings, 9999),
+                    "obs_id": "9999",
+                    "obs_collection": "CTA-DL3",
+                    "dataproduct_type": "event",
+                    "calib_level": 2,
+                    "s_ra": 10.0,
+                    "s_dec": 10.0,
+                    "obs_release_date": datetime(2099, 1, 1),
+                },
+            ]
+        )
+    except BaseException:
+        live.stop()
+        raise
+    return live
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = Path(tmp_path_factory.mktemp("find"))
-    build_store(root / "dl3")
-    live = LiveServer(make_settings(root, job_definitions_dir=PROJECT_ROOT / "job_definitions"))
-    for name in ("alice", "bob"):
-        live.add_user(name)
-    live.add_user("root", admin=True)
-    # the store's observations are catalogued by the service itself (from their headers);
-    # alice's and bob's products are rows of real (pending) jobs of theirs
-    cat = catalogue_for(live.service)
-    products = []
-    for owner in ("alice", "bob"):
-        job = live.client(owner).create("gammapy_maps", {"obs_ids": "1001"})
-        job_id = job.rsplit("/", 1)[1]
-        JOBS[owner] = job_id
-        folder = live.settings.jobs_dir / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "count_map.fits").write_bytes(f"SIMPLE  = {owner}'s map".encode())
-        products.append(
-            product_row(
-                owner, job_id, "gammapy_maps", "count_map", *CRAB, folder / "count_map.fits"
-            )
-        )
-    cat.add_or_update_many(
-        [
-            *products,
-            # a store observation released later: nobody but an admin sees it yet
-            {
-                "obs_publisher_did": store_did(live.settings, 9999),
-                "obs_id": "9999",
-                "obs_collection": "CTA-DL3",
-                "dataproduct_type": "event",
-                "calib_level": 2,
-                "s_ra": 10.0,
-                "s_dec": 10.0,
-                "obs_release_date": datetime(2099, 1, 1),
-            },
-        ]
-    )
+    live = start_site(Path(tmp_path_factory.mktemp("find")))
     yield live
     live.stop()
 
@@ -561,3 +570,35 @@ def test_preview_and_provenance_links(site: LiveServer, alice_web) -> None:
     assert r.status_code == 404 and "has no recorded provenance" in unescape(r.text)
     r = alice_web.get(site.base + "/ui/find/preview", params={"did": ""})
     assert r.status_code == 400 and "give the data set" in r.text
+
+
+def test_find_on_postgresql(tmp_path: Path) -> None:
+    """The page's own queries (collections, per-row ids, the picker) on PostgreSQL too."""
+    need(bool(PG_URL), "PostgreSQL not available (set UWS_TEST_DATABASE_URL)")
+    reset_postgres(PG_URL)
+    live = start_site(tmp_path, database_url=PG_URL)
+    try:
+        alice, bob = sign_in(live, "alice"), sign_in(live, "bob")
+        r = find(alice, live, ra=CRAB[0], dec=CRAB[1], radius=2, sort="offset")
+        assert r.status_code == 200, r.text[:500]
+        assert result_ids(r.text) == ["alicejob/count_map", "1001", "1003", "1002"]
+        assert '<option value="gammapy_maps" >' in r.text  # alice's collection
+        r = find(bob, live, collection="gammapy_maps")
+        assert result_ids(r.text) == ["bobjob/count_map"]
+        form = alice.get(live.base + "/ui/submit/gammapy_maps?obs_ids=2001")
+        assert re.findall(r'name="pick.obs_ids" value="(\d+)"', form.text) == [
+            "2002",
+            "2001",
+            "1003",
+            "1002",
+            "1001",
+        ]
+        assert re.search(r'name="pick.obs_ids" value="2001" id="[^"]+" checked', form.text)
+        go = alice.get(
+            live.base + "/ui/find/analyse",
+            params=[("jobname", "gammapy_maps"), ("obs_id", "1001")],
+            allow_redirects=False,
+        )
+        assert go.status_code == 303
+    finally:
+        live.stop()
