@@ -23,6 +23,7 @@ from uws_server.auth import hash_token
 from uws_server.common import new_entity_id, utcnow, within
 from uws_server.config import Settings
 from uws_server.jobdef import JobDefinition
+from uws_server.joblog import job_log
 from uws_server.managers.base import JobSpec, Manager, load_spec, write_spec
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.storage import EntityRow, Store
@@ -133,7 +134,7 @@ class Lifecycle:
         try:
             self.manager.submit(spec)
         except Exception as exc:  # the manager could not even queue it
-            log.exception("submit of %s failed", job.job_id)
+            job_log(log, job).exception("submit failed")
             self.report(job.job_id, WorkerEvent(Phase.ERROR, error=f"could not submit: {exc}"))
         return True
 
@@ -149,7 +150,7 @@ class Lifecycle:
                     self.store.update_job(job_id, external_id=event.external_id)
                 return True
             if not can_transition(job.phase, event.phase):
-                log.info("ignored %s -> %s for %s", job.phase.value, event.phase.value, job_id)
+                job_log(log, job).info("ignored %s -> %s", job.phase.value, event.phase.value)
                 return False
             values: dict[str, object] = {"phase": event.phase}
             if event.external_id:
@@ -226,7 +227,7 @@ class Lifecycle:
                 else:
                     why = None
             if why is not None:
-                log.warning("job %s: result %s (%s) refused: %s", job.job_id, r.name, r.path, why)
+                job_log(log, job).warning("result %s (%s) refused: %s", r.name, r.path, why)
                 refused.append(f"result {r.name}: {r.path} refused by the service: {why}")
                 continue
             rows.append(
