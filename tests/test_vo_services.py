@@ -461,7 +461,8 @@ def test_a_job_adding_to_the_store_is_catalogued(vo: LiveServer) -> None:
         io.BytesIO(vo.client("bob").post("/datalink", data={"ID": ident}).content)
     )
     assert "#this" in set(bob_links.array["semantics"])
-    assert "#documentation" not in set(bob_links.array["semantics"])
+    assert not {"#documentation", "#progenitor"} & set(bob_links.array["semantics"])
+    assert job.rsplit("/", 1)[1] not in vo.client("bob").get("/datalink", params={"ID": ident}).text
 
 
 def test_a_private_dl3_product_is_its_owners(vo_lite: LiveServer) -> None:

@@ -351,7 +351,9 @@ def _links_of(
             )
         )
     entity_id = row.get("entity_id")
-    if entity_id:
+    # The provenance of a store file is the job that added it: shown to whoever may see
+    # that job (a product's is its owner's, like the row).
+    if entity_id and job is not None and _may_see_job(caller, job.owner):
         out.append(
             datalink.Link(
                 id=did,
