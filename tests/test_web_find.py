@@ -425,6 +425,15 @@ def test_bad_input_shows_a_clear_message_not_a_500(
             assert f'value="{value}"' in r.text
 
 
+def test_utf8_values_come_back_intact(site: LiveServer, alice_web) -> None:
+    r = find(alice_web, site, target="Ωmega Cen")
+    assert r.status_code == 400
+    assert "no target named 'Ωmega Cen' in the catalogue" in unescape(r.text)
+    assert 'value="Ωmega Cen"' in r.text
+    raw = alice_web.get(site.base + "/ui/find?target=%FF%FE", allow_redirects=False)
+    assert raw.status_code == 400 and "UTF-8" in raw.text
+
+
 def test_typed_values_are_escaped(site: LiveServer, alice_web) -> None:
     r = find(alice_web, site, target='<script>alert("x")</script>')
     assert r.status_code == 400

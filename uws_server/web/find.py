@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import bottle
-from bottle import HTTPResponse, request
+from bottle import HTTPResponse
 from sqlalchemy import and_, func, select
 
 from uws_server.dl3 import OBS_IDS_PARAMETER, observation_ids
@@ -46,6 +46,7 @@ from uws_server.web.find_query import (
     FindQuery,
     date_of_mjd,
     parse_query,
+    query_values,
     resolve_target,
 )
 from uws_server.web.forms import ObsChoice
@@ -334,7 +335,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find")
     @web.page()
     def find(ctx: Ctx) -> Any:
-        q = parse_query(request.query)
+        q = parse_query(query_values())
         targets = finder.catalogue.target_names(ctx.user)
         resolve_target(q, targets)
         rows: list[dict[str, Any]] = []
@@ -364,14 +365,14 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find/analyse")
     @web.page()
     def analyse(ctx: Ctx) -> Any:
-        name = str(request.query.get("jobname") or "")
+        name = str(query_values().get("jobname") or "")
         known = {a.name: a for a in analyses(service.registry.all())}
         if name not in known:
             names = ", ".join(known) or "none"
             raise BadRequest(
                 f"'{name[:64]}' does not analyse observations (those that do: {names})"
             )
-        ids = list(dict.fromkeys(str(v).strip() for v in request.query.getall("obs_id")))
+        ids = list(dict.fromkeys(str(v).strip() for v in query_values().getall("obs_id")))
         ids = [i for i in ids if i]
         if not ids:
             raise BadRequest("tick at least one observation to analyse")
@@ -393,7 +394,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
         target = known[name]
         values = {OBS_IDS_PARAMETER: " ".join(ids)}
         for param, key, lo, hi in ((target.ra, "ra", 0, 360), (target.dec, "dec", -90, 90)):
-            text = str(request.query.get(key) or "").strip()
+            text = str(query_values().get(key) or "").strip()
             if param and text:
                 try:
                     number = float(text)
@@ -407,7 +408,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find/file")
     @web.page()
     def data_file(ctx: Ctx) -> Any:
-        row = finder.internal_row(ctx.user, str(request.query.get("did") or ""))
+        row = finder.internal_row(ctx.user, str(query_values().get("did") or ""))
         path = finder.data_file(row)
         if path is None:
             raise NotFound(f"the file of {row['obs_publisher_did']} is not available")
@@ -416,7 +417,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find/provenance")
     @web.page()
     def provenance(ctx: Ctx) -> Any:
-        row = finder.internal_row(ctx.user, str(request.query.get("did") or ""))
+        row = finder.internal_row(ctx.user, str(query_values().get("did") or ""))
         ident = finder.provenance_id(row)
         if not ident:
             raise NotFound(
@@ -430,7 +431,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find/preview")
     @web.page()
     def preview(ctx: Ctx) -> Any:
-        row = finder.internal_row(ctx.user, str(request.query.get("did") or ""))
+        row = finder.internal_row(ctx.user, str(query_values().get("did") or ""))
         found = finder.preview(row)
         if found is None:
             raise NotFound(f"no preview image for {row['obs_publisher_did']}")
@@ -440,7 +441,7 @@ def register_find_routes(app: bottle.Bottle, web: WebApp) -> Finder:
     @app.get("/ui/find/links")
     @web.page()
     def links(ctx: Ctx) -> Any:
-        did = str(request.query.get("did") or "")
+        did = str(query_values().get("did") or "")
         row = finder.internal_row(ctx.user, did)
         view = finder.row_view(
             {**row, "distance": None},

@@ -17,10 +17,9 @@ import threading
 from typing import Any
 
 import bottle
-from bottle import request
 
 from uws_server.web.common import Ctx, WebApp
-from uws_server.web.find_query import DEFAULT_RADIUS, FindQuery
+from uws_server.web.find_query import DEFAULT_RADIUS, FindQuery, query_values
 
 log = logging.getLogger("uws_server.web.find")
 
@@ -72,8 +71,9 @@ def register(app: bottle.Bottle, web: WebApp) -> None:
     @app.get("/ui/find/adql")
     @web.page()
     def adql(ctx: Ctx) -> Any:
-        query = str(request.query.get("query") or "").strip()
-        maxrec_text = str(request.query.get("maxrec") or "100").strip()
+        values = query_values()
+        query = str(values.get("query") or "").strip()
+        maxrec_text = str(values.get("maxrec") or "100").strip()
         error = ""
         columns: list[str] = []
         rows: list[tuple[Any, ...]] = []

@@ -15,6 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from bottle import request
+
+from uws_server.errors import BadRequest
+
 MJD_EPOCH = datetime(1858, 11, 17)
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
@@ -51,6 +55,14 @@ FIELDS = (
 )
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?Z?$")
 _ID_SPLIT = re.compile(r"[\s,]+")
+
+
+def query_values() -> Any:
+    """The query string's values decoded as UTF-8 (bottle hands them over as latin-1)."""
+    try:
+        return request.query.decode()
+    except UnicodeError:
+        raise BadRequest("query values must be UTF-8") from None
 
 
 def mjd_of(dt: datetime) -> float:

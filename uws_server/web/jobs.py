@@ -55,23 +55,18 @@ def list_jobs(
     names = [jobname] if jobname else service.registry.names()
     if jobname and jobname not in service.registry:
         raise NotFound(f"no job definition named {jobname!r}")
-    owner = None if user.is_admin else user.name
-    rows = []
-    for name in names:
-        for ref in service.store.list_jobs(name, owner, phases, None, LIST_LIMIT):
-            rows.append((ref.creation_time, name, ref))
-    rows.sort(key=lambda r: r[0], reverse=True)
+    refs = service.store.jobs_visible_to(user, names, phases, None, LIST_LIMIT)
     return [
         {
-            "jobname": name,
+            "jobname": ref.jobname,
             "job_id": ref.job_id,
             "phase": ref.phase.value,
             "run_id": ref.run_id or "",
             "owner": ref.owner,
             "creation_time": iso(ref.creation_time),
-            "url": f"/ui/jobs/{url_part(name)}/{url_part(ref.job_id)}",
+            "url": f"/ui/jobs/{url_part(ref.jobname)}/{url_part(ref.job_id)}",
         }
-        for _, name, ref in rows[:LIST_LIMIT]
+        for ref in refs
     ]
 
 
@@ -123,7 +118,11 @@ def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None =
     def submit_form(ctx: Ctx, jobname: str) -> Any:
         # values in the query string pre-fill the form ("Analyse with" of Find data)
         defn = service.definition(jobname)
-        return show_form(ctx, jobname, forms.prefill(defn, request.query), {})
+        try:
+            query = request.query.decode()  # UTF-8, as the forms are
+        except UnicodeError:
+            raise BadRequest("query values must be UTF-8") from None
+        return show_form(ctx, jobname, forms.prefill(defn, query), {})
 
     @app.post(f"/ui/submit/{JOBNAME}")
     @web.page()
