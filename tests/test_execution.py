@@ -177,7 +177,8 @@ def test_reaper_destroys_expired_jobs_and_their_files(live: LiveServer, alice: C
     doomed_id = doomed.rsplit("/", 1)[1]
     job_dir = live.settings.jobs_dir / doomed_id
     assert job_dir.exists()
-    live.service.store.update_job(doomed_id, destruction_time=utcnow() - timedelta(seconds=1))
+    past = utcnow() - timedelta(seconds=1)
+    assert live.service.store.set_destruction(doomed_id, past, pending_only=False)
     assert live.service.lifecycle.reap_once() == 1
     assert alice.get(doomed).status_code == 404
     assert not job_dir.exists()

@@ -663,7 +663,7 @@ def _held_job(live: LiveServer) -> tuple[str, Path]:
     jdir = live.settings.jobs_dir / job_id
     jdir.mkdir(parents=True, exist_ok=True)
     store = live.service.store
-    assert store.update_if_phase(job_id, [Phase.PENDING], phase=Phase.EXECUTING)
+    assert store.mark_executing(job_id, Phase.PENDING, datetime.now(UTC).replace(tzinfo=None))
     return job, jdir
 
 

@@ -36,7 +36,7 @@ def test_basic_auth_needs_matching_name(live: LiveServer) -> None:
 
 
 def test_disabled_user_is_refused(live: LiveServer, alice: Client) -> None:
-    live.service.store.update_user("alice", disabled=True)
+    live.service.store.set_disabled("alice", True)
     live.service.auth.invalidate()
     r = alice.get("/rest/echo_job")
     assert r.status_code == 403 and "disabled" in r.text

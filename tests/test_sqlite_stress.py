@@ -24,14 +24,17 @@ from pathlib import Path
 import pytest
 
 from tests.test_storage import job
-from uws_server.db import create_schema, make_engine
-from uws_server.inputs import utcnow
-from uws_server.models import Phase
+from uws_server.common import utcnow
+from uws_server.db import make_engine
+from uws_server.models import Phase, User
 from uws_server.service import new_job_id
-from uws_server.storage import EntityRow, Store
+from uws_server.storage import EntityRow, JobEnd, Store
+from uws_server.storage.schema import create_schema
 
 SECONDS = 2.0
 THREADS = 12
+
+ALICE = User("alice", "ha")
 
 
 class _Overlaps:
@@ -149,16 +152,13 @@ def _hammer(store: Store, stop: threading.Event, done: list[str], errors: list[s
         try:
             j = store.insert_job(job(n), new_job_id)
             assert store.get_job(j.job_id) is not None
-            assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
-            store.update_job(j.job_id, external_id=str(n))
-            assert store.update_if_phase(
-                j.job_id, [Phase.QUEUED], phase=Phase.EXECUTING, start_time=utcnow()
-            )
+            assert store.mark_queued(j.job_id, "local")
+            store.set_external_id(j.job_id, str(n))
+            assert store.mark_executing(j.job_id, Phase.QUEUED, utcnow())
             results = [_result(j.job_id, i) for i in range(rng.randint(0, 3))]
-            assert store.finish_job(
-                j.job_id, [Phase.EXECUTING], results, phase=Phase.COMPLETED, end_time=utcnow()
-            )
-            store.list_jobs("echo", "alice", last=5)
+            end = JobEnd(Phase.COMPLETED, utcnow(), results=results)
+            assert store.finish(j.job_id, Phase.EXECUTING, end)
+            store.jobs_visible_to(ALICE, "echo", last=5)
             store._changed(j.job_id)  # read it from the database again, not the cache
             back = store.get_job(j.job_id)
             assert back is not None and back.phase == Phase.COMPLETED

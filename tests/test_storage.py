@@ -11,13 +11,15 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.conftest import insert_queued
-from uws_server.db import create_schema, make_engine
+from uws_server.db import make_engine
 from uws_server.models import Job, Phase, User
 from uws_server.service import new_job_id
-from uws_server.storage import EntityRow, Store
+from uws_server.storage import EntityRow, JobEnd, Store
 from uws_server.storage import store as storage
+from uws_server.storage.schema import create_schema
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
+ALICE, BOB, ROOT = User("alice", "ha"), User("bob", "hb"), User("root", "hr", is_admin=True)
 
 
 def job(i: int, owner: str = "alice", phase: Phase = Phase.PENDING, jobname: str = "echo") -> Job:
@@ -64,26 +66,44 @@ def test_list_filters(store: Store) -> None:
     jobs = [
         store.insert_job(job(i, owner="alice" if i % 2 else "bob"), new_job_id) for i in range(10)
     ]
-    store.update_if_phase(jobs[3].job_id, [Phase.PENDING], phase=Phase.COMPLETED)
-    store.update_if_phase(jobs[5].job_id, [Phase.PENDING], phase=Phase.ARCHIVED)
-    alice = store.list_jobs("echo", "alice")
+    assert store.finish(jobs[3].job_id, Phase.PENDING, JobEnd(Phase.COMPLETED, T0))
+    assert store.mark_aborted(jobs[5].job_id, T0, "stop") and store.mark_archived(jobs[5].job_id)
+    assert not store.mark_archived(jobs[7].job_id)  # only a finished job
+    alice = store.jobs_visible_to(ALICE, "echo")
     assert [r.job_id for r in alice] == [jobs[i].job_id for i in (9, 7, 3, 1)]  # 5 archived
-    assert [r.job_id for r in store.list_jobs("echo", "alice", last=2)] == [
+    assert [r.job_id for r in store.jobs_visible_to(ALICE, "echo", last=2)] == [
         jobs[9].job_id,
         jobs[7].job_id,
     ]
-    assert [r.job_id for r in store.list_jobs("echo", None, [Phase.ARCHIVED])] == [jobs[5].job_id]
-    after = store.list_jobs("echo", None, after=T0 + timedelta(seconds=7))
+    assert [r.job_id for r in store.jobs_visible_to(ROOT, "echo", [Phase.ARCHIVED])] == [
+        jobs[5].job_id
+    ]
+    after = store.jobs_visible_to(ROOT, ["echo", "other"], after=T0 + timedelta(seconds=7))
     assert [r.job_id for r in after] == [jobs[9].job_id, jobs[8].job_id]
-    assert store.list_jobs("other", None) == []
+    assert store.jobs_visible_to(ROOT, "other") == []
+    assert store.jobs_visible_to(ROOT, []) == []
+    assert {r.owner for r in store.jobs_visible_to(BOB, "echo")} == {"bob"}
 
 
 def test_compare_and_set_phase(store: Store) -> None:
     j = store.insert_job(job(0), new_job_id)
-    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
-    assert not store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.EXECUTING)
-    assert store.get_job(j.job_id).phase == Phase.QUEUED
-    assert store.get_job(j.job_id).version == 1
+    assert store.mark_queued(j.job_id, "local", "hash")
+    assert not store.mark_executing(j.job_id, Phase.PENDING, T0)
+    assert not store.mark_queued(j.job_id, "local")
+    back = store.get_job(j.job_id)
+    assert (back.phase, back.manager, back.callback_token_hash) == (Phase.QUEUED, "local", "hash")
+    assert back.version == 1
+    assert store.mark_executing(j.job_id, Phase.QUEUED, T0, "77")
+    assert store.mark_phase(j.job_id, Phase.EXECUTING, Phase.SUSPENDED)
+    back = store.get_job(j.job_id)
+    assert (back.phase, back.start_time, back.external_id, back.version) == (
+        Phase.SUSPENDED, T0, "77", 3,
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        store.mark_phase(j.job_id, Phase.SUSPENDED, Phase.COMPLETED)
+    assert store.mark_aborted(j.job_id, T0, "stopped")
+    assert not store.mark_aborted(j.job_id, T0, "again")
+    assert store.get_job(j.job_id).error_summary == "stopped"
 
 
 def test_concurrent_phase_changes_have_one_winner(store: Store) -> None:
@@ -91,7 +111,12 @@ def test_concurrent_phase_changes_have_one_winner(store: Store) -> None:
     wins: list[Phase] = []
 
     def attempt(phase: Phase) -> None:
-        if store.update_if_phase(j.job_id, [Phase.EXECUTING], phase=phase):
+        done = (
+            store.mark_aborted(j.job_id, T0, "x")
+            if phase is Phase.ABORTED
+            else store.finish(j.job_id, Phase.EXECUTING, JobEnd(phase, T0))
+        )
+        if done:
             wins.append(phase)
 
     threads = [
@@ -122,7 +147,7 @@ def test_results_entities_and_delete(store: Store) -> None:
         "result",
         T0,
     )
-    store.replace_results(first.job_id, [row])
+    assert store.finish(first.job_id, Phase.PENDING, JobEnd(Phase.COMPLETED, T0, results=[row]))
     assert [r.name for r in store.get_job(first.job_id).results] == ["output"]
     store.add_usages(second.job_id, [("ent_a", "input")])
     assert store.jobs_using(["ent_a"]) == [second.job_id]
@@ -138,7 +163,8 @@ def test_users(store: Store) -> None:
     store.add_user(User("alice", "h1", roles=("operator", "x")), T0)
     assert store.user_by_token_hash("h1").roles == ("operator", "x")
     assert store.user_by_name("nobody") is None
-    store.update_user("alice", disabled=True, roles=("a",))
+    assert store.set_disabled("alice", True) and store.set_roles("alice", ("a",))
+    assert not store.set_disabled("nobody", True)
     assert store.user_by_name("alice").disabled
     assert [u.name for u in store.list_users()] == ["alice"]
 
@@ -188,12 +214,12 @@ def test_job_reads_cached_and_dropped_by_writes(
     j = store.insert_job(job(0), new_job_id)
     first = store.get_job(j.job_id)
     assert store.get_job(j.job_id) is first  # one read, shared
-    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.QUEUED)
+    assert store.mark_queued(j.job_id, "local")
     assert store.get_job(j.job_id).phase == Phase.QUEUED
     row = EntityRow(
         "ent_k", j.job_id, "out", "/x/o", None, "text/plain", 1, "ab", "alice", "out", "result", T0
     )
-    store.replace_results(j.job_id, [row])
+    assert store.finish(j.job_id, Phase.QUEUED, JobEnd(Phase.COMPLETED, T0, results=[row]))
     assert [r.name for r in store.get_job(j.job_id).results] == ["out"]
     store.delete_job(j.job_id)
     assert store.get_job(j.job_id) is None
@@ -202,7 +228,7 @@ def test_job_reads_cached_and_dropped_by_writes(
     k = store.insert_job(job(1), new_job_id)
     assert store.get_job(k.job_id).phase == Phase.PENDING
     outside = Store(make_engine(url))
-    assert outside.update_if_phase(k.job_id, [Phase.PENDING], phase=Phase.ABORTED)
+    assert outside.mark_aborted(k.job_id, T0, "from outside")
     time.sleep(0.25)
     assert store.get_job(k.job_id).phase == Phase.ABORTED
     engine.dispose()
@@ -271,15 +297,28 @@ def test_updates_store_times_and_versions_like_the_orm(store: Store) -> None:
     as what the ORM stores, and every change must bump the job's version."""
     j = store.insert_job(job(0), new_job_id)
     end = datetime(2026, 5, 4, 3, 2, 1, 123456)
-    assert store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.ERROR, end_time=end)
-    assert not store.update_if_phase(j.job_id, [Phase.PENDING], phase=Phase.COMPLETED)
-    assert store.update_job(j.job_id, external_id="4242", error_summary='it\'s <bad> & "odd"')
+    odd = 'it\'s <bad> & "odd"'
+    assert store.finish(j.job_id, Phase.PENDING, JobEnd(Phase.ERROR, end, error_summary=odd))
+    assert not store.finish(j.job_id, Phase.PENDING, JobEnd(Phase.COMPLETED, end))
+    assert store.set_external_id(j.job_id, "4242")
     back = store.get_job(j.job_id)
     assert (back.phase, back.end_time, back.external_id) == (Phase.ERROR, end, "4242")
-    assert back.error_summary == 'it\'s <bad> & "odd"' and back.version == 2
-    listed = store.list_jobs("echo", "alice", [Phase.ERROR])
+    assert back.error_summary == odd and back.version == 2
+    listed = store.jobs_visible_to(ALICE, "echo", [Phase.ERROR])
     assert [r.job_id for r in listed] == [j.job_id]  # the phase filter sees it
-    assert store.list_jobs("echo", "alice", [Phase.PENDING]) == []
+    assert store.jobs_visible_to(ALICE, "echo", [Phase.PENDING]) == []
+    # A pending job's settings, only while it is pending.
+    k = store.insert_job(job(1), new_job_id)
+    assert store.set_parameters(k.job_id, {"text": "new"})
+    assert store.set_execution_duration(k.job_id, 5)
+    assert store.set_destruction(k.job_id, end)
+    back = store.get_job(k.job_id)
+    assert (back.parameters, back.execution_duration, back.destruction_time) == (
+        {"text": "new"}, 5, end,
+    )  # fmt: skip
+    assert not store.set_parameters(j.job_id, {"text": "late"})
+    assert not store.set_destruction(j.job_id, end)
+    assert store.set_destruction(j.job_id, end, pending_only=False)
 
 
 def test_sqlite_updates_refuse_unknown_columns(tmp_path: Path) -> None:
@@ -287,7 +326,7 @@ def test_sqlite_updates_refuse_unknown_columns(tmp_path: Path) -> None:
     j = store.insert_job(job(0), new_job_id)
     for bad in ({"nope": 1}, {"version": 7}, {"owner; DROP TABLE jobs; --": "x"}):
         with pytest.raises(ValueError, match="cannot update job columns"):
-            store.update_job(j.job_id, **bad)
+            store._set(j.job_id, None, **bad)
     assert store.get_job(j.job_id).version == 0
     store.engine.dispose()
 
@@ -300,14 +339,16 @@ def _result(job_id: str, name: str, entity_id: str) -> EntityRow:
 
 
 def test_a_job_ends_with_its_results_or_not_at_all(store: Store) -> None:
-    """finish_job: the final phase and the results in one transaction, only while the
+    """finish: the final phase and the results in one transaction, only while the
     phase is the expected one (a completion racing an ABORT attaches nothing)."""
     j = store.insert_job(job(0, phase=Phase.EXECUTING), new_job_id)
     version = store.get_job(j.job_id).version
-    assert store.finish_job(
-        j.job_id, [Phase.EXECUTING], [_result(j.job_id, "out", "ent_f1")],
-        phase=Phase.COMPLETED, end_time=T0, error_summary=None,
-    )  # fmt: skip
+    out = [_result(j.job_id, "out", "ent_f1")]
+    end = JobEnd(Phase.COMPLETED, T0, context='{"host": "h"}', results=out)
+    assert store.finish(j.job_id, Phase.EXECUTING, end)
+    assert store.job_context(j.job_id) == '{"host": "h"}'
+    with pytest.raises(ValueError):
+        store.finish(j.job_id, Phase.COMPLETED, JobEnd(Phase.EXECUTING, T0))
     done = store.get_job(j.job_id)
     assert (done.phase, done.end_time, [r.name for r in done.results]) == (
         Phase.COMPLETED, T0, ["out"],
@@ -316,15 +357,17 @@ def test_a_job_ends_with_its_results_or_not_at_all(store: Store) -> None:
 
     aborted = store.insert_job(job(1, phase=Phase.ABORTED), new_job_id)
     late = [_result(aborted.job_id, "late", "ent_f2")]
-    assert not store.finish_job(aborted.job_id, [Phase.EXECUTING], late, phase=Phase.COMPLETED)
+    assert not store.finish(
+        aborted.job_id, Phase.EXECUTING, JobEnd(Phase.COMPLETED, T0, results=late)
+    )
     back = store.get_job(aborted.job_id)
     assert back.phase == Phase.ABORTED and back.results == []
     assert store.get_entity("ent_f2") is None
-    assert not store.finish_job("missing", [Phase.EXECUTING], late, phase=Phase.ERROR)
+    assert not store.finish("missing", Phase.EXECUTING, JobEnd(Phase.ERROR, T0, results=late))
 
     # No results reported: the phase changes, earlier results stay.
     again = store.insert_job(job(2, phase=Phase.EXECUTING), new_job_id)
-    store.replace_results(again.job_id, [_result(again.job_id, "early", "ent_f3")])
-    assert store.finish_job(again.job_id, [Phase.EXECUTING], None, phase=Phase.ERROR)
+    store.add_entities([_result(again.job_id, "early", "ent_f3")])
+    assert store.finish(again.job_id, Phase.EXECUTING, JobEnd(Phase.ERROR, T0))
     back = store.get_job(again.job_id)
     assert back.phase == Phase.ERROR and [r.name for r in back.results] == ["early"]

@@ -179,7 +179,7 @@ def test_sign_in_refusals(live: LiveServer, admin: Client) -> None:
     assert r.status_code == 403 and SESSION_COOKIE not in r.cookies
     r = s.post(live.base + "/ui/login", data={"_nonce": "forged", "token": live.tokens["alice"]})
     assert r.status_code == 403
-    live.service.store.update_user("bob", disabled=True)
+    live.service.store.set_disabled("bob", True)
     form = s.get(live.base + "/ui/login")
     nonce = re.search(r'name="_nonce" value="([^"]+)"', form.text).group(1)
     r = s.post(live.base + "/ui/login", data={"_nonce": nonce, "token": live.tokens["bob"]})

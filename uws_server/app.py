@@ -17,7 +17,7 @@ from bottle import HTTPResponse
 
 from uws_server import __version__
 from uws_server.config import PROJECT_ROOT, Settings
-from uws_server.db import create_schema, make_engine
+from uws_server.db import make_engine
 from uws_server.handlers import register_uws_routes
 from uws_server.http_errors import TEXT, error_plugin
 from uws_server.jdl.registry import JobDefinitionRegistry
@@ -28,6 +28,7 @@ from uws_server.prov_handlers import register_provenance_routes
 from uws_server.request_guard import install_guard
 from uws_server.service import UWSService
 from uws_server.storage import Store
+from uws_server.storage.schema import create_schema
 from uws_server.vo.routes import register_vo_routes
 from uws_server.vo.tap_routes import register_tap_routes
 from uws_server.web import register_web_routes

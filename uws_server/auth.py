@@ -112,6 +112,11 @@ class Authenticator:
             self._cache[token_hash] = (now, user)
         return user
 
+    def user_for_token(self, token: str) -> User | None:
+        """The account a token belongs to (None: no such token), disabled or not: the
+        web sign-in form asks here, as every API request does."""
+        return self._lookup(hash_token(token))
+
     def invalidate(self) -> None:
         with self._lock:
             self._cache.clear()

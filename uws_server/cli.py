@@ -11,10 +11,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from uws_server.auth import check_user_name, hash_token, new_token, parse_roles
 from uws_server.common import utcnow
 from uws_server.config import Settings, load_settings
-from uws_server.db import create_schema, make_engine
+from uws_server.db import make_engine
 from uws_server.errors import BadRequest
 from uws_server.models import User
 from uws_server.storage import Store
+from uws_server.storage.schema import create_schema
 
 
 def _store(settings: Settings) -> Store:
@@ -105,12 +106,12 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no user {args.name}", file=sys.stderr)
         return 1
     if args.action == "disable":
-        store.update_user(args.name, disabled=True)
+        store.set_disabled(args.name, True)
     elif args.action == "enable":
-        store.update_user(args.name, disabled=False)
+        store.set_disabled(args.name, False)
     elif args.action == "token":
         token = new_token()
-        store.update_user(args.name, token_hash=hash_token(token))
+        store.set_token_hash(args.name, hash_token(token))
         print(token)
     return 0
 

@@ -132,11 +132,3 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
-
-
-def create_schema(engine: Engine) -> None:
-    """Bring the database to the current schema: the migrations (Alembic) up to their
-    head, from nothing or from the schema of an earlier release."""
-    from uws_server.storage.schema import upgrade  # the storage layer imports db
-
-    upgrade(engine)

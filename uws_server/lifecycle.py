@@ -26,7 +26,7 @@ from uws_server.jobdef import JobDefinition
 from uws_server.joblog import job_log
 from uws_server.managers.base import JobSpec, Manager, load_spec, write_spec
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
-from uws_server.storage import EntityRow, Store
+from uws_server.storage import EntityRow, JobEnd, Store
 from uws_server.waiters import PhaseNotifier
 from workers.results import inspect_result
 
@@ -121,12 +121,8 @@ class Lifecycle:
         write_spec(dataclasses.replace(spec, callback_token="") if token else spec)
         for hook in self.start_hooks:
             hook(job, defn, jdir)
-        ok = self.store.update_if_phase(
-            job.job_id,
-            [Phase.PENDING],
-            phase=Phase.QUEUED,
-            manager=self.manager.name,
-            callback_token_hash=hash_token(token) if token else None,
+        ok = self.store.mark_queued(
+            job.job_id, self.manager.name, hash_token(token) if token else None
         )
         if not ok:
             return False
@@ -147,33 +143,36 @@ class Lifecycle:
                 return False
             if event.phase == job.phase:
                 if event.external_id and event.external_id != job.external_id:
-                    self.store.update_job(job_id, external_id=event.external_id)
+                    self.store.set_external_id(job_id, event.external_id)
                 return True
             if not can_transition(job.phase, event.phase):
                 job_log(log, job).info("ignored %s -> %s", job.phase.value, event.phase.value)
                 return False
-            values: dict[str, object] = {"phase": event.phase}
-            if event.external_id:
-                values["external_id"] = event.external_id
-            if event.phase == Phase.EXECUTING:
-                values["start_time"] = event.start_time or utcnow()
             if event.phase.is_final:
-                values["end_time"] = event.end_time or utcnow()
-                if job.start_time is None:
-                    values["start_time"] = event.start_time or values["end_time"]
+                end_time = event.end_time or utcnow()
                 rows, refused = self._result_rows(job, event)
                 if refused:  # the worker's word is not enough: the service looked itself
                     phase = Phase.ERROR if event.phase is Phase.COMPLETED else event.phase
                     error = "; ".join(filter(None, [event.error, *refused]))
                     event = dataclasses.replace(event, phase=phase, error=error)
-                    values["phase"] = phase
-                if event.phase != Phase.COMPLETED:
-                    values["error_summary"] = self._error_text(job_id, event)
-                if event.context:
-                    values["context"] = json.dumps(event.context)
-                changed = self.store.finish_job(job_id, [job.phase], rows, **values)
+                end = JobEnd(
+                    phase=event.phase,
+                    end_time=end_time,
+                    start_time=None if job.start_time else (event.start_time or end_time),
+                    error_summary=None
+                    if event.phase == Phase.COMPLETED
+                    else self._error_text(job_id, event),
+                    context=json.dumps(event.context) if event.context else None,
+                    external_id=event.external_id or None,
+                    results=rows,
+                )
+                changed = self.store.finish(job_id, job.phase, end)
+            elif event.phase == Phase.EXECUTING:
+                changed = self.store.mark_executing(
+                    job_id, job.phase, event.start_time or utcnow(), event.external_id
+                )
             else:
-                changed = self.store.update_if_phase(job_id, [job.phase], **values)
+                changed = self.store.mark_phase(job_id, job.phase, event.phase, event.external_id)
             if changed:
                 self.notifier.notify(job_id)
                 if event.phase.is_final:
@@ -266,10 +265,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------ abort/delete
     def abort(self, job: Job, message: str = "aborted by its owner") -> bool:
-        active = [Phase.PENDING, Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED]
-        ok = self.store.update_if_phase(
-            job.job_id, active, phase=Phase.ABORTED, end_time=utcnow(), error_summary=message
-        )
+        ok = self.store.mark_aborted(job.job_id, utcnow(), message)
         if ok:
             if job.phase != Phase.PENDING and self.manager is not None:
                 self.manager.abort(job)

@@ -13,13 +13,11 @@ import logging
 import platform
 import re
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-
-from uws_server import __version__, db, managers
+from uws_server import __version__, managers
 from uws_server.common import can_read, new_entity_id, parse_time, utcnow, within
 from uws_server.config import Settings
 from uws_server.errors import BadRequest, Conflict, NotFound
@@ -48,6 +46,7 @@ from uws_server.provenance.rocrate import MEDIA_TYPE as ROCRATE_MEDIA_TYPE
 from uws_server.provenance.rocrate import RESPONSE_FORMAT as ROCRATE_FORMAT
 from uws_server.provenance.rocrate import crate_zip
 from uws_server.storage import EntityRow, Store
+from uws_server.storage.entities import JobRecordRows
 from workers.results import hash_file
 
 log = logging.getLogger("uws_server.provenance")
@@ -61,6 +60,8 @@ RESPONSE_FORMATS = {
     "PROV-VOTABLE": "votable",
     "PROV-SVG": "svg",
 }
+# Jobs a provenance search looks at, at most (the first cut is by job list and owner).
+SEARCH_CANDIDATES = 5000
 _PACKAGE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -143,12 +144,13 @@ class ProvenanceService:
             except NotFound:
                 return None
 
-    def _entity_record(self, row: EntityRow) -> EntityRecord:
+    def _entity_record(self, row: EntityRow, jobnames: dict[str, str]) -> EntityRecord:
+        """An entity's record; ``jobnames`` (job id -> job list) gives a result's URL."""
         location = row.location
         if location is None and row.job_id and row.kind == "result":
-            job = self.store.get_job(row.job_id)
-            if job is not None:
-                location = f"{self.base_url()}/rest/{job.jobname}/{job.job_id}/results/{row.name}"
+            jobname = jobnames.get(row.job_id)
+            if jobname is not None:
+                location = f"{self.base_url()}/rest/{jobname}/{row.job_id}/results/{row.name}"
         return EntityRecord(
             entity_id=row.entity_id,
             name=row.name,
@@ -161,13 +163,32 @@ class ProvenanceService:
 
     def job(self, job_id: str) -> JobProvenance | None:
         """A job's records (``RecordSource.job``); None when there is no such job."""
-        job = self.store.get_job(job_id)
-        if job is None:
-            return None
+        return self.jobs([job_id]).get(job_id)
+
+    def jobs(self, job_ids: Sequence[str]) -> dict[str, JobProvenance]:
+        """The records of many jobs from a few set-based reads (the provenance search
+        builds one per candidate job)."""
+        found = self.store.job_records(job_ids)
+        producers = {
+            e.job_id
+            for rec in found.values()
+            for e in (*(u for _, u in rec.used), *rec.generated)
+            if e.job_id and e.kind == "result"
+        }
+        jobnames = {rec.job.job_id: rec.job.jobname for rec in found.values()}
+        missing = producers - set(jobnames)
+        if missing:
+            jobnames.update(self.store.jobnames(missing))
+        accounts: dict[str, User | None] = {}  # owners looked up only for another's entity
+        return {job_id: self._record(rec, jobnames, accounts) for job_id, rec in found.items()}
+
+    def _record(
+        self, rec: JobRecordRows, jobnames: dict[str, str], accounts: dict[str, User | None]
+    ) -> JobProvenance:
+        job, job_id = rec.job, rec.job.job_id
         defn = self._definition(job)
         context = {}
-        with self.store.engine.connect() as conn:
-            raw = conn.execute(select(db.jobs.c.context).where(db.jobs.c.job_id == job_id)).scalar()
+        raw = rec.context
         if raw:
             try:
                 context = json.loads(raw)
@@ -207,19 +228,16 @@ class ProvenanceService:
             )
         entities: dict[str, EntityRecord] = {}
         usages = []
-        account: User | None = None  # the owner's, looked up only for another's entity
-        for entity_id, role in self.store.usages_of_job(job_id):
-            row = self.store.get_entity(entity_id)
-            if row is not None and row.owner != job.owner and account is None:
-                account = self._owner(job.owner)
-            if row is not None and entity_readable(account, job.owner, row):
-                entities[entity_id] = self._entity_record(row)
-                usages.append(UsageRecord(job_id, entity_id, role))
+        for role, row in rec.used:
+            if row.owner != job.owner and job.owner not in accounts:
+                accounts[job.owner] = self._owner(job.owner)
+            if entity_readable(accounts.get(job.owner), job.owner, row):
+                entities[row.entity_id] = self._entity_record(row, jobnames)
+                usages.append(UsageRecord(job_id, row.entity_id, role))
         generations = []
-        for row in self.store.entities_of_job(job_id):
-            if row.kind == "result":
-                entities[row.entity_id] = self._entity_record(row)
-                generations.append(GenerationRecord(job_id, row.entity_id, row.role or row.name))
+        for row in rec.generated:
+            entities[row.entity_id] = self._entity_record(row, jobnames)
+            generations.append(GenerationRecord(job_id, row.entity_id, row.role or row.name))
         manager_cls = managers.manager_class(job.manager)
         manager_key = (manager_cls.run_id_key if manager_cls else "") or "external_id"
         ctx = ContextRecord(
@@ -236,16 +254,7 @@ class ProvenanceService:
         return JobProvenance(activity, params, list(entities.values()), usages, generations, ctx)
 
     def jobs_generating(self, entity_ids: Collection[str]) -> Iterable[str]:
-        e = db.entities
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(
-                select(e.c.job_id).where(
-                    e.c.entity_id.in_(list(entity_ids)),
-                    e.c.kind == "result",
-                    e.c.job_id.is_not(None),
-                )
-            )
-            return sorted({r.job_id for r in rows})
+        return self.store.jobs_generating(entity_ids)
 
     def jobs_using(self, entity_ids: Collection[str]) -> Iterable[str]:
         return self.store.jobs_using(entity_ids)
@@ -312,13 +321,8 @@ class ProvenanceService:
         (uploads, results, files their jobs reported), or any for an admin. Another
         user's entity of the same SHA-256 is never linked: the owner's provenance would
         then show that user's entity id and job URL."""
-        e = db.entities
-        stmt = select(e).where(e.c.sha256 == digest)
-        if owner is None or not owner.is_admin:
-            stmt = stmt.where(e.c.owner == owner_name)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(stmt.order_by(e.c.kind.desc(), e.c.created).limit(1)).first()
-        return EntityRow(**row._mapping) if row else None
+        admin = owner is not None and owner.is_admin
+        return self.store.entity_by_content(digest, None if admin else owner_name)
 
     def write_job(self, job_id: str) -> dict[str, Path]:
         """The final hook: write the five files and list them among the job's results."""
@@ -348,7 +352,7 @@ class ProvenanceService:
             for fmt, path in written.items()
         ]
         with self._lock:
-            self.store.replace_kind(job_id, "provenance", rows)
+            self.store.replace_provenance(job_id, rows)
         log.info("provenance of %s written: %s", job_id, ", ".join(sorted(written)))
         return written
 
@@ -469,19 +473,11 @@ class ProvenanceService:
             times["to"],
             digest,
         )
-        j = db.jobs
-        stmt = select(j.c.job_id, j.c.owner)
-        if sq.activity:
-            stmt = stmt.where(j.c.jobname == sq.activity)
-        if sq.agent:
-            stmt = stmt.where(j.c.owner == sq.agent)
-        if not user.is_admin:
-            stmt = stmt.where(j.c.owner == user.name)
-        with self.store.engine.connect() as conn:
-            candidates = [r.job_id for r in conn.execute(stmt.limit(5000))]
+        candidates = self.store.candidate_jobs(user, sq.activity, sq.agent, SEARCH_CANDIDATES)
+        records = self.jobs(candidates)
         out: list[dict[str, object]] = []
         for job_id in candidates:
-            rec = self.job(job_id)
+            rec = records.get(job_id)
             if rec is None or not sq.matches(rec):
                 continue
             for ent in rec.generated_entities():

@@ -7,7 +7,6 @@ parameter rules of the job definition, and the per-user limit of active jobs.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from dataclasses import dataclass
@@ -129,8 +128,7 @@ class UWSService:
     # -------------------------------------------------------------- reading
     def list_jobs(self, user: User, jobname: str, query: ListQuery) -> list[JobRef]:
         self.definition(jobname)
-        owner = None if user.is_admin else user.name
-        return self.store.list_jobs(jobname, owner, query.phases, query.after, query.last)
+        return self.store.jobs_visible_to(user, jobname, query.phases, query.after, query.last)
 
     @staticmethod
     def parse_list_query(params: list[tuple[str, str]]) -> ListQuery:
@@ -292,14 +290,14 @@ class UWSService:
     def set_execution_duration(self, user: User, jobname: str, job_id: str, text: str) -> None:
         job = self._pending(user, jobname, job_id, "executionDuration")
         value = self._parse_duration(text)
-        if not self.store.update_if_phase(job.job_id, [Phase.PENDING], execution_duration=value):
+        if not self.store.set_execution_duration(job.job_id, value):
             raise Conflict("the job left PENDING meanwhile")
         self.notifier.notify(job.job_id)
 
     def set_destruction(self, user: User, jobname: str, job_id: str, text: str) -> None:
         job = self._pending(user, jobname, job_id, "destruction")
         value = self._parse_destruction(text)
-        if not self.store.update_if_phase(job.job_id, [Phase.PENDING], destruction_time=value):
+        if not self.store.set_destruction(job.job_id, value):
             raise Conflict("the job left PENDING meanwhile")
         self.notifier.notify(job.job_id)
 
@@ -316,9 +314,7 @@ class UWSService:
         if used & set(changed):
             raise BadRequest("inputs (used entities) can only be given when the job is created")
         merged = {**job.parameters, **changed}
-        if not self.store.update_if_phase(
-            job.job_id, [Phase.PENDING], parameters=json.dumps(merged)
-        ):
+        if not self.store.set_parameters(job.job_id, merged):
             raise Conflict("the job left PENDING meanwhile")
         self.notifier.notify(job.job_id)
 

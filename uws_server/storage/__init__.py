@@ -11,6 +11,6 @@ The tables themselves are declared once, in :mod:`uws_server.db`.
 """
 
 from uws_server.storage.entities import EntityRow
-from uws_server.storage.store import JobRef, Store
+from uws_server.storage.store import JobEnd, JobRef, Store, visible_owner
 
-__all__ = ["EntityRow", "JobRef", "Store"]
+__all__ = ["EntityRow", "JobEnd", "JobRef", "Store", "visible_owner"]

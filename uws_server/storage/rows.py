@@ -1,23 +1,32 @@
-"""Rows to objects, and statements compiled once: the plumbing under :mod:`uws_server.storage`.
+"""Rows to dataclasses and back, and hot statements compiled once: the plumbing under
+:mod:`uws_server.storage`, all of it derived from the tables of :mod:`uws_server.db`.
 
-Hot statements (insert a job, read a job and its results) are compiled once per dialect
-and run on the DBAPI connection (see the storage module for why); a job row is turned
-into a :class:`~uws_server.models.Job` here.
+A job row and a :class:`~uws_server.models.Job` share their names: every column of
+``jobs`` is an attribute of ``Job`` (but ``context``, which only provenance reads), so
+the mapping both ways is by column name and a new column needs no code here
+(tests/test_storage.py checks the correspondence).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
 from uws_server import db
 from uws_server.models import Job, Phase, Result
 
-JOB_COLUMN_NAMES = [c.name for c in db.jobs.columns]
-# Datetimes are bound as SQLAlchemy's SQLite DateTime storage format writes them,
-# "YYYY-MM-DD HH:MM:SS.ffffff", so that Core and raw statements compare alike.
+JOB_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in db.jobs.columns)
+# Columns of ``jobs`` that are no attribute of Job (stored, read elsewhere).
+JOB_ONLY_COLUMNS = frozenset({"context"})
+_TIME_COLUMNS = frozenset(
+    c.name
+    for c in db.jobs.columns
+    if c.type.python_type is datetime  # type: ignore[misc]
+)
+ENTITY_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in db.entities.columns)
 
 
 class Compiled:
@@ -43,12 +52,6 @@ class Compiled:
         return values
 
 
-def _time(value: object) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
 def time_of(value: object) -> datetime | None:
     """A stored time (a datetime, or SQLite's ISO text) as a naive datetime."""
     if value is None or isinstance(value, datetime):
@@ -56,25 +59,29 @@ def time_of(value: object) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
-def job_from_row(row: tuple, results: list[Result]) -> Job:  # type: ignore[type-arg]
-    d = dict(zip(JOB_COLUMN_NAMES, row, strict=True))
-    return Job(
-        job_id=d["job_id"],
-        jobname=d["jobname"],
-        owner=d["owner"],
-        phase=Phase(d["phase"]),
-        creation_time=time_of(d["creation_time"]),  # type: ignore[arg-type]
-        destruction_time=time_of(d["destruction_time"]),  # type: ignore[arg-type]
-        execution_duration=d["execution_duration"],
-        parameters=json.loads(d["parameters"]),
-        run_id=d["run_id"],
-        quote=time_of(d["quote"]),
-        start_time=time_of(d["start_time"]),
-        end_time=time_of(d["end_time"]),
-        error_summary=d["error_summary"],
-        results=results,
-        manager=d["manager"],
-        external_id=d["external_id"],
-        callback_token_hash=d["callback_token_hash"],
-        version=d["version"],
-    )
+def job_values(job: Job) -> dict[str, Any]:
+    """A job's row, column by column of the table (times as datetimes, the phase as
+    its name, the parameters as JSON; ``context`` empty: only a job's end sets it)."""
+    values: dict[str, Any] = {}
+    for name in JOB_COLUMN_NAMES:
+        value = None if name in JOB_ONLY_COLUMNS else getattr(job, name)
+        if name == "parameters":
+            value = json.dumps(value)
+        elif isinstance(value, Phase):
+            value = value.value
+        values[name] = value
+    return values
+
+
+def job_from_row(row: tuple[Any, ...], results: list[Result]) -> Job:
+    """A job row (the table's columns, in order) and its results as a Job."""
+    values: dict[str, Any] = {}
+    for name, value in zip(JOB_COLUMN_NAMES, row, strict=True):
+        if name in JOB_ONLY_COLUMNS:
+            continue
+        if name in _TIME_COLUMNS:
+            value = time_of(value)
+        values[name] = value
+    values["phase"] = Phase(values["phase"])
+    values["parameters"] = json.loads(values["parameters"])
+    return Job(**values, results=results)

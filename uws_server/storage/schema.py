@@ -85,3 +85,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         command.upgrade(_config(conn), revision)
     log.info("database schema upgraded from %s to %s", before or "nothing", revision)
     return before or ""
+
+
+def create_schema(engine: Engine) -> None:
+    """The database at the current schema, whatever it was (see :func:`upgrade`)."""
+    upgrade(engine)

@@ -24,21 +24,28 @@ from sqlalchemy import Engine, event
 
 from uws_server import db
 from uws_server.models import Job, Phase
+from uws_server.storage.rows import (
+    ENTITY_COLUMN_NAMES,
+    JOB_COLUMN_NAMES,
+    JOB_ONLY_COLUMNS,
+)
 
-# The jobs table's columns in the order of job_row() (tests/test_sqlite_writes.py checks
-# that they are all of the table's columns).
-JOB_COLUMNS = (
-    "job_id", "jobname", "owner", "phase", "run_id", "creation_time", "destruction_time",
-    "execution_duration", "quote", "start_time", "end_time", "error_summary", "parameters",
-    "manager", "external_id", "callback_token_hash", "context", "version",
-)  # fmt: skip
-INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * 18)})"
+# Every statement text below is derived from the tables (uws_server.db): a new column
+# needs no change here.
+JOB_COLUMNS = JOB_COLUMN_NAMES
+INSERT_JOB = (
+    f"INSERT INTO {db.jobs.name} ({', '.join(JOB_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
+)
 # The entities table's columns, each an attribute of storage.EntityRow.
-ENTITY_COLUMNS = tuple(c.name for c in db.entities.columns)
+ENTITY_COLUMNS = ENTITY_COLUMN_NAMES
 INSERT_ENTITY = (
-    f"INSERT INTO entities ({', '.join(ENTITY_COLUMNS)}) "
+    f"INSERT INTO {db.entities.name} ({', '.join(ENTITY_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ENTITY_COLUMNS))})"
 )
+DELETE_ENTITIES_OF_KIND = f"DELETE FROM {db.entities.name} WHERE job_id = ? AND kind = ?"
+# Job attributes in column order (None: a column a new job leaves empty).
+_JOB_ATTRIBUTES = tuple(None if c in JOB_ONLY_COLUMNS else c for c in JOB_COLUMNS)
 
 
 def _sqlite_value(value: object) -> object:
@@ -63,35 +70,24 @@ def parameters_json(parameters: dict[str, str]) -> str:
 
 
 def job_row(job: Job) -> tuple[Any, ...]:
-    """A new job's row for INSERT_JOB, its values as SQLAlchemy's SQLite dialect stores
-    them: built in one tuple, where a dict of the 18 values then converted and put in
-    order cost ~5 µs of a creation's GIL. A new job has no start, end, error, external
-    id or context yet, and version 0."""
-    quote = job.quote
-    return (
-        job.job_id,
-        job.jobname,
-        job.owner,
-        job.phase.value,
-        job.run_id,
-        job.creation_time.isoformat(" ", "microseconds"),
-        job.destruction_time.isoformat(" ", "microseconds"),
-        job.execution_duration,
-        None if quote is None else quote.isoformat(" ", "microseconds"),
-        None,
-        None,
-        None,
-        parameters_json(job.parameters),
-        job.manager,
-        None,
-        job.callback_token_hash,
-        None,
-        0,
-    )
+    """A new job's row for INSERT_JOB (the table's columns in order), its values as
+    SQLAlchemy's SQLite dialect stores them (tests/test_sqlite_writes.py compares)."""
+    row: list[Any] = []
+    for name in _JOB_ATTRIBUTES:
+        value = None if name is None else getattr(job, name)
+        if isinstance(value, datetime):
+            value = value.isoformat(" ", "microseconds")
+        elif isinstance(value, dict):
+            value = parameters_json(value)
+        elif isinstance(value, Phase):
+            value = value.value
+        row.append(value)
+    return tuple(row)
 
 
-# Rows per multi-row INSERT: 18 values each stays far below SQLite's bound-variable
-# limit (999 before 3.32), and a larger burst is committed by the next caller in line.
+# Rows per multi-row INSERT: a row's values (one per column of jobs) times this stays
+# far below SQLite's bound-variable limit (999 before 3.32); a larger burst is
+# committed by the next caller in line.
 MAX_GROUP = 32
 
 
@@ -272,7 +268,7 @@ class SQLiteWrites:
             where = "job_id = ?"
             if phases is not None:
                 where += f" AND phase IN ({', '.join('?' * len(phases))})"
-            sql = self._updates.setdefault(key, f"UPDATE jobs SET {sets} WHERE {where}")
+            sql = self._updates.setdefault(key, f"UPDATE {db.jobs.name} SET {sets} WHERE {where}")
         params = [_sqlite_value(values[c]) for c in columns]
         params.append(job_id)
         params.extend(phases or ())
@@ -306,9 +302,7 @@ class SQLiteWrites:
                     conn.execute("ROLLBACK")
                     return False
                 if rows is not None:
-                    conn.execute(
-                        "DELETE FROM entities WHERE job_id = ? AND kind = ?", (job_id, kind)
-                    )
+                    conn.execute(DELETE_ENTITIES_OF_KIND, (job_id, kind))
                     if inserts:
                         conn.executemany(INSERT_ENTITY, inserts)
                 conn.execute("COMMIT")

@@ -1,26 +1,38 @@
-"""Every SQL statement of the service: jobs, results/entities, usages, users.
+"""The Store: jobs and their phase changes, with the entity and user methods mixed in
+(:mod:`.entities`, :mod:`.users`).
 
-Phase changes are compare-and-set (``UPDATE ... WHERE phase IN (...)``), so two threads
-(a client's ABORT and a worker's COMPLETED, say) can never both win.
+Every write of a job is a method named for what it records (``mark_queued``,
+``mark_executing``, ``finish``, ``mark_aborted``...), and every phase change is
+compare-and-set (``UPDATE ... WHERE phase IN (...)``), so two threads (a client's ABORT
+and a worker's COMPLETED, say) can never both win.
+
+Two write paths: SQLAlchemy Core, and on SQLite the job writes of
+:mod:`.sqlite_writes` (group commit of creations, one-statement updates; the creation
+benchmark needs them), whose statements are derived from the same table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from uws_server import db
-from uws_server.models import Job, Phase, Result, User
-from uws_server.storage.entities import EntityRow
-from uws_server.storage.rows import JOB_COLUMN_NAMES, Compiled, job_from_row
+from uws_server.models import ACTIVE_PHASES, Job, Phase, Result, User
+from uws_server.storage.entities import EntityRow, EntityStore
+from uws_server.storage.rows import JOB_COLUMN_NAMES, Compiled, job_from_row, job_values
 from uws_server.storage.sqlite_writes import SQLiteWrites, job_row
+from uws_server.storage.users import UserStore
+
+log = logging.getLogger(__name__)
 
 J = db.jobs
 E = db.entities
@@ -31,24 +43,19 @@ E = db.entities
 JOB_CACHE_SECONDS = 1.0
 JOB_CACHE_SIZE = 4096
 
-# Hot statements (insert a job, read a job and its results) are compiled once per
-# dialect and run on the DBAPI connection: SQLAlchemy's per-call execution machinery
-# cost four times the query itself on GET job. Everything else uses Core.
-#
-# They are also shaped to make as few driver calls as possible: sqlite3 releases the
-# GIL in every call that steps a statement, and under concurrent requests each release
-# hands the GIL to another thread and waits to get it back. Measured over HTTP (wrk, 8
-# connections, four no-op releases added to GET job: ~2,900 -> ~2,000 req/s), each
-# release cost ~50 µs of throughput against ~5 µs of work: a job is therefore read
-# with one statement (job LEFT JOIN results) and inserted in autocommit mode (one
-# call, not BEGIN + INSERT + COMMIT).
-_INSERT_JOB = insert(J)
+# A job is read (GET job, every WAIT, every callback) with one statement, job LEFT JOIN
+# results, compiled once per dialect and run on the DBAPI connection: SQLAlchemy's
+# per-call execution machinery cost four times the query itself on GET job, and on
+# SQLite every driver call hands the GIL over under concurrent requests
+# (docs/benchmarks.md, "Core service").
 _SELECT_JOB = (
     select(J, E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256)
     .select_from(J.outerjoin(E, and_(E.c.job_id == J.c.job_id, E.c.kind != "upload")))
     .where(J.c.job_id == bindparam("jid"))
     .order_by(E.c.created, E.c.name)
 )
+# A job may be aborted in any of these phases.
+ABORTABLE = (Phase.PENDING, *sorted(ACTIVE_PHASES))
 
 
 @dataclass
@@ -60,9 +67,36 @@ class JobRef:
     run_id: str | None
     owner: str
     creation_time: datetime
+    jobname: str = ""  # the job list it belongs to
 
 
-class Store:
+@dataclass
+class JobEnd:
+    """What :meth:`Store.finish` records at a job's end."""
+
+    phase: Phase  # COMPLETED, ERROR or ABORTED
+    end_time: datetime
+    start_time: datetime | None = None  # set when the job never reported its start
+    error_summary: str | None = None
+    context: str | None = None  # JSON: software versions, host...
+    external_id: str | None = None
+    results: list[EntityRow] | None = None  # None: the results stored are kept
+
+    def values(self) -> dict[str, object]:
+        values: dict[str, object] = {"phase": self.phase.value, "end_time": self.end_time}
+        for name in ("start_time", "error_summary", "context", "external_id"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
+        return values
+
+
+def visible_owner(viewer: User) -> str | None:
+    """The ownership rule (``can_read``) as a job list's filter: a user sees their own
+    jobs; an administrator everyone's (None: no filter)."""
+    return None if viewer.is_admin else viewer.name
+
+
+class Store(EntityStore, UserStore):
     """Jobs, entities and users over one SQLAlchemy engine."""
 
     def __init__(self, engine: Engine) -> None:
@@ -71,9 +105,7 @@ class Store:
         # SQLITE_BUSY on lock upgrades. PostgreSQL needs no such lock.
         self._sqlite = engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
-        self._insert_job = Compiled(engine, _INSERT_JOB)
         self._select_job = Compiled(engine, _SELECT_JOB)
-        self._integrity_error = engine.dialect.dbapi.IntegrityError  # type: ignore[union-attr]
         # SQLite: job inserts and updates without SQLAlchemy, under the same lock.
         self.sqlite_writes = SQLiteWrites(engine, self._write_lock) if self._sqlite else None
         # Recent job reads: {job_id: (expiry, job)}; see get_job and _changed.
@@ -104,59 +136,32 @@ class Store:
             if job_ids:
                 self._changed(*job_ids)
 
-    # ---------------------------------------------------------------- jobs
+    # ------------------------------------------------------------ creating
     def insert_job(self, job: Job, new_id: Callable[[], str], tries: int = 5) -> Job:
-        """Insert a job; on an id collision draw a new id (never overwrite)."""
+        """Insert a new job; on an id collision draw a new id (never overwrite)."""
         for _ in range(tries):
             if self.sqlite_writes is not None:
                 if self.sqlite_writes.insert(job_row(job)):
                     return job
-                job.job_id = new_id()
-                continue
-            values = {
-                "job_id": job.job_id,
-                "jobname": job.jobname,
-                "owner": job.owner,
-                "phase": job.phase.value,
-                "run_id": job.run_id,
-                "creation_time": job.creation_time,
-                "destruction_time": job.destruction_time,
-                "execution_duration": job.execution_duration,
-                "quote": job.quote,
-                "start_time": None,
-                "end_time": None,
-                "error_summary": None,
-                "parameters": json.dumps(job.parameters),
-                "manager": job.manager,
-                "external_id": None,
-                "callback_token_hash": job.callback_token_hash,
-                "context": None,
-                "version": 0,
-            }
-            params = self._insert_job.params(values)
-            conn = self.engine.raw_connection()
-            try:
-                cur = conn.cursor()
-                cur.execute(self._insert_job.sql, params)
-                cur.close()
-                conn.commit()
-                return job
-            except self._integrity_error:
-                conn.rollback()
-                job.job_id = new_id()
-            finally:
-                conn.close()
+            else:
+                try:
+                    with self._write() as conn:
+                        conn.execute(insert(J).values(job_values(job)))
+                    return job
+                except IntegrityError:
+                    pass
+            log.warning("job id %s taken: drawing another", job.job_id)
+            job.job_id = new_id()
         raise RuntimeError("could not draw a unique job id")
 
+    # ------------------------------------------------------------- reading
     def get_job(self, job_id: str) -> Job | None:
         """The job and its results; a shared object that callers must not modify.
 
-        Reads are cached for JOB_CACHE_SECONDS: with the hot path down to a handful of
-        microseconds of Python, what a read costs under concurrent requests is the GIL
-        handed over in each sqlite3 call (GET job over HTTP: ~2,000 req/s with the two
-        calls of a read, ~2,900 without). A read that overlapped a write is not cached
-        (the generation check), so a cached job is never older than this process's
-        last write to it.
+        Reads are cached for JOB_CACHE_SECONDS: what a read costs under concurrent
+        requests is the GIL handed over in each sqlite3 call. A read that overlapped a
+        write is not cached (the generation check), so a cached job is never older
+        than this process's last write to it.
         """
         hit = self._jobs.get(job_id)
         now = time.monotonic()
@@ -200,17 +205,31 @@ class Store:
         ]
         return job_from_row(rows[0][:n], results)
 
-    def list_jobs(
+    def jobs_visible_to(
         self,
-        jobname: str,
-        owner: str | None,
+        viewer: User,
+        jobnames: str | Sequence[str],
         phases: Iterable[Phase] | None = None,
         after: datetime | None = None,
         last: int | None = None,
     ) -> list[JobRef]:
-        """The job list, newest first. ARCHIVED only when asked for by PHASE."""
-        cols = (J.c.job_id, J.c.phase, J.c.run_id, J.c.owner, J.c.creation_time)
-        conds = [J.c.jobname == jobname]
+        """The job list(s) as ``viewer`` may see them (:func:`visible_owner`), newest
+        first. ARCHIVED only when asked for by PHASE."""
+        names = [jobnames] if isinstance(jobnames, str) else list(jobnames)
+        return self._list(names, visible_owner(viewer), phases, after, last)
+
+    def _list(
+        self,
+        names: list[str],
+        owner: str | None,
+        phases: Iterable[Phase] | None,
+        after: datetime | None,
+        last: int | None,
+    ) -> list[JobRef]:
+        if not names:
+            return []
+        cols = (J.c.job_id, J.c.phase, J.c.run_id, J.c.owner, J.c.creation_time, J.c.jobname)
+        conds = [J.c.jobname == names[0]] if len(names) == 1 else [J.c.jobname.in_(names)]
         if owner is not None:
             conds.append(J.c.owner == owner)
         phase_list = [p.value for p in phases] if phases else None
@@ -225,41 +244,142 @@ class Store:
             stmt = stmt.limit(last)
         with self.engine.connect() as conn:
             return [
-                JobRef(r.job_id, Phase(r.phase), r.run_id, r.owner, r.creation_time)
+                JobRef(r.job_id, Phase(r.phase), r.run_id, r.owner, r.creation_time, r.jobname)
                 for r in conn.execute(stmt)
             ]
 
-    def update_job(self, job_id: str, **values: object) -> bool:
-        """Change fields of a job regardless of phase (the service checked)."""
+    def count_active(self, owner: str) -> int:
+        """The owner's queued or running jobs (the per-user limit)."""
+        active = [p.value for p in ACTIVE_PHASES]
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).where(J.c.owner == owner, J.c.phase.in_(active))
+            ).scalar_one()
+
+    def jobs_in_phases(self, phases: Iterable[Phase]) -> list[Job]:
+        ids = self._ids_where(J.c.phase.in_([p.value for p in phases]))
+        return [j for j in (self.get_job(i) for i in ids) if j is not None]
+
+    def expired_job_ids(self, now: datetime) -> list[str]:
+        return self._ids_where(J.c.destruction_time <= now)
+
+    def _ids_where(self, cond) -> list[str]:  # type: ignore[no-untyped-def]
+        with self.engine.connect() as conn:
+            return [r.job_id for r in conn.execute(select(J.c.job_id).where(cond))]
+
+    def job_context(self, job_id: str) -> str | None:
+        """The software context a job's end recorded (JSON), for its provenance."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(J.c.context).where(J.c.job_id == job_id)).scalar()
+
+    def candidate_jobs(
+        self, viewer: User, jobname: str | None, owner: str | None, limit: int
+    ) -> list[str]:
+        """Ids of jobs ``viewer`` may see, of one job list and owner when given (the
+        provenance search's first cut), at most ``limit``."""
+        stmt = select(J.c.job_id)
+        if jobname:
+            stmt = stmt.where(J.c.jobname == jobname)
+        if owner:
+            stmt = stmt.where(J.c.owner == owner)
+        visible = visible_owner(viewer)
+        if visible is not None:
+            stmt = stmt.where(J.c.owner == visible)
+        with self.engine.connect() as conn:
+            return [r.job_id for r in conn.execute(stmt.limit(limit))]
+
+    # ------------------------------------------------------ phase changes
+    def _set(self, job_id: str, phases: Sequence[Phase] | None, **values: object) -> bool:
+        """Compare-and-set of job columns (every caller below names what it records):
+        only while the job's phase is one of ``phases`` (None: any); a new version."""
+        allowed = None if phases is None else [p.value for p in phases]
         if self.sqlite_writes is not None:
-            return self._update_fast(job_id, None, values)
-        values["version"] = J.c.version + 1
+            try:
+                return self.sqlite_writes.update_job(job_id, allowed, values)
+            finally:
+                self._changed(job_id)
+        where = [J.c.job_id == job_id]
+        if allowed is not None:
+            where.append(J.c.phase.in_(allowed))
         with self._write(job_id) as conn:
-            res = conn.execute(update(J).where(J.c.job_id == job_id).values(**values))
+            res = conn.execute(update(J).where(*where).values(version=J.c.version + 1, **values))
         return res.rowcount == 1
 
-    def update_if_phase(self, job_id: str, phases: Iterable[Phase], **values: object) -> bool:
-        """Compare-and-set: change the job only while its phase is one of ``phases``."""
-        if "phase" in values and isinstance(values["phase"], Phase):
-            values["phase"] = values["phase"].value  # type: ignore[union-attr]
-        allowed = [p.value for p in phases]
-        if self.sqlite_writes is not None:
-            return self._update_fast(job_id, allowed, values)
-        values["version"] = J.c.version + 1
-        with self._write(job_id) as conn:
-            res = conn.execute(
-                update(J).where(J.c.job_id == job_id, J.c.phase.in_(allowed)).values(**values)
-            )
-        return res.rowcount == 1
-
-    def _update_fast(
-        self, job_id: str, phases: list[str] | None, values: dict[str, object]
+    def mark_queued(
+        self, job_id: str, manager: str, callback_token_hash: str | None = None
     ) -> bool:
-        assert self.sqlite_writes is not None
-        try:
-            return self.sqlite_writes.update_job(job_id, phases, values)
-        finally:
-            self._changed(job_id)
+        """PENDING → QUEUED, handed to ``manager``; False when it left PENDING."""
+        return self._set(
+            job_id,
+            (Phase.PENDING,),
+            phase=Phase.QUEUED.value,
+            manager=manager,
+            callback_token_hash=callback_token_hash,
+        )
+
+    def mark_executing(
+        self, job_id: str, expected: Phase, start_time: datetime, external_id: str | None = None
+    ) -> bool:
+        """``expected`` → EXECUTING, started at ``start_time``."""
+        values: dict[str, object] = {"phase": Phase.EXECUTING.value, "start_time": start_time}
+        if external_id:
+            values["external_id"] = external_id
+        return self._set(job_id, (expected,), **values)
+
+    def mark_phase(
+        self, job_id: str, expected: Phase, phase: Phase, external_id: str | None = None
+    ) -> bool:
+        """``expected`` → a phase that is neither EXECUTING nor final (QUEUED again,
+        HELD, SUSPENDED), as the job's manager reports it."""
+        if phase is Phase.EXECUTING or phase.is_final:
+            raise ValueError(f"use mark_executing, finish or mark_aborted for {phase.value}")
+        values: dict[str, object] = {"phase": phase.value}
+        if external_id:
+            values["external_id"] = external_id
+        return self._set(job_id, (expected,), **values)
+
+    def finish(self, job_id: str, expected: Phase, end: JobEnd) -> bool:
+        """A job's end: its final phase, times, error, context and results (when
+        given) in one transaction, only while it is still ``expected``; False, with
+        nothing written, when the phase moved on (a late completion never attaches
+        results to an aborted job)."""
+        if not end.phase.is_final:
+            raise ValueError(f"{end.phase.value} is not a final phase")
+        done = self._replace(job_id, "result", end.results, [expected.value], end.values())
+        if done:
+            log.info("job %s finished: %s", job_id, end.phase.value)
+        return done
+
+    def mark_aborted(self, job_id: str, end_time: datetime, message: str) -> bool:
+        """Any phase before the end → ABORTED; False when the job had already ended."""
+        return self._set(
+            job_id, ABORTABLE, phase=Phase.ABORTED.value, end_time=end_time, error_summary=message
+        )
+
+    def mark_archived(self, job_id: str) -> bool:
+        """A finished job → ARCHIVED (its files removed, its record kept)."""
+        return self._set(
+            job_id,
+            (Phase.COMPLETED, Phase.ERROR, Phase.ABORTED),
+            phase=Phase.ARCHIVED.value,
+        )
+
+    def set_external_id(self, job_id: str, external_id: str) -> bool:
+        """The manager's id of a running job (pid, Slurm job id), whatever its phase."""
+        return self._set(job_id, None, external_id=external_id)
+
+    def set_execution_duration(self, job_id: str, seconds: int) -> bool:
+        """A PENDING job's executionDuration; False when it left PENDING."""
+        return self._set(job_id, (Phase.PENDING,), execution_duration=seconds)
+
+    def set_parameters(self, job_id: str, parameters: dict[str, str]) -> bool:
+        """A PENDING job's parameters (all of them); False when it left PENDING."""
+        return self._set(job_id, (Phase.PENDING,), parameters=json.dumps(parameters))
+
+    def set_destruction(self, job_id: str, when: datetime, pending_only: bool = True) -> bool:
+        """A job's destruction time: while PENDING (a client's change; False when it
+        left PENDING), or in any phase (``pending_only=False``: an operator's)."""
+        return self._set(job_id, (Phase.PENDING,) if pending_only else None, destruction_time=when)
 
     def delete_job(self, job_id: str) -> list[str]:
         """Delete a job and its usages; returns the paths of its entities' files.
@@ -278,166 +398,5 @@ class Store:
             )
             conn.execute(update(E).where(E.c.job_id == job_id).values(job_id=None))
             conn.execute(delete(J).where(J.c.job_id == job_id))
+        log.info("job %s deleted", job_id)
         return paths
-
-    def count_active(self, owner: str) -> int:
-        active = [p.value for p in (Phase.QUEUED, Phase.EXECUTING, Phase.HELD, Phase.SUSPENDED)]
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).where(J.c.owner == owner, J.c.phase.in_(active))
-            ).scalar_one()
-
-    def jobs_in_phases(self, phases: Iterable[Phase]) -> list[Job]:
-        ids = self._ids_where(J.c.phase.in_([p.value for p in phases]))
-        return [j for j in (self.get_job(i) for i in ids) if j is not None]
-
-    def expired_job_ids(self, now: datetime) -> list[str]:
-        return self._ids_where(J.c.destruction_time <= now)
-
-    def _ids_where(self, cond) -> list[str]:  # type: ignore[no-untyped-def]
-        with self.engine.connect() as conn:
-            return [r.job_id for r in conn.execute(select(J.c.job_id).where(cond))]
-
-    def count_jobs(self) -> int:
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(J)).scalar_one()
-
-    # ------------------------------------------------------------ entities
-    def add_entities(self, rows: list[EntityRow]) -> None:
-        if not rows:
-            return
-        with self._write(*{r.job_id for r in rows}) as conn:
-            conn.execute(insert(E), [r.__dict__ for r in rows])
-
-    def replace_kind(self, job_id: str, kind: str, rows: list[EntityRow]) -> None:
-        """Record a job's entities of one kind (results, provenance), replacing earlier ones."""
-        self._replace(job_id, kind, rows, None, {})
-
-    def replace_results(self, job_id: str, rows: list[EntityRow]) -> None:
-        self.replace_kind(job_id, "result", rows)
-
-    def finish_job(
-        self,
-        job_id: str,
-        phases: Iterable[Phase],
-        results: list[EntityRow] | None,
-        **values: object,
-    ) -> bool:
-        """Compare-and-set of a job's end: ``values`` (its final phase...) while its phase
-        is one of ``phases``, and its results replaced by ``results`` (None: kept), in
-        one transaction; False, with nothing written, when the phase moved on."""
-        if isinstance(values.get("phase"), Phase):
-            values["phase"] = values["phase"].value  # type: ignore[union-attr]
-        return self._replace(job_id, "result", results, [p.value for p in phases], values)
-
-    def _replace(
-        self,
-        job_id: str,
-        kind: str,
-        rows: list[EntityRow] | None,
-        phases: list[str] | None,
-        values: dict[str, object],
-    ) -> bool:
-        if self.sqlite_writes is not None:
-            try:
-                return self.sqlite_writes.replace_entities(job_id, kind, rows, phases, values)
-            finally:
-                self._changed(job_id)
-        # The job's document changes: a new version (caches and WAIT rely on it).
-        where = [J.c.job_id == job_id] + ([J.c.phase.in_(phases)] if phases is not None else [])
-        with self._write(job_id) as conn:
-            res = conn.execute(update(J).where(*where).values(version=J.c.version + 1, **values))
-            if res.rowcount != 1:
-                return False
-            if rows is not None:
-                conn.execute(delete(E).where(E.c.job_id == job_id, E.c.kind == kind))
-                if rows:
-                    conn.execute(insert(E), [r.__dict__ for r in rows])
-        return True
-
-    def get_entity(self, entity_id: str) -> EntityRow | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(E).where(E.c.entity_id == entity_id)).first()
-        return EntityRow(**row._mapping) if row else None
-
-    def entities_of_job(self, job_id: str) -> list[EntityRow]:
-        with self.engine.connect() as conn:
-            return [
-                EntityRow(**r._mapping)
-                for r in conn.execute(select(E).where(E.c.job_id == job_id).order_by(E.c.created))
-            ]
-
-    def add_usages(self, job_id: str, pairs: list[tuple[str, str]]) -> None:
-        """Record that ``job_id`` used each (entity_id, role)."""
-        if not pairs:
-            return
-        with self._write() as conn:
-            conn.execute(
-                insert(db.usages),
-                [{"job_id": job_id, "entity_id": e, "role": r} for e, r in pairs],
-            )
-
-    def usages_of_job(self, job_id: str) -> list[tuple[str, str]]:
-        u = db.usages
-        with self.engine.connect() as conn:
-            return [
-                (r.entity_id, r.role)
-                for r in conn.execute(select(u.c.entity_id, u.c.role).where(u.c.job_id == job_id))
-            ]
-
-    def jobs_using(self, entity_ids: Iterable[str]) -> list[str]:
-        u = db.usages
-        ids = list(entity_ids)
-        if not ids:
-            return []
-        with self.engine.connect() as conn:
-            return sorted(
-                {r.job_id for r in conn.execute(select(u.c.job_id).where(u.c.entity_id.in_(ids)))}
-            )
-
-    # --------------------------------------------------------------- users
-    def add_user(self, user: User, now: datetime) -> None:
-        with self._write() as conn:
-            conn.execute(
-                insert(db.users).values(
-                    name=user.name,
-                    token_hash=user.token_hash,
-                    is_admin=user.is_admin,
-                    roles=",".join(user.roles),
-                    disabled=user.disabled,
-                    max_active_jobs=user.max_active_jobs,
-                    created=now,
-                )
-            )
-
-    def _user(self, cond) -> User | None:  # type: ignore[no-untyped-def]
-        with self.engine.connect() as conn:
-            row = conn.execute(select(db.users).where(cond)).first()
-        if row is None:
-            return None
-        return User(
-            name=row.name,
-            token_hash=row.token_hash,
-            is_admin=row.is_admin,
-            roles=tuple(r for r in row.roles.split(",") if r),
-            disabled=row.disabled,
-            max_active_jobs=row.max_active_jobs,
-        )
-
-    def user_by_token_hash(self, token_hash: str) -> User | None:
-        return self._user(db.users.c.token_hash == token_hash)
-
-    def user_by_name(self, name: str) -> User | None:
-        return self._user(db.users.c.name == name)
-
-    def list_users(self) -> list[User]:
-        with self.engine.connect() as conn:
-            names = [r.name for r in conn.execute(select(db.users.c.name).order_by("name"))]
-        return [u for u in (self.user_by_name(n) for n in names) if u is not None]
-
-    def update_user(self, name: str, **values: object) -> bool:
-        if "roles" in values and not isinstance(values["roles"], str):
-            values["roles"] = ",".join(values["roles"])  # type: ignore[arg-type]
-        with self._write() as conn:
-            res = conn.execute(update(db.users).where(db.users.c.name == name).values(**values))
-        return res.rowcount == 1

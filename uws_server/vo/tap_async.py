@@ -16,7 +16,6 @@ A query running when the server stops is not resumed: recovery marks it ERROR.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -148,9 +147,7 @@ class TapJobs:
         """POST .../parameters while PENDING."""
         params = tap_parameters(pairs)
         merged = {**job.parameters, **params}
-        if not self.service.store.update_if_phase(
-            job.job_id, [Phase.PENDING], parameters=json.dumps(merged)
-        ):
+        if not self.service.store.set_parameters(job.job_id, merged):
             raise BadRequest(
                 f"parameters can only change while the job is PENDING ({job.phase.value})"
             )
@@ -162,9 +159,7 @@ class TapJobs:
             if job.phase.is_final:
                 raise Conflict(f"the job is {job.phase.value}; only a PENDING job can be run")
             return
-        ok = self.service.store.update_if_phase(
-            job.job_id, [Phase.PENDING], phase=Phase.QUEUED, manager=MANAGER
-        )
+        ok = self.service.store.mark_queued(job.job_id, MANAGER)
         if not ok:
             return
         self.service.notifier.notify(job.job_id)

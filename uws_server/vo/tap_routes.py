@@ -208,8 +208,7 @@ def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
     def list_jobs() -> str:
         u = user()
         query = service.parse_list_query([(k.upper(), v) for k, v in request.query.allitems()])
-        owner = None if u.is_admin else u.name
-        refs = service.store.list_jobs(TAP_JOBNAME, owner, query.phases, query.after, query.last)
+        refs = service.store.jobs_visible_to(u, TAP_JOBNAME, query.phases, query.after, query.last)
         response.content_type = XML
         return uws_document(lambda r, b: uws_xml.jobs_document(r, b, TAP_JOBNAME), refs)
 
@@ -289,9 +288,7 @@ def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
         limit = int(settings.tap_async_timeout)
         seconds = limit if seconds <= 0 or seconds > limit else seconds
         job = visible(job_id)
-        if not service.store.update_if_phase(
-            job.job_id, [Phase.PENDING], execution_duration=seconds
-        ):
+        if not service.store.set_execution_duration(job.job_id, seconds):
             raise Conflict("executionDuration can only be changed while the job is PENDING")
         service.notifier.notify(job_id)
         return see_other(job_url(job_id))

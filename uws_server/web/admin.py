@@ -80,7 +80,7 @@ def register_admin_routes(app: bottle.Bottle, web: WebApp) -> None:
         existing(name)
         if name == ctx.user.name and action == "disable":
             raise BadRequest("you cannot disable your own account")
-        store.update_user(name, disabled=action == "disable")
+        store.set_disabled(name, action == "disable")
         changed()
         return see_other(f"/ui/admin?msg={action}d")
 
@@ -88,7 +88,7 @@ def register_admin_routes(app: bottle.Bottle, web: WebApp) -> None:
     @web.page(ADMIN)
     def set_roles(ctx: Ctx, name: str) -> Any:
         existing(name)
-        store.update_user(name, roles=parse_roles(str(form_values().get("roles", ""))))
+        store.set_roles(name, parse_roles(str(form_values().get("roles", ""))))
         changed()
         return see_other("/ui/admin?msg=roles")
 
@@ -97,7 +97,7 @@ def register_admin_routes(app: bottle.Bottle, web: WebApp) -> None:
     def reset_token(ctx: Ctx, name: str) -> Any:
         user = existing(name)
         token = new_token()
-        store.update_user(name, token_hash=hash_token(token))
+        store.set_token_hash(name, hash_token(token))
         changed()
         if ctx.session is not None and name == ctx.user.name:
             # The old session was bound to the old token: keep the admin signed in.

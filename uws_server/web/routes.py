@@ -13,7 +13,6 @@ from typing import Any
 import bottle
 from bottle import request, response
 
-from uws_server.auth import hash_token
 from uws_server.errors import BadRequest, UWSError
 from uws_server.service import UWSService
 from uws_server.web.admin import register_admin_routes
@@ -96,7 +95,7 @@ def register_web_routes(app: bottle.Bottle, service: UWSService) -> None:
             return show_login("Enter your token.", 400)
         if len(token) > MAX_TOKEN_LENGTH:
             raise BadRequest("token too long")
-        user = service.store.user_by_token_hash(hash_token(token))
+        user = service.auth.user_for_token(token)
         if user is None:
             return show_login("Unknown token.", 401)
         if user.disabled:
