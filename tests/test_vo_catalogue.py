@@ -111,6 +111,10 @@ def test_columns_cover_obscore_11_and_nothing_internal_is_published() -> None:
         c.utype.startswith("obscore:") for c in OBSCORE_COLUMNS if c.name in OBSCORE_11_MANDATORY
     )
     assert energy_to_wavelength(1.0) == pytest.approx(HC_TEV_M)
+    from astropy.io.votable.ucd import check_ucd
+
+    bad = [c.name for c in OBSCORE_COLUMNS if not check_ucd(c.ucd, True)]
+    assert bad == []  # every UCD is valid UCD1+ (validators such as taplint check them)
 
 
 def test_visibility_rule(cat: Catalogue) -> None:

@@ -416,9 +416,10 @@ OBSCORE_COLUMNS: tuple[ColumnDesc, ...] = (
         "ev_xel",
         "bigint",
         None,
-        "meta.number;instr.detection;phys.particle",
+        "meta.number;phys.particle",
         None,
-        "Number of events in the event list (HE ObsCore extension)",
+        "Number of events in the event list (HE ObsCore extension; UCD without its proposed "
+        "instr.detection, not yet a UCD1+ word)",
     ),
     _c(
         "pointing_mode",
