@@ -543,8 +543,11 @@ def test_cli_retries_then_delivers(tmp_path: Path) -> None:
         spec = make_spec(tmp_path, script, callback_url=rec.url, callback_token="t")
         proc = run_cli(spec.job_dir, "--callback-retry", "20")
         assert proc.wait(timeout=30) == 0
-        assert rec.attempts == 4  # two refused, then EXECUTING and COMPLETED accepted
-        assert [e[2]["phase"] for e in rec.events] == ["EXECUTING", "COMPLETED"]
+        # Two refused, then what was still news accepted: EXECUTING and COMPLETED, or
+        # COMPLETED alone when the retries outlasted the script on a loaded machine.
+        phases = [e[2]["phase"] for e in rec.events]
+        assert phases in (["EXECUTING", "COMPLETED"], ["COMPLETED"])
+        assert rec.attempts == 2 + len(phases)
     finally:
         rec.close()
 
