@@ -10,6 +10,7 @@ import importlib.util
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from tests.conftest import LiveServer, make_settings, need
 from uws_server.config import PROJECT_ROOT
 
 TRUE_INDEX = 2.0  # the simulation job's default spectral index (E^-2)
+# the two chains of this module run at the same time, each job waiting on 2 shared cores
+pytestmark = [pytest.mark.science, pytest.mark.timeout(900)]
 
 
 def load_demo():  # type: ignore[no-untyped-def]
@@ -30,10 +33,71 @@ def load_demo():  # type: ignore[no-untyped-def]
     return module
 
 
+SLURM_STAGES = ("simulation", "calibration", "reconstruction", "analysis", "gammapy_maps")
+
+
+def slurm_chain(live: LiveServer, token: str) -> dict[str, str]:
+    """One CI-size pass of DL0 → DL3 → maps with every job on the Slurm cluster."""
+    demo = load_demo()
+    client = demo.Client(live.base, token)
+    return demo.run_chain(
+        client,
+        n_showers=4000,
+        obs_id=4343,
+        seed=11,
+        only=SLURM_STAGES,
+        duration=600,
+        show=lambda _: None,
+    )
+
+
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def on_slurm(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The Slurm chain, started first and run in the background while the local pool
+    runs the other: the jobs of one wait on the jobs of the other, on 2 cores.
+
+    Both servers export one DL3 store to their jobs (an environment variable of this
+    process): the store is shared, with different obs_ids (its writers lock it).
+    """
+    from tests.test_slurm import slurm_ready
+
+    root = Path(tmp_path_factory.mktemp("on_slurm"))
+    ready = slurm_ready()
+    if not ready:
+        yield None
+        return
+    live = LiveServer(
+        make_settings(
+            root,
+            manager="slurm",
+            slurm_poll_interval=0.5,
+            job_definitions_dir=PROJECT_ROOT / "job_definitions",
+            dl3_store=shared_store(tmp_path_factory),
+        )
+    )
+    try:
+        user = live.add_user("scientist")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slurm-chain") as pool:
+            yield live, user, pool.submit(slurm_chain, live, user.token)
+    finally:
+        live.stop()
+
+
+def shared_store(factory: pytest.TempPathFactory) -> Path:
+    """The DL3 store both servers of this module use."""
+    return factory.getbasetemp() / "cta_pipeline_dl3"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, on_slurm):  # type: ignore[no-untyped-def]
     root = Path(tmp_path_factory.mktemp("pipeline"))
-    live = LiveServer(make_settings(root, job_definitions_dir=PROJECT_ROOT / "job_definitions"))
+    live = LiveServer(
+        make_settings(
+            root,
+            job_definitions_dir=PROJECT_ROOT / "job_definitions",
+            dl3_store=shared_store(tmp_path_factory),
+        )
+    )
     user = live.add_user("scientist")
     demo = load_demo()
     client = demo.Client(live.base, user.token)
@@ -85,41 +149,19 @@ def test_provsap_from_the_spectrum_reaches_dl0(pipeline) -> None:  # type: ignor
     assert svg.lstrip().startswith(b"<?xml") or b"<svg" in svg[:500]
 
 
-def test_the_chain_runs_on_slurm(tmp_path: Path) -> None:
+def test_the_chain_runs_on_slurm(on_slurm) -> None:  # type: ignore[no-untyped-def]
     """One CI-size pass of DL0 → DL3 → maps with every job on the Slurm cluster."""
-    from tests.test_slurm import slurm_ready
-
-    need(slurm_ready(), "Slurm is not running (bash scripts/slurm_start.sh)")
-    live = LiveServer(
-        make_settings(
-            tmp_path,
-            manager="slurm",
-            slurm_poll_interval=0.5,
-            job_definitions_dir=PROJECT_ROOT / "job_definitions",
-        )
-    )
-    try:
-        user = live.add_user("scientist")
-        demo = load_demo()
-        client = demo.Client(live.base, user.token)
-        stages = ("simulation", "calibration", "reconstruction", "analysis", "gammapy_maps")
-        jobs = demo.run_chain(
-            client,
-            n_showers=4000,
-            obs_id=4343,
-            seed=11,
-            only=stages,
-            duration=600,
-            show=lambda _: None,
-        )
-        for stage in stages:
-            job = client.job(jobs[stage])
-            assert job.findtext("uws:phase", namespaces=demo.NS) == "COMPLETED"
-            # it really ran on Slurm: the manager's id is a Slurm job id, not a local pid
-            ext = live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).external_id
-            assert ext and ext.isdigit(), (stage, ext)
-            assert live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).manager == "slurm"
-        count_map = client.session.get(jobs["gammapy_maps"] + "/results/count_map").content
-        assert count_map[:6] == b"SIMPLE"
-    finally:
-        live.stop()
+    need(on_slurm is not None, "Slurm is not running (bash scripts/slurm_start.sh)")
+    live, user, future = on_slurm
+    jobs = future.result()
+    demo = load_demo()
+    client = demo.Client(live.base, user.token)
+    for stage in SLURM_STAGES:
+        job = client.job(jobs[stage])
+        assert job.findtext("uws:phase", namespaces=demo.NS) == "COMPLETED"
+        # it really ran on Slurm: the manager's id is a Slurm job id, not a local pid
+        ext = live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).external_id
+        assert ext and ext.isdigit(), (stage, ext)
+        assert live.service.store.get_job(jobs[stage].rsplit("/", 1)[1]).manager == "slurm"
+    count_map = client.session.get(jobs["gammapy_maps"] + "/results/count_map").content
+    assert count_map[:6] == b"SIMPLE"
