@@ -205,6 +205,30 @@ def _is_frame(tokens: list[str], i: int) -> bool:
     return j >= 0 and tokens[j].lower() in _GEOMETRY
 
 
+# After these a '-' is a sign, not a subtraction.
+_UNARY_AFTER = frozenset(
+    ["(", ",", "=", "<", ">", "and", "or", "not", "between", "select", "where", "when", "then",
+     "else", "top", "by"]
+)  # fmt: skip
+
+
+def _take_sign(shape: list[str]) -> str:
+    """A unary minus just before a number moves into its literal (``-30`` is one
+    literal), so that a cone in the south has the shape of one in the north."""
+    j = len(shape) - 1
+    while j >= 0 and shape[j].isspace():
+        j -= 1
+    if j < 0 or shape[j] != "-":
+        return ""
+    k = j - 1
+    while k >= 0 and shape[k].isspace():
+        k -= 1
+    if k >= 0 and shape[k].lower() not in _UNARY_AFTER:
+        return ""
+    del shape[j:]
+    return "-"
+
+
 class _ShapeCache:
     """Parses by shape: literals become sentinels, the parser runs once per shape.
 
@@ -229,7 +253,7 @@ class _ShapeCache:
             if tok in ("0", "1"):  # CONTAINS(...) = 1 must stay as written
                 shape.append(tok)
             elif tok[:1].isdigit() or (tok[:1] == "." and tok[1:2].isdigit()):
-                literals.append(tok)
+                literals.append(_take_sign(shape) + tok)
                 shape.append(str(_SENTINEL_BASE + len(literals)))
             elif tok[:1] == "'" and not _is_frame(tokens, i):
                 literals.append(tok)

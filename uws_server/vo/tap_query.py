@@ -8,8 +8,8 @@ result with the database's own guards as a second line:
   expression) and calling only the ADQL functions, and a progress handler that stops
   the query at its deadline;
 - **PostgreSQL**: a ``READ ONLY`` transaction with ``SET LOCAL statement_timeout``,
-  rolled back afterwards, and a server-side cursor so that at most MAXREC + 1 rows ever
-  leave the server.
+  rolled back afterwards, and a cursor declared on the server so that at most
+  MAXREC + 1 rows ever leave it (on TAP's own connections, kept between queries).
 
 Any failure the query causes (a geometry it does not support, a type error, the time
 limit) is an :class:`~uws_server.vo.adql.ADQLError`: a 400, never a 500.
@@ -22,7 +22,6 @@ import decimal
 import logging
 import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,7 +102,7 @@ class QueryExecutor:
         self.dialect = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
         self.ctes = CTEBuilder(engine)
         self._pool: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
-        self._local = threading.local()
+        self._pg_pool: queue.LifoQueue = queue.LifoQueue()  # psycopg connections
 
     # ------------------------------------------------------------------ public
     def run(
@@ -228,32 +227,50 @@ class QueryExecutor:
                 conn.close()
 
     # -------------------------------------------------------------- PostgreSQL
+    def _pg_conn(self):  # noqa: ANN202 - psycopg.Connection
+        """A connection of TAP's own (autocommit: each query opens its READ ONLY
+        transaction itself), reused: no pool checkout ping or reset per query."""
+        try:
+            return self._pg_pool.get_nowait()
+        except queue.Empty:
+            pass
+        import psycopg
+
+        url = self.engine.url.set(drivername="postgresql")
+        return psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+
     def _run_postgresql(
         self, sql: str, limit: int, timeout: float
     ) -> tuple[list[str], list[tuple[object, ...]]]:
-        raw = self.engine.raw_connection()
+        """Four round trips: BEGIN READ ONLY with the statement timeout, DECLARE the
+        cursor, FETCH at most ``limit`` rows, ROLLBACK."""
+        conn = self._pg_conn()
+        ok = False
         try:
-            conn = raw.driver_connection
-            assert conn is not None
-            try:
-                with conn.cursor() as cur:
-                    cur.execute("SET TRANSACTION READ ONLY")
-                    cur.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
-                with conn.cursor(name="tap_query") as cur:  # server-side: MAXREC+1 rows
-                    cur.execute(sql)
+            with conn.cursor() as cur:
+                ms = max(1, int(timeout * 1000))
+                cur.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}")
+                try:
+                    cur.execute(f"DECLARE tap_query NO SCROLL CURSOR FOR {sql}")
+                    cur.execute(f"FETCH FORWARD {int(limit)} FROM tap_query")
                     names = [d.name for d in cur.description or ()]
-                    rows = cur.fetchmany(limit)
-                return names, [tuple(r) for r in rows]
-            except Exception as exc:
-                sqlstate = getattr(exc, "sqlstate", None)
-                if sqlstate is None:
-                    raise
-                diag = getattr(exc, "diag", None)
-                text = (getattr(diag, "message_primary", None) or str(exc)).strip()
-                if sqlstate == "57014":  # query_canceled: the statement timeout
-                    raise ADQLError(f"the query ran over its time limit of {timeout:g} s") from None
-                raise ADQLError(f"the query failed: {text}") from None
-            finally:
-                conn.rollback()
+                    rows = cur.fetchall()
+                finally:
+                    cur.execute("ROLLBACK")
+            ok = True
+            return names, rows
+        except Exception as exc:
+            sqlstate = getattr(exc, "sqlstate", None)
+            if sqlstate is None:
+                raise
+            ok = not conn.closed
+            diag = getattr(exc, "diag", None)
+            text = (getattr(diag, "message_primary", None) or str(exc)).strip()
+            if sqlstate == "57014":  # query_canceled: the statement timeout
+                raise ADQLError(f"the query ran over its time limit of {timeout:g} s") from None
+            raise ADQLError(f"the query failed: {text}") from None
         finally:
-            raw.close()
+            if ok:
+                self._pg_pool.put(conn)
+            else:
+                conn.close()
