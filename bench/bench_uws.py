@@ -116,8 +116,8 @@ def bulk_jobs(env: dict[str, str], count: int) -> None:
     from sqlalchemy import insert
 
     from uws_server import db
+    from uws_server.common import new_job_id
     from uws_server.config import load_settings
-    from uws_server.service import new_job_id
 
     settings = load_settings(environ=env)
     engine = db.make_engine(settings.effective_database_url)

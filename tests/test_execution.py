@@ -169,7 +169,7 @@ def test_200_concurrent_creations(live: LiveServer, alice: Client) -> None:
 def test_reaper_destroys_expired_jobs_and_their_files(live: LiveServer, alice: Client) -> None:
     from datetime import timedelta
 
-    from uws_server.inputs import utcnow
+    from uws_server.common import utcnow
 
     keep = alice.create("echo_job", {"PHASE": "RUN"})
     doomed = alice.create("echo_job", {"PHASE": "RUN"})

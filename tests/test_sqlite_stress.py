@@ -24,10 +24,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_storage import job
-from uws_server.common import utcnow
+from uws_server.common import new_job_id, utcnow
 from uws_server.db import make_engine
 from uws_server.models import Phase, User
-from uws_server.service import new_job_id
 from uws_server.storage import EntityRow, JobEnd, Store
 from uws_server.storage.schema import create_schema
 

@@ -18,9 +18,9 @@ from sqlalchemy import insert
 from tests.conftest import insert_queued
 from tests.test_storage import job
 from uws_server import db
+from uws_server.common import new_job_id
 from uws_server.db import make_engine
 from uws_server.models import Job
-from uws_server.service import new_job_id
 from uws_server.storage import Store, sqlite_writes
 from uws_server.storage.schema import create_schema
 from uws_server.storage.sqlite_writes import JOB_COLUMNS, parameters_json

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.conftest import insert_queued
+from uws_server.common import new_job_id
 from uws_server.db import make_engine
 from uws_server.models import Job, Phase, User
-from uws_server.service import new_job_id
 from uws_server.storage import EntityRow, JobEnd, Store
 from uws_server.storage import store as storage
 from uws_server.storage.schema import create_schema

@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from tests.conftest import PG_URL, LiveServer, make_settings, need, reset_postgres
 from uws_server.auth import hash_token, new_token
-from uws_server.inputs import utcnow
+from uws_server.common import utcnow
 from uws_server.models import User
 from uws_server.vo.adql import ADQLError
 from uws_server.vo.obscore import OBSCORE_COLUMN_NAMES, Catalogue, angular_distance

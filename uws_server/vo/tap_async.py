@@ -22,11 +22,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from uws_server.common import utcnow
+from uws_server.common import new_job_id, utcnow
 from uws_server.errors import BadRequest, Conflict
 from uws_server.lifecycle import default_destruction
 from uws_server.models import ANONYMOUS, Job, Phase, Result, User, WorkerEvent
-from uws_server.service import UWSService, new_job_id
+from uws_server.service import UWSService
 from uws_server.vo.adql import ADQLError
 from uws_server.vo.tap_query import QueryExecutor
 from uws_server.vo.tap_votable import Format, error_votable, find_format, render
