@@ -9,6 +9,7 @@ says about itself (``name``, ``remote``, ``run_id_key``, ``options_for``).
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import threading
 import time
@@ -135,3 +136,22 @@ def test_the_built_in_managers_declare_their_specifics() -> None:
     defn = JobDefinition(name="d", script="true", sbatch_options=["--mem=1G"])
     assert slurm.options_for(slurm.__new__(slurm), defn) == {"sbatch": ["--mem=1G"]}
     assert local.options_for(local.__new__(local), defn) == {}
+
+
+def test_log_lines_about_a_job_carry_its_context(
+    inline_live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One format for every line about a job: id, owner and definition, also as the
+    record's attributes."""
+    alice = inline_live.client("alice")
+    job = alice.create("echo_job", {"PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    job_id = job.rsplit("/", 1)[1]
+    with caplog.at_level(logging.INFO, logger="uws_server.lifecycle"):
+        late = WorkerEvent(Phase.EXECUTING)
+        assert inline_live.service.lifecycle.report(job_id, late) is False
+    (record,) = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert record.getMessage() == (
+        f"job {job_id} [owner=alice definition=echo_job]: ignored COMPLETED -> EXECUTING"
+    )
+    assert (record.job_id, record.owner, record.definition) == (job_id, "alice", "echo_job")  # type: ignore[attr-defined]
