@@ -71,3 +71,40 @@ def test_small_response_with_connection_close_is_complete(server: WSGIServer) ->
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and body == b"hello"
+
+
+def test_a_client_that_does_not_read_its_answer_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11, slow clients: an answer not taken at the minimum rate frees its thread
+    (one thread here: the next request is served) and the connection is closed."""
+    from uws_server import server as server_module
+
+    monkeypatch.setattr(server_module, "WRITE_WINDOW", 0.5)
+    app = bottle.Bottle()
+
+    @app.get("/big")
+    def big() -> Iterator[bytes]:
+        chunk = b"x" * (1 << 20)
+        for _ in range(64):  # 64 MB in 1 MB pieces, as static files are sent
+            yield chunk
+
+    @app.get("/small")
+    def small() -> str:
+        return "hello"
+
+    srv = WSGIServer(app, "127.0.0.1", 0, threads=1, timeout=60)
+    srv.start_in_thread()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            conn.request("GET", "/small")  # served once the slow reader is dropped
+            assert conn.getresponse().read() == b"hello"
+            conn.close()
+            received = 0
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+            assert received < 64 * 1024 * 1024  # cut, not completed
+    finally:
+        srv.stop()

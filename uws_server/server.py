@@ -68,6 +68,10 @@ READ_SIZE = 64 * 1024
 # MIN_BODY_RATE bytes received (what Apache's mod_reqtimeout does).
 BODY_GRACE = 10.0
 MIN_BODY_RATE = 1000
+# An answer must be taken at MIN_WRITE_RATE bytes a second at least, over each window of
+# WRITE_WINDOW seconds once the kernel's buffers are full (_HeadThenBody).
+WRITE_WINDOW = 10.0
+MIN_WRITE_RATE = 1000
 
 WAITING, EXPECTING, READY, CLOSED = "waiting", "expecting", "ready", "closed"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -245,6 +249,12 @@ class _Reader:
         self._state = None
 
 
+def _writable(fd: int, seconds: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(0.0, seconds) * 1000))
+
+
 def _readable(fd: int, seconds: float) -> bool:
     poller = select.poll()  # not select(): descriptors above 1024 with many clients
     poller.register(fd, select.POLLIN | select.POLLPRI)
@@ -267,6 +277,15 @@ MESSAGES = {
 }
 
 
+class _Partial(Exception):
+    """A send that failed after ``done`` bytes (see _HeadThenBody._flush_unlocked)."""
+
+    def __init__(self, done: int, error: OSError) -> None:
+        super().__init__(done, error)
+        self.done = done
+        self.error = error
+
+
 class _HeadThenBody(StreamWriter):
     """A connection's writer that sends the response head with the body's first bytes.
 
@@ -287,6 +306,65 @@ class _HeadThenBody(StreamWriter):
         self.holding = False
         self.discard = False
         self._head = b""
+        self._sock = sock
+        self._window_start = 0.0  # see _flush_unlocked
+        self._window_bytes = 0
+
+    def begin_response(self) -> None:
+        """A new response: its first window starts with its first write."""
+        self._window_start = 0.0
+
+    def _flush_unlocked(self) -> None:
+        """Send what is buffered, and keep sending only to a client that reads.
+
+        A client that does not read its answer (or reads a byte now and then) would
+        hold this thread for as long as it likes: each send waits for room, and any
+        progress restarts the socket's timeout. Here the client must take at least
+        MIN_WRITE_RATE bytes a second over each WRITE_WINDOW seconds once the kernel's
+        buffers are full, else the connection is dropped (as a timeout: cheroot closes
+        it).
+        """
+        self._checkClosed("flush of closed file")
+        buf = self._write_buf
+        view = memoryview(buf)
+        done = 0
+        try:
+            self._send(view)
+            done = len(view)
+        except _Partial as partial:
+            done = partial.done
+            raise partial.error from None
+        finally:
+            view.release()
+            del buf[:done]  # once: a large answer is not moved after each send
+
+    def _send(self, view: memoryview) -> None:
+        fd = self._sock.fileno()
+        done = 0
+        try:
+            while done < len(view):
+                try:
+                    sent = os.write(fd, view[done:])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                now = time.monotonic()
+                if not self._window_start:
+                    self._window_start, self._window_bytes = now, 0
+                if sent:
+                    done += sent
+                    self._window_bytes += sent
+                    continue
+                if now - self._window_start >= WRITE_WINDOW:
+                    if self._window_bytes < MIN_WRITE_RATE * (now - self._window_start):
+                        raise RequestTimeout()
+                    self._window_start, self._window_bytes = now, 0
+                wait = self._window_start + WRITE_WINDOW - now
+                timeout = self._sock.gettimeout()
+                limit = wait if timeout is None else min(wait, timeout)
+                if not _writable(fd, limit) and timeout is not None and wait >= timeout:
+                    raise RequestTimeout()  # the socket's own timeout, as before
+        except OSError as exc:
+            raise _Partial(done, exc) from None
 
     def write(self, val: bytes, *args: Any, **kwargs: Any) -> int:
         if self.discard:
@@ -346,6 +424,8 @@ class _Request(cheroot_server.HTTPRequest):
         reader = self.conn.rfile
         if isinstance(reader, _Reader):
             reader.begin_body()
+        if isinstance(self.conn.wfile, _HeadThenBody):
+            self.conn.wfile.begin_response()
         try:
             super().respond()
         finally:
