@@ -543,6 +543,33 @@ def test_proprietary_period(tmp_path: Path, dl3_store: tuple[Path, Path]) -> Non
     engine.dispose()
 
 
+def test_an_unreadable_store_index_drops_no_rows(
+    tmp_path: Path, dl3_store: tuple[Path, Path]
+) -> None:
+    """A store that cannot be read for a moment must not empty the catalogue."""
+    from uws_server.db import make_engine
+    from uws_server.storage.schema import create_schema
+    from uws_server.vo.ingest import StoreSync
+    from uws_server.vo.obscore import Catalogue
+
+    store = tmp_path / "dl3"
+    shutil.copytree(dl3_store[0], store)
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    create_schema(engine)
+    catalogue = Catalogue(engine)
+    sync = StoreSync(make_settings(tmp_path, dl3_store=store), catalogue)
+    assert sync.sync() == 2
+    (store / "hdu-index.fits.gz").write_bytes(b"not a FITS file")
+    os.utime(store / "obs-index.fits.gz", (1, 1))
+    with pytest.raises((OSError, ValueError)):
+        sync.ensure_current()
+    assert catalogue.search(None).total == 2
+    for index in ("hdu-index.fits.gz", "obs-index.fits.gz"):
+        (store / index).unlink()
+    assert sync.sync() == 0 and catalogue.search(None).total == 2
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- VOSI
 
 

@@ -46,11 +46,13 @@ HDU_INDEX = "hdu-index.fits.gz"
 _files_cache: dict[Path, tuple[float, dict[int, Path]]] = {}
 
 
-def observation_files(store: Path) -> dict[int, Path]:
+def observation_files(store: Path, strict: bool = False) -> dict[int, Path]:
     """obs_id -> the file holding its EVENTS, from the store's HDU index; {} if none.
 
     Only files inside the store are returned (the index is data: a FILE_DIR of
-    ``../..`` must not make the service serve a file from elsewhere).
+    ``../..`` must not make the service serve a file from elsewhere). ``strict``: an
+    index that exists but cannot be read raises instead of reading as empty (the
+    catalogue must not drop every observation because of one failed read).
     """
     root = Path(store).resolve()
     index = root / HDU_INDEX
@@ -77,6 +79,8 @@ def observation_files(store: Path) -> dict[int, Path]:
                 if path.is_relative_to(root) and path.is_file():
                     files[int(obs_id)] = path
     except (OSError, KeyError, IndexError, ValueError, TypeError):
+        if strict:
+            raise
         return {}
     with _lock:
         _files_cache[index] = (mtime, files)

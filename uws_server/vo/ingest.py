@@ -245,7 +245,10 @@ class StoreSync:
         """Add the store's new observations, drop vanished ones; returns rows written."""
         with self._lock:
             stamp = self._stamp()
-            files = dl3.observation_files(Path(self.settings.dl3_store))
+            if stamp is None:  # no index (yet, or the store is unreachable): keep the rows
+                self._seen = None
+                return 0
+            files = dl3.observation_files(Path(self.settings.dl3_store), strict=True)
             wanted = {store_did(self.settings, obs_id): (obs_id, p) for obs_id, p in files.items()}
             present = self.catalogue.dids(store=True)
             for did in present - set(wanted):
