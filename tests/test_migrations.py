@@ -205,14 +205,14 @@ def test_migrations_match_the_tables(kind: str, tmp_path: Path) -> None:
 
 
 def test_diff_sees_a_table_without_migration(tmp_path: Path) -> None:
-    """The comparison above can fail: a table the migrations lack (a helper's new job
-    progress table, say) is reported."""
+    """The comparison above can fail: a table the migrations lack (a new table of notes,
+    say) is reported."""
     from sqlalchemy import Column, Integer, String, Table
 
     declared = MetaData()
     for table in schema.target_metadata().sorted_tables:
         table.to_metadata(declared)
-    Table("job_progress", declared, Column("job_id", String(32), primary_key=True),
+    Table("job_notes", declared, Column("job_id", String(32), primary_key=True),
           Column("percent", Integer))  # fmt: skip
     engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
     schema.upgrade(engine)

@@ -24,6 +24,7 @@ from uws_server.jdl.registry import JobDefinitionRegistry
 from uws_server.jdl.routes import register_jdl_routes
 from uws_server.managers.base import Manager
 from uws_server.models import User
+from uws_server.progress_routes import register_progress_routes
 from uws_server.prov_handlers import register_provenance_routes
 from uws_server.request_guard import install_guard
 from uws_server.service import UWSService
@@ -113,6 +114,7 @@ def build_app(service: UWSService) -> bottle.Bottle:
 
     register_uws_routes(app, service)
     register_provenance_routes(app, service)
+    register_progress_routes(app, service)
     register_jdl_routes(app, service.registry, authenticate)
     register_web_routes(app, service)
     register_tap_routes(app, service)

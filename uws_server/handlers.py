@@ -114,7 +114,7 @@ def text(value: object) -> str:
 
 def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
     settings = service.settings
-    documents = uws_xml.DocumentCache()
+    documents = uws_xml.DocumentCache(job_info=service.lifecycle.progress.job_info)
 
     def user() -> User:
         return service.auth.authenticate(request.get_header("Authorization"))

@@ -26,7 +26,9 @@ from uws_server.jobdef import JobDefinition
 from uws_server.joblog import job_log
 from uws_server.managers.base import JobSpec, Manager, load_spec, write_spec
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
+from uws_server.progress import ProgressTracker
 from uws_server.storage import EntityRow, JobEnd, Store
+from uws_server.storage.progress import ProgressStore
 from uws_server.waiters import PhaseNotifier
 from workers.results import inspect_result
 
@@ -69,6 +71,8 @@ class Lifecycle:
         self.notifier = notifier
         self.definitions = definitions
         self.manager: Manager | None = None
+        # jobs' latest progress and expected run times (uws_server/progress.py)
+        self.progress = ProgressTracker(ProgressStore(store.engine))
         self.final_hooks: list[Callable[[str], None]] = []
         # Called with (job, definition, job_dir) before a job is handed to the manager.
         self.start_hooks: list[Callable[[Job, JobDefinition, Path], None]] = []
@@ -179,6 +183,11 @@ class Lifecycle:
                     self._after_final(job_id)
                 return True
         return False
+
+    def report_progress(self, job_id: str, progress: dict[str, object]) -> bool:
+        """Keep a runner's progress report (never a phase change: no WAIT is woken)."""
+        job = self.store.get_job(job_id)
+        return job is not None and self.progress.record(job, progress)
 
     def _error_text(self, job_id: str, event: WorkerEvent) -> str:
         text = event.error or f"job ended in phase {event.phase.value}"

@@ -216,7 +216,7 @@ class UWSService:
             execution_duration=self._duration(defn.execution_duration),
             parameters=params,
             run_id=req.control.get("RUNID") or None,
-            quote=now + timedelta(seconds=defn.quote) if defn.quote else None,
+            quote=self.lifecycle.progress.quote(jobname, params, defn.quote, now),
         )
         if "EXECUTIONDURATION" in req.control:
             job.execution_duration = self._parse_duration(req.control["EXECUTIONDURATION"])

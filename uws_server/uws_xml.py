@@ -8,7 +8,7 @@ service. Every document validates against the official schema (tested).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
@@ -22,6 +22,8 @@ _NS = (
     'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
 )
 _HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# A job's (cache key, ``<uws:jobInfo>`` element or ""): see DocumentCache.
+JobInfo = Callable[[Job], tuple[str, str]]
 
 # Characters XML 1.0 cannot carry at all, even escaped.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -89,22 +91,27 @@ class DocumentCache:
     phase change wakes at once. Bounded: cleared when full.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, job_info: JobInfo | None = None) -> None:
         self.size = size
-        self._docs: dict[tuple[str, int, str, tuple[str, ...]], str] = {}
+        # (key, element) of a job's ``jobInfo`` (its progress): the key joins the
+        # version in the cache key, since progress does not bump the job's version.
+        self.job_info = job_info
+        self._docs: dict[tuple[str, int, str, tuple[str, ...], str], str] = {}
 
     def job_document(self, job: Job, base: str, by_reference: Iterable[str] = ()) -> str:
-        key = (job.job_id, job.version, base, tuple(by_reference))
+        info_key, info = self.job_info(job) if self.job_info is not None else ("", "")
+        key = (job.job_id, job.version, base, tuple(by_reference), info_key)
         doc = self._docs.get(key)
         if doc is None:
-            doc = job_document(job, base, key[3])
+            doc = job_document(job, base, key[3], info)
             if len(self._docs) >= self.size:
                 self._docs.clear()
             self._docs[key] = doc
         return doc
 
 
-def job_document(job: Job, base: str, by_reference: Iterable[str] = ()) -> str:
+def job_document(job: Job, base: str, by_reference: Iterable[str] = (), info: str = "") -> str:
+    """The job document; ``info`` is a whole ``<uws:jobInfo>`` element (or "")."""
     parts = [
         _HEAD,
         f'<uws:job {_NS} version="1.1">',
@@ -127,6 +134,8 @@ def job_document(job: Job, base: str, by_reference: Iterable[str] = ()) -> str:
             '<uws:errorSummary type="fatal" hasDetail="true">'
             f"<uws:message>{_text(job.error_summary)}</uws:message></uws:errorSummary>"
         )
+    if info:
+        parts.append(info)
     parts.append("</uws:job>\n")
     return "".join(parts)
 

@@ -206,15 +206,17 @@ def post_event(
     payload: dict[str, Any],
     policy: RetryPolicy | None = None,
     cancel: threading.Event | None = None,
+    suffix: str = "",
 ) -> bool:
-    """POST one event; True once the server accepted it (2xx).
+    """POST one event (to ``/callback/<job_id>`` + ``suffix``: ``/progress`` for a
+    progress report); True once the server accepted it (2xx).
 
     Returns False when the time budget is spent, the server refused it for good (4xx),
     or ``cancel`` was set (a newer event supersedes this one). The first attempt is
     always made, so an EXECUTING event reaches a live server before the final one.
     """
     policy = policy or RetryPolicy()
-    url = callback_endpoint(base_url, job_id)
+    url = callback_endpoint(base_url, job_id) + suffix
     if parse_url(url) is None:
         log.error("callback URL %r is not http(s)://host[:port]/...: event not sent", url)
         return False

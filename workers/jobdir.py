@@ -36,6 +36,7 @@ STDERR_FILE = "stderr.log"
 UWS_DIR = ".uws"
 STATUS_FILE = f"{UWS_DIR}/status.json"
 CONTEXT_FILE = f"{UWS_DIR}/context.json"  # written by job scripts: software versions...
+PROGRESS_FILE = f"{UWS_DIR}/progress.json"  # written by job scripts (workers/progress.py)
 EXIT_STATUS_FILE = f"{UWS_DIR}/exit_status"  # written by the local job wrapper
 
 # Never exported from a parameter: they would let a value change how bash, the dynamic
@@ -182,6 +183,7 @@ def prepare_environment(spec: SpecLike, base_env: dict[str, str] | None = None) 
     env["UWS_JOB_DIR"] = job_dir
     env["UWS_PARAMETERS_FILE"] = os.path.join(job_dir, PARAMETERS_FILE)
     env["UWS_CONTEXT_FILE"] = os.path.join(job_dir, CONTEXT_FILE)
+    env["UWS_PROGRESS_FILE"] = os.path.join(job_dir, PROGRESS_FILE)
     env["UWS_PYTHON"] = python
     return env
 

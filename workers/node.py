@@ -171,6 +171,7 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
     external_id = os.environ.get("SLURM_JOB_ID") or None
     policy = RetryPolicy(total=retry_seconds)
     announcer: list[Any] = []  # (thread, cancel event) once EXECUTING is being sent
+    watcher: list[Any] = []  # the progress relay, once the job runs long enough
 
     def on_start(_pid: int, start_time: datetime) -> None:
         # In a thread: an unreachable server must not delay the job itself. threading
@@ -182,6 +183,10 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         thread = threading.Thread(target=_send, args=(spec, event, policy, cancel), daemon=True)
         thread.start()
         announcer.append((thread, cancel))
+        if spec.callback_url:
+            from workers.progress import relay_to_server
+
+            watcher.append(relay_to_server(spec, job_dir))
 
     cgroup, subreaper = contain(spec.job_id)
     outcome = run_script(
@@ -197,6 +202,9 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         cgroup=cgroup,
         subreaper=subreaper,
     )
+    for relay in watcher:
+        relay.unwatch(spec.job_id)  # its last progress, before its final event
+        relay.stop()
     if outcome.leftovers:
         log.warning("job %s: killed %d process(es) it left behind", spec.job_id, outcome.leftovers)
     status, event = final_records(

@@ -67,6 +67,7 @@ from workers.jobdir import (
     prepare_job_dir,
 )
 from workers.procs import ProcessIdentity, kill_group, spawn_in_session, start_ticks
+from workers.progress import ProgressWatcher, progress_path
 from workers.results import collect_context
 from workers.supervise import exit_of
 
@@ -151,6 +152,8 @@ class LocalManager(Manager):
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._reaper: threading.Thread | None = None
         self._finisher: ThreadPoolExecutor | None = None
+        # relays $UWS_PROGRESS_FILE of running jobs to the sink (workers/progress.py)
+        self.progress = ProgressWatcher(self._relay_progress)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -178,6 +181,7 @@ class LocalManager(Manager):
             reaper.join()
         if finisher is not None:
             finisher.shutdown(wait=True)
+        self.progress.stop()
         with self._lock:
             for run in self._running.values():
                 if run.pidfd is not None:
@@ -279,6 +283,7 @@ class LocalManager(Manager):
         run = _Run(spec, identity, _now(), _deadline(spec.execution_duration), proc=proc)
         run.cgroup = cgroup
         self._running[spec.job_id] = run
+        self.progress.watch(spec.job_id, progress_path(job_dir))
         self._emit(
             spec.job_id,
             WorkerEvent(Phase.EXECUTING, external_id=str(proc.pid), start_time=run.start_time),
@@ -469,6 +474,7 @@ class LocalManager(Manager):
         end_time = _now()
         with self._lock:
             self._running.pop(run.spec.job_id, None)
+        self.progress.unwatch(run.spec.job_id)  # its last value, before its end
         if run.pidfd is not None:
             poller.unregister(run.pidfd)
             os.close(run.pidfd)
@@ -551,6 +557,11 @@ class LocalManager(Manager):
             with self._lock:
                 if not self._outbox:
                     return
+
+    def _relay_progress(self, job_id: str, progress: dict[str, object]) -> None:
+        report = getattr(self.sink, "report_progress", None)
+        if report is not None:
+            report(job_id, progress)
 
     def _wake(self) -> None:
         try:

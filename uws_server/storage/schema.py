@@ -33,6 +33,7 @@ VERSION_TABLE = "alembic_version"
 
 def target_metadata() -> MetaData:
     """Every table of the service, the catalogue's included (it registers itself)."""
+    import uws_server.storage.progress  # noqa: F401 - adds job_progress to db.metadata
     import uws_server.vo.obscore  # noqa: F401 - adds the obscore table to db.metadata
     from uws_server.db import metadata
 

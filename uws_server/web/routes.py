@@ -27,6 +27,7 @@ from uws_server.web.common import (
 )
 from uws_server.web.find import register_find_routes
 from uws_server.web.jobs import list_jobs, register_job_routes
+from uws_server.web.live import register_live_routes
 from uws_server.web.operator import register_operator_routes
 from uws_server.web.session import (
     COOKIE_PATH,
@@ -126,5 +127,6 @@ def register_web_routes(app: bottle.Bottle, service: UWSService) -> None:
 
     finder = register_find_routes(app, web)
     register_job_routes(app, web, finder.picker)
+    register_live_routes(app, web)
     register_operator_routes(app, web)
     register_admin_routes(app, web)

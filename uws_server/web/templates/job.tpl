@@ -7,6 +7,7 @@
   <span id="phase" class="phase big phase-{{job.phase.value}}" aria-live="polite">{{job.phase.value}}</span>
   <span id="live" class="muted"></span>
 </div>
+% include('job_live.tpl')
 <div id="details">
 % include('job_details.tpl')
 </div>
