@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import pyvo
 import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
@@ -31,8 +32,6 @@ from uws_server.models import User
 from uws_server.vo.ingest import store_did
 from uws_server.vo.obscore import HC_TEV_M
 from uws_server.vo.routes import catalogue_for
-
-pyvo = pytest.importorskip("pyvo")
 
 SOURCE = (329.717, -30.226)
 MAP_SCRIPT = r"""
