@@ -428,3 +428,32 @@ def test_find_selection_survives_new_searches(pages: Any, science: LiveServer) -
     expect(page.locator("#selected-count")).to_have_text("0 selected")
     expect(page.locator("#results-body input[name=obs_id][value='3001']")).not_to_be_checked()
     expect(page.locator("#analyse-gammapy_spectra")).to_be_disabled()
+
+
+def test_job_page_live_progress_and_log(pages: Any, tmp_path: Path) -> None:
+    """A running job's page: the progress bar, its message, elapsed time and expected
+    end, and the stdout tail move while it runs, without reloading the page (issue 13)."""
+    from tests.test_progress import progress_server
+
+    server = progress_server(tmp_path)
+    try:
+        alice = server.client("alice")
+        job = alice.create("progress_job", {"pause": "2.5", "PHASE": "RUN"})
+        job_id = job.rsplit("/", 1)[1]
+        page = pages(server, "alice")
+        page.goto(f"{server.base}/ui/jobs/progress_job/{job_id}")
+        navigations = watch_navigation(page)
+        expect(page.locator("#live-message")).to_contain_text("step 2 of 3", timeout=20000)
+        expect(page.locator("#live-percent")).to_have_text("60 %")
+        assert float(page.locator("#live-bar").get_attribute("value") or 0) == 0.6
+        expect(page.locator("#stdout")).to_contain_text("step 2 of 3")
+        expect(page.locator("#stderr")).to_contain_text("warning 2")
+        assert page.locator("#live-elapsed").inner_text() != "—"
+        expect(page.locator("#live-expected")).to_contain_text("Z")
+        shot(page, "job_live")
+        expect(page.locator("#phase")).to_have_text("COMPLETED", timeout=30000)
+        expect(page.locator("#live-percent")).to_have_text("100 %")
+        expect(page.locator("#live-message")).to_be_hidden()  # no stale message
+        assert navigations == [], navigations
+    finally:
+        server.stop()

@@ -71,13 +71,20 @@ def _write_definitions(settings: Any) -> None:
         path.write_bytes(write_votable(defn))
 
 
-@pytest.fixture
-def progress_live(tmp_path: Path) -> Iterator[LiveServer]:
+def progress_server(tmp_path: Path) -> LiveServer:
+    """A local-pool server with this module's definitions and users alice and bob
+    (also used by tests/test_browser.py)."""
     settings = make_settings(tmp_path)
     _write_definitions(settings)
     server = LiveServer(settings)
     server.add_user("alice")
     server.add_user("bob")
+    return server
+
+
+@pytest.fixture
+def progress_live(tmp_path: Path) -> Iterator[LiveServer]:
+    server = progress_server(tmp_path)
     yield server
     server.stop()
 
