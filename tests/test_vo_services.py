@@ -426,8 +426,13 @@ def test_products_are_catalogued_and_private(vo: LiveServer) -> None:
     assert {"#this", "#preview", "#progenitor", "#documentation", "#auxiliary"} <= set(sem)
     data = alice.get("/vo/data", params={"ID": ident})
     assert data.content == (vo.settings.jobs_dir / job_id / "map.fits").read_bytes()
+    assert data.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in data.headers["Content-Security-Policy"]
+    assert data.headers["Content-Disposition"].startswith("attachment")
     preview = alice.get("/vo/preview", params={"ID": ident})
     assert preview.content == (vo.settings.jobs_dir / job_id / "map.png").read_bytes()
+    assert preview.headers["Content-Type"] == "image/png"
+    assert preview.headers["X-Content-Type-Options"] == "nosniff"
     prov = alice.get(str(sem["#progenitor"]["access_url"]).replace(vo.base, ""))
     assert prov.status_code == 200 and job_id in prov.text
     # deleting the job takes its row away

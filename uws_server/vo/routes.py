@@ -25,6 +25,7 @@ from bottle import HTTPResponse, request
 from sqlalchemy import text
 
 from uws_server.models import Phase, User
+from uws_server.served_files import file_headers
 from uws_server.service import UWSService
 from uws_server.vo import datalink, files, scs
 from uws_server.vo.ingest import ProductCatalogue, StoreSync, _entity_of
@@ -190,9 +191,16 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
         return row
 
     def send(path: Path, media: str, download_name: str | None = None) -> Any:
-        return bottle.static_file(
+        """The file with the headers every served job file gets (served_files): a
+        product a script wrote must never act as a page of the service."""
+        answer = bottle.static_file(
             path.name, root=str(path.parent), mimetype=media, download=download_name or False
         )
+        for name, value in file_headers(media).items():
+            if name == "Content-Disposition" and answer.get_header(name):
+                continue  # already a download, with its file name
+            answer.set_header(name, value)
+        return answer
 
     def gone(what: str) -> HTTPResponse:
         return HTTPResponse(
