@@ -14,6 +14,7 @@ keeps the ORM path: it has no single writer to queue behind.
 from __future__ import annotations
 
 import json
+import operator
 import threading
 from collections import deque
 from datetime import datetime
@@ -44,8 +45,19 @@ INSERT_ENTITY = (
     f"VALUES ({', '.join('?' * len(ENTITY_COLUMNS))})"
 )
 DELETE_ENTITIES_OF_KIND = f"DELETE FROM {db.entities.name} WHERE job_id = ? AND kind = ?"
-# Job attributes in column order (None: a column a new job leaves empty).
-_JOB_ATTRIBUTES = tuple(None if c in JOB_ONLY_COLUMNS else c for c in JOB_COLUMNS)
+# job_row's plan, from the table: the Job attributes read (every column but those a
+# new job leaves empty), where the times, the phase and the parameters are among them,
+# and where the empty columns go.
+_READ = [c for c in JOB_COLUMNS if c not in JOB_ONLY_COLUMNS]
+_GET_JOB = operator.attrgetter(*_READ)
+_TIME_POSITIONS = tuple(
+    i
+    for i, c in enumerate(_READ)
+    if db.jobs.c[c].type.python_type is datetime  # type: ignore[misc]
+)
+_PHASE_POSITION = _READ.index("phase")
+_PARAMETERS_POSITION = _READ.index("parameters")
+_EMPTY_POSITIONS = tuple(i for i, c in enumerate(JOB_COLUMNS) if c in JOB_ONLY_COLUMNS)
 
 
 def _sqlite_value(value: object) -> object:
@@ -71,17 +83,20 @@ def parameters_json(parameters: dict[str, str]) -> str:
 
 def job_row(job: Job) -> tuple[Any, ...]:
     """A new job's row for INSERT_JOB (the table's columns in order), its values as
-    SQLAlchemy's SQLite dialect stores them (tests/test_sqlite_writes.py compares)."""
-    row: list[Any] = []
-    for name in _JOB_ATTRIBUTES:
-        value = None if name is None else getattr(job, name)
-        if isinstance(value, datetime):
-            value = value.isoformat(" ", "microseconds")
-        elif isinstance(value, dict):
-            value = parameters_json(value)
-        elif isinstance(value, Phase):
-            value = value.value
-        row.append(value)
+    SQLAlchemy's SQLite dialect stores them (tests/test_sqlite_writes.py compares).
+
+    The attributes are read in one ``attrgetter`` call and only the columns that need
+    it converted (positions worked out from the table once): a creation's GIL time
+    counts (docs/benchmarks.md), and a conversion tested on every value cost ~10 µs.
+    """
+    row = list(_GET_JOB(job))
+    for i in _TIME_POSITIONS:
+        if row[i] is not None:
+            row[i] = row[i].isoformat(" ", "microseconds")
+    row[_PHASE_POSITION] = row[_PHASE_POSITION].value
+    row[_PARAMETERS_POSITION] = parameters_json(row[_PARAMETERS_POSITION])
+    for i in _EMPTY_POSITIONS:  # ascending: each insert leaves the later ones right
+        row.insert(i, None)
     return tuple(row)
 
 
