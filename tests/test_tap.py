@@ -411,7 +411,7 @@ def test_taplint_reports_no_error_or_failure(tap: Tap) -> None:
     need(stilts is not None, "STILTS (Debian package stilts) is not installed")
     assert stilts is not None
     out = subprocess.run(
-        [stilts, "taplint", f"tapurl={tap.url}", "report=EF", f"stages={TAPLINT_STAGES}"],
+        [stilts, "taplint", f"tapurl={tap.url}", "report=EFS", f"stages={TAPLINT_STAGES}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -420,6 +420,8 @@ def test_taplint_reports_no_error_or_failure(tap: Tap) -> None:
     assert not bad, "\n".join(bad)
     assert "Totals: Errors: 0" in out.stdout and "Failures: 0" in out.stdout, out.stdout[-2000:]
     assert "Section UWS" in out.stdout and "Section OBS" in out.stdout
+    # the ObsCore stage ran (capabilities declare the data model): every mandatory column
+    assert "columns: 30/30 required" in out.stdout, out.stdout[-2000:]
 
 
 def test_vosi_documents(tap: Tap) -> None:
@@ -427,6 +429,7 @@ def test_vosi_documents(tap: Tap) -> None:
     assert 'standardID="ivo://ivoa.net/std/TAP"' in caps and "<alias>csv</alias>" in caps
     assert f'<hard unit="row">{tap.live.settings.tap_maxrec_hard}</hard>' in caps
     assert "uploadMethod" not in caps  # UPLOAD is not offered
+    assert 'ivo-id="ivo://ivoa.net/std/ObsCore#core-1.1"' in caps
     avail = requests.get(tap.url + "/availability", timeout=30).text
     assert "<vosi:available>true</vosi:available>" in avail
 

@@ -86,6 +86,7 @@ def capabilities_xml(base: str, settings) -> str:  # noqa: ANN001 - Settings
         '<capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">'
         '<interface xsi:type="vs:ParamHTTP" role="std" version="1.1">'
         f'<accessURL use="base">{tap}</accessURL></interface>'
+        '<dataModel ivo-id="ivo://ivoa.net/std/ObsCore#core-1.1">ObsCore-1.1</dataModel>'
         "<language><name>ADQL</name>"
         '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>'
         '<version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>'
