@@ -372,3 +372,24 @@ def test_web_live_endpoint(progress_live: LiveServer) -> None:
     assert page.status_code == 200 and 'id="job-live"' in page.text and "live.js" in page.text
     alice.wait_final(job)
     assert alice.get(url).json()["final"] is True
+
+
+def test_uws_client_wait_shows_this_services_progress(progress_live: LiveServer) -> None:
+    """The ``uws`` client's wait (short WAIT steps while progress is reported) sees the
+    fractions and messages served here, then the final phase."""
+    from uws_client.client import Client as UWSClient
+
+    client = UWSClient(progress_live.base, progress_live.tokens["alice"])
+    # the client WAITs in 5 s steps while progress is reported: a 9 s job
+    job = client.submit("progress_job", {"pause": "3"}, run=True)
+    updates: list[tuple[str, float | None, str]] = []
+    job.wait(
+        timeout=60,
+        on_update=lambda info, p: updates.append(
+            (info.phase, p.fraction if p else None, p.message if p else "")
+        ),
+    )
+    assert updates[-1][0] == "COMPLETED", updates
+    running = [u for u in updates if u[0] == "EXECUTING" and u[1] is not None]
+    assert running and all(u[2].startswith("step ") for u in running), updates
+    assert {u[1] for u in running} <= {0.3, 0.6, 0.9}, updates
