@@ -55,7 +55,8 @@ def service_markers(item: pytest.Item) -> set[str]:
         markers.add("slurm")
     if params.get("database_url") == "postgresql" or "postgres" in name:
         markers.add("postgres")
-    if module == "test_browser.py" or "chromium" in name or "browser" in fixtures:
+    browser_fixture = "browser" in fixtures and "browser" not in params  # not a parameter
+    if module == "test_browser.py" or "chromium" in name or browser_fixture:
         markers.add("browser")
     return markers
 
