@@ -371,3 +371,47 @@ def test_a_job_ends_with_its_results_or_not_at_all(store: Store) -> None:
     assert store.finish(again.job_id, Phase.EXECUTING, JobEnd(Phase.ERROR, T0))
     back = store.get_job(again.job_id)
     assert back.phase == Phase.ERROR and [r.name for r in back.results] == ["early"]
+
+
+def test_job_rows_follow_the_table() -> None:
+    """The schema is declared once: every column of jobs is a Job attribute of the same
+    name (but those only provenance reads), so the row mappings need no list of their own."""
+    from dataclasses import fields
+
+    from uws_server import db
+    from uws_server.storage.rows import JOB_ONLY_COLUMNS, job_values
+
+    attributes = {f.name for f in fields(Job)}
+    columns = {c.name for c in db.jobs.columns}
+    assert columns - JOB_ONLY_COLUMNS <= attributes
+    assert set(job_values(job(0))) == columns
+
+
+def test_provenance_rows_of_many_jobs_in_few_statements(store: Store) -> None:
+    """job_records reads a set of jobs with a fixed number of statements (the search
+    used to issue six per job), and gives each job its own used and generated rows."""
+    from sqlalchemy import event
+
+    jobs = [store.insert_job(job(i), new_job_id) for i in range(30)]
+    for i, j in enumerate(jobs):
+        out = [_result(j.job_id, f"out{i}", f"ent_r{i}")]
+        assert store.finish(j.job_id, Phase.PENDING, JobEnd(Phase.COMPLETED, T0, results=out))
+        if i:
+            store.add_usages(j.job_id, [(f"ent_r{i - 1}", "input")])
+    statements: list[str] = []
+    listen = lambda *a: statements.append(a[2])  # noqa: E731
+    event.listen(store.engine, "before_cursor_execute", listen)
+    try:
+        records = store.job_records([j.job_id for j in jobs] + ["missing"])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", listen)
+    assert len(statements) == 3
+    assert set(records) == {j.job_id for j in jobs}
+    second = records[jobs[1].job_id]
+    assert [(role, e.entity_id) for role, e in second.used] == [("input", "ent_r0")]
+    assert [e.entity_id for e in second.generated] == ["ent_r1"]
+    assert records[jobs[0].job_id].used == []
+    assert store.jobs_generating(["ent_r3", "nope"]) == [jobs[3].job_id]
+    assert store.jobs_using(["ent_r3"]) == [jobs[4].job_id]
+    assert store.candidate_jobs(BOB, "echo", None, 100) == []
+    assert len(store.candidate_jobs(ROOT, "echo", "alice", 10)) == 10
