@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from uws_server.common import utcnow
-from uws_server.models import ACTIVE_PHASES, Job
+from uws_server.models import ACTIVE_PHASES, Job, Phase
 from uws_server.storage.progress import FinishedRun, ProgressRow, ProgressStore
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,8 @@ class ProgressTracker:
 
     def job_info(self, job: Job) -> tuple[str, str]:
         """(cache key, ``<uws:jobInfo>`` element or "") for the job document."""
+        if job.phase is Phase.PENDING:  # never ran: no progress, and no query for it
+            return "", ""
         row = self.latest(job.job_id)
         if row is None:
             return "", ""
