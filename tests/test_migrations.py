@@ -220,3 +220,33 @@ def test_diff_sees_a_table_without_migration(tmp_path: Path) -> None:
     assert [d[0] for d in diff] == ["add_table"], diff  # type: ignore[index]
     assert _diff(engine) == []
     engine.dispose()
+
+
+def test_db_upgrade_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``uws-server db upgrade`` upgrades a release database alone; ``db current`` says
+    where it is; a database it cannot open is a message and status 1, not a traceback."""
+    from uws_server.cli import main
+
+    url = f"sqlite:///{tmp_path / 'release.sqlite'}"
+    engine = make_engine(url)
+    _release_database(engine)
+    engine.dispose()
+    config = tmp_path / "settings.yml"
+    config.write_text(f"var_dir: {tmp_path / 'var'}\ndatabase_url: {url}\n")
+    assert main(["db", "--config", str(config), "current"]) == 0
+    assert "database at no revision" in capsys.readouterr().out
+    assert main(["db", "--config", str(config), "upgrade"]) == 0
+    assert f"database at {schema.head()} (was empty)" in capsys.readouterr().out
+    assert main(["db", "--config", str(config), "current"]) == 0
+    assert f"database at {schema.head()}; newest {schema.head()}" in capsys.readouterr().out
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM jobs")).scalar() == 2
+    engine.dispose()
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        f"var_dir: {tmp_path / 'var'}\ndatabase_url: sqlite:///{tmp_path}/no/such/dir/x\n"
+    )
+    (tmp_path / "no").write_text("a file where a directory should be")
+    assert main(["db", "--config", str(bad), "upgrade"]) == 1
+    assert "uws-server db upgrade:" in capsys.readouterr().err

@@ -37,8 +37,12 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     start too); ``db current``: print its revision and the newest one."""
     from uws_server.storage import schema
 
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
+    try:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+    except OSError as exc:
+        print(f"uws-server db {args.action}: cannot open the database: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.action == "upgrade":
             before = schema.upgrade(engine)
