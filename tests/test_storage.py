@@ -346,7 +346,7 @@ def test_a_job_ends_with_its_results_or_not_at_all(store: Store) -> None:
     out = [_result(j.job_id, "out", "ent_f1")]
     end = JobEnd(Phase.COMPLETED, T0, context='{"host": "h"}', results=out)
     assert store.finish(j.job_id, Phase.EXECUTING, end)
-    assert store.job_context(j.job_id) == '{"host": "h"}'
+    assert store.job_records([j.job_id])[j.job_id].context == '{"host": "h"}'
     with pytest.raises(ValueError):
         store.finish(j.job_id, Phase.COMPLETED, JobEnd(Phase.EXECUTING, T0))
     done = store.get_job(j.job_id)

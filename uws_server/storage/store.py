@@ -267,11 +267,6 @@ class Store(EntityStore, UserStore):
         with self.engine.connect() as conn:
             return [r.job_id for r in conn.execute(select(J.c.job_id).where(cond))]
 
-    def job_context(self, job_id: str) -> str | None:
-        """The software context a job's end recorded (JSON), for its provenance."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(J.c.context).where(J.c.job_id == job_id)).scalar()
-
     def candidate_jobs(
         self, viewer: User, jobname: str | None, owner: str | None, limit: int
     ) -> list[str]:
