@@ -323,7 +323,7 @@ def test_votable_one_table_per_class_one_row_per_record(doc: ProvDocument) -> No
 
 
 def test_svg_is_xml_and_shows_every_activity_and_entity(doc: ProvDocument) -> None:
-    svg = serialize(doc, "svg")
+    svg = svg_module.to_svg(doc, compact=False)
     nodes = svg_nodes(svg)  # parses with lxml: raises if not well-formed
     elements = [r for r in doc.get_records() if r.is_element()]
     assert len(nodes) == len(elements)
@@ -351,7 +351,7 @@ def test_dangerous_text_survives_every_serialisation(doc: ProvDocument) -> None:
     act = next(t for t in parsed.iter_tables() if t.name == "activity")
     assert str(act.array["runId"][0]) == f"run {NASTY}"
 
-    nodes = svg_nodes(serialize(doc, "svg"))
+    nodes = svg_nodes(svg_module.to_svg(doc, compact=False))
     expected = "value = " + NASTY.replace("\t", "    ")  # tabs are drawn as spaces
     assert any(expected in n for n in nodes), nodes
 
@@ -367,6 +367,7 @@ def test_control_characters_do_not_break_xml_formats() -> None:
     values = {v for r in xml_back.get_records() for k, v in r.attributes if str(k) == "prov:value"}
     assert bad.replace("\x1b", "\ufffd").replace("\x01", "\ufffd") in values
     etree.fromstring(serialize(d, "votable"))
+    assert any("\\x1b[31mred" in n for n in svg_nodes(svg_module.to_svg(d, compact=False)))
     assert any("\\x1b[31mred" in n for n in svg_nodes(serialize(d, "svg")))
 
 
@@ -453,7 +454,7 @@ def test_back_all_from_last_product() -> None:
     # The merged graph survives the round trip and the drawing.
     back = ProvDocument.deserialize(content=serialize(doc, "json").decode(), format="json")
     assert canon(back) == canon(to_w3c(doc))
-    assert len(svg_nodes(serialize(doc, "svg"))) == len(
+    assert len(svg_nodes(svg_module.to_svg(doc, compact=False))) == len(
         [r for r in doc.get_records() if r.is_element()]
     )
 
@@ -537,3 +538,36 @@ def test_search() -> None:
     unfinished = make_job(4, [], ["p4"])
     unfinished.activity = ActivityRecord("job4", "ctbin", "alice", "EXECUTING")
     assert not q.matches(unfinished)
+
+
+def test_compact_svg_folds_parameters_and_links_nodes() -> None:
+    """The picture (the SVG download, ProvSAP PROV-SVG) has one node per job and file:
+    parameters, definition version and owner are rows of the job's node, long values
+    are cut, a job's many unused files fold into one node, and nodes link to the
+    job's UWS URL or to the generating job's result; the other formats stay complete."""
+    many = [f"x{i}" for i in range(9)]
+    params = {f"k{i}": "v" * 80 for i in range(12)}
+    jobs = [
+        make_job(1, ["in0"], ["p1", *many]),
+        make_job(2, ["p1"], ["p2"], jobname="ctlike", params=params),
+    ]
+    doc = build_graph_document(jobs)
+    svg = serialize(doc, "svg")
+    nodes = svg_nodes(svg)
+    # 2 jobs + in0 + p1 + p2 + 6 of job1's 9 unused files + one "more" node
+    assert len(nodes) == 2 + 3 + 6 + 1, nodes
+    ctlike = next(n for n in nodes if n.startswith("ctlike"))
+    assert "ctlike v1.2" in ctlike and "job2 · COMPLETED · alice" in ctlike
+    assert "k0 = vvv" in ctlike and "… 6 more parameters" in ctlike
+    assert all(len(line) <= 41 for line in ctlike.splitlines())
+    assert any(n == "+ 3 more files" for n in nodes)
+    assert not any("parameters/" in n for n in nodes)  # no parameter nodes
+    links = {
+        a.get("{http://www.w3.org/1999/xlink}href")
+        for a in etree.fromstring(svg).iterfind(".//svg:a", SVG_NS)
+    }
+    assert "http://localhost/rest/ctlike/job2" in links
+    assert "http://localhost/rest/ctbin/job1/results/p1.fits" in links
+    # only the picture is compact: the JSON still has every parameter, whole
+    data = json.loads(serialize(doc, "json"))
+    assert data["entity"]["job:ctlike/job2/parameters/k3"]["prov:value"] == "v" * 80

@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
+from urllib.parse import quote
 
 from prov.constants import PROV_LABEL, PROV_TYPE
 from prov.identifier import QualifiedName
@@ -201,6 +202,190 @@ def render_svg(dot_source: str, dot_command: str | None = None) -> bytes:
     return proc.stdout
 
 
-def to_svg(doc: ProvDocument) -> bytes:
-    """The document's graph as SVG."""
-    return render_svg(to_dot(doc))
+def to_svg(doc: ProvDocument, compact: bool = True) -> bytes:
+    """The document's graph as SVG: the compact picture unless ``compact=False``."""
+    return render_svg(to_compact_dot(doc) if compact else to_dot(doc))
+
+
+# --- the compact picture -------------------------------------------------------------
+#
+# One node per job and per file, nothing else: parameters, the definition (its version)
+# and the owner are rows of the job's node, so a gammapy job is one box instead of a
+# fan of 30 parameter notes. Labels are short (a file's name, not its path or id); a job
+# that wrote many files nobody else in the picture used shows the first few and one
+# "+ N more files" node. Jobs link to their UWS URL, files to the generating job's result.
+
+MAX_PARAM_ROWS = 8
+PARAM_VALUE_CHARS = 40
+MAX_OWN_FILES = 6
+LABEL_CHARS = 34
+_COMPACT_EDGES = {"used": "#A04040", "wasGeneratedBy": "#2F7D32"}
+
+
+def _short(text: str, limit: int = LABEL_CHARS) -> str:
+    """One line of at most ``limit`` characters, as escaped label text."""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html_text(text, max_chars=limit + 1, max_lines=1)
+
+
+def _attr(record: ProvRecord, local_name: str) -> str:
+    for name, value in record.attributes:
+        if name.localpart == local_name:
+            return value_text(value)
+    return ""
+
+
+def _ends(record: ProvRecord) -> tuple[QualifiedName, QualifiedName] | None:
+    ends = [v for _, v in record.formal_attributes[:2]]
+    if len(ends) < 2 or not all(isinstance(v, QualifiedName) for v in ends):
+        return None
+    return ends[0], ends[1]
+
+
+def _url(uri: str) -> str:
+    return f', URL="{uri}"' if _SAFE_URI.match(uri) else ""
+
+
+def to_compact_dot(doc: ProvDocument) -> str:
+    """The DOT source of the compact picture (see the comment above)."""
+    elements: dict[QualifiedName, tuple[ProvRecord, str]] = {}
+    relations: list[tuple[ProvRecord, str]] = []
+    for record in doc.get_records():
+        kind = record_kind(record)
+        if record.is_element() and record.identifier is not None:
+            elements.setdefault(record.identifier, (record, kind))
+        else:
+            relations.append((record, kind))
+
+    params: dict[QualifiedName, list[tuple[str, str]]] = defaultdict(list)
+    versions: dict[QualifiedName, str] = {}
+    owners: dict[QualifiedName, list[str]] = defaultdict(list)
+    used: list[tuple[QualifiedName, QualifiedName, str]] = []  # activity, entity, role
+    generated: list[tuple[QualifiedName, QualifiedName, str]] = []  # entity, activity, role
+    for record, kind in relations:
+        ends = _ends(record)
+        if ends is None:
+            continue
+        a, b = ends
+        other = elements.get(b, (None, ""))[0]
+        role = ", ".join(
+            sorted(value_text(v) for n, v in record.attributes if n.localpart == "role")
+        )
+        if kind == "wasConfiguredBy" and other is not None:
+            params[a].append((_attr(other, "name"), _attr(other, "value")))
+        elif kind == "isDescribedBy" and other is not None:
+            versions[a] = _attr(other, "version")
+        elif kind == "wasAssociatedWith" and other is not None and role == "owner":
+            owners[a].append(_title(other, "agent"))
+        elif kind == "used":
+            used.append((a, b, role))
+        elif kind == "wasGeneratedBy":
+            generated.append((a, b, role))
+
+    activities = [q for q, (_, k) in elements.items() if k == "activity"]
+    entities = [q for q, (_, k) in elements.items() if k == "entity"]
+    generator = {e: a for e, a, _ in generated}
+    used_by_anyone = {e for _, e, _ in used}
+
+    lines = [
+        "digraph provenance {",
+        '  graph [rankdir="BT", charset="UTF-8", fontname="Helvetica", nodesep="0.25",'
+        ' ranksep="0.45"];',
+        '  node [fontname="Helvetica", margin="0.08,0.04"];',
+        '  edge [fontname="Helvetica", fontsize="8", arrowsize="0.6"];',
+    ]
+    node_ids: dict[QualifiedName, str] = {}
+
+    def node_of(q: QualifiedName) -> str:
+        if q not in node_ids:
+            node_ids[q] = f"n{len(node_ids) + 1}"
+        return node_ids[q]
+
+    for q in activities:
+        record = elements[q][0]
+        title = _title(record, "activity")
+        version = versions.get(q, "")
+        rows = [_row(_short(title + (f"  v{version}" if version else "")), 12, bold=True)]
+        sub = [s for s in (_attr(record, "jobId"), _attr(record, "phase")) if s]
+        if owners.get(q):
+            sub.append(", ".join(sorted(owners[q])))
+        if sub:
+            rows.append(_row(_short(" · ".join(sub), 48), 9, "#333333"))
+        plist = sorted(params.get(q, []))
+        for name, value in plist[:MAX_PARAM_ROWS]:
+            rows.append(_row(_short(f"{name} = {value}", PARAM_VALUE_CHARS), 9, "#1B4D1B"))
+        if len(plist) > MAX_PARAM_ROWS:
+            rows.append(_row(f"… {len(plist) - MAX_PARAM_ROWS} more parameters", 9, "#555555"))
+        table = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">'
+        lines.append(
+            f'  {node_of(q)} [shape=box, style="filled,rounded", fillcolor="#DCE3FE", '
+            f'color="#3B4FC4", label=<{table}{"".join(rows)}</TABLE>>{_url(q.uri)}, '
+            'tooltip=" "];'
+        )
+
+    # Files a job wrote that no job in the picture used: the first few, then one node.
+    folded: dict[QualifiedName, list[QualifiedName]] = defaultdict(list)
+    own: dict[QualifiedName, int] = defaultdict(int)
+    for e in entities:
+        a = generator.get(e)
+        if a is not None and e not in used_by_anyone:
+            own[a] += 1
+            if own[a] > MAX_OWN_FILES:
+                folded[a].append(e)
+    hidden = {e for es in folded.values() for e in es}
+
+    for e in entities:
+        if e in hidden:
+            continue
+        record = elements[e][0]
+        name = _title(record, "entity")
+        if "/" in name and not name.startswith(("http:", "https:")):
+            name = name.rstrip("/").rsplit("/", 1)[-1]
+        size = _attr(record, "size")
+        rows = [_row(_short(name), 10, bold=True)]
+        if size.isdigit():
+            rows.append(_row(_human(int(size)), 8, "#555555"))
+        link = ""
+        a = generator.get(e)
+        if a is not None and a in elements:
+            raw = _attr(record, "name") or _title(record, "entity")
+            link = _url(f"{a.uri}/results/{quote(raw, safe='')}")
+        table = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
+        lines.append(
+            f'  {node_of(e)} [shape=note, style="filled", fillcolor="#FFF7B3", '
+            f'color="#8A7A00", label=<{table}{"".join(rows)}</TABLE>>{link}, '
+            'tooltip=" "];'
+        )
+    for a, es in folded.items():
+        more = f"{node_of(a)}_more"
+        lines.append(
+            f'  {more} [shape=folder, style="filled", fillcolor="#F3F3F3", color="#888888", '
+            f'label=<<FONT POINT-SIZE="10">+ {len(es)} more files</FONT>>{_url(a.uri)}];'
+        )
+        lines.append(f'  {more} -> {node_of(a)} [color="{_COMPACT_EDGES["wasGeneratedBy"]}"];')
+
+    for a, e, role in used:
+        if a in node_ids and e in node_ids:
+            label = f', label=<{_short(role, 24)}>' if role else ""
+            lines.append(
+                f'  {node_of(a)} -> {node_of(e)} [color="{_COMPACT_EDGES["used"]}", '
+                f'fontcolor="{_COMPACT_EDGES["used"]}"{label}];'
+            )
+    for e, a, _role in generated:
+        if e in node_ids and a in node_ids and e not in hidden:
+            lines.append(
+                f'  {node_of(e)} -> {node_of(a)} [color="{_COMPACT_EDGES["wasGeneratedBy"]}"];'
+            )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
