@@ -374,7 +374,11 @@ def _links_of(
         )
     if row.get("dataproduct_type") == "event" and row.get("job_id") is None:
         obs_id = str(row.get("obs_id") or "")
-        for defn in service.registry.all():
+        for name in service.registry.names():
+            try:  # the shared object (no copy on this path), read only
+                defn = service.registry.get_shared(name)
+            except Exception:  # removed since names() was read
+                continue
             if not datalink.accepts_datasets(defn):
                 continue
             sid = datalink.descriptor_id(defn)
