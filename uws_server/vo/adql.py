@@ -34,10 +34,17 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import antlr4
+from antlr4.atn.PredictionMode import PredictionMode
 from queryparser.adql import ADQLQueryTranslator
+from queryparser.adql.ADQLLexer import ADQLLexer
+from queryparser.adql.ADQLParser import ADQLParser
+from queryparser.adql.adqltranslator import SyntaxErrorListener
 from queryparser.exceptions import QueryError, QuerySyntaxError
 from queryparser.mysql import MySQLQueryProcessor
+from queryparser.mysql.MySQLParser import MySQLParser
 from queryparser.postgresql import PostgreSQLQueryProcessor
+from queryparser.postgresql.PostgreSQLParser import PostgreSQLParser
 
 MAX_QUERY_CHARS = 20000
 
@@ -155,19 +162,72 @@ _LITERAL = re.compile(
 _SENTINEL_BASE = 731_000_000
 
 
+def _sll(parser_class: type) -> type:
+    """The parser class in ANTLR's SLL prediction mode."""
+
+    class SLLParser(parser_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self._interp.predictionMode = PredictionMode.SLL
+
+    SLLParser.__name__ = f"SLL{parser_class.__name__}"
+    return SLLParser
+
+
+class _SLLTranslator(ADQLQueryTranslator):
+    """queryparser's translator, parsing in SLL mode (its ``parse`` with one change).
+
+    ANTLR's default LL prediction takes 0.3-1.3 s per ADQL query in the Python runtime
+    (full-context retries on this grammar); SLL takes 5-10 ms. SLL never accepts a text
+    LL would reject, and a text it rejects is parsed again in LL mode (ANTLR's two-stage
+    parsing), so answers and error messages are LL's. Relies on the attributes queryparser
+    0.8's ``parse`` sets (``stream``, ``parser``, ``tree``, ``walker``): setup.py pins
+    <0.9, and every ADQL test goes through here.
+    """
+
+    def parse(self) -> None:
+        lexer = ADQLLexer(antlr4.InputStream(self.query))
+        self.syntax_error_listener = SyntaxErrorListener()
+        lexer._listeners = [self.syntax_error_listener]
+        self.stream = antlr4.CommonTokenStream(lexer)
+        self.parser = _SLL_ADQL(self.stream)
+        self.parser._listeners = [self.syntax_error_listener]
+        self.tree = self.parser.query()
+        if self.syntax_error_listener.syntax_errors:
+            raise QuerySyntaxError(self.syntax_error_listener.syntax_errors)
+        self.walker = antlr4.ParseTreeWalker()
+
+
+_SLL_ADQL = _sll(ADQLParser)
+_SLL_MYSQL = _sll(MySQLParser)
+_SLL_POSTGRESQL = _sll(PostgreSQLParser)
+
+
+def _translate(adql: str, dialect: str, fast: bool) -> tuple[str, object]:
+    translator = _SLLTranslator(adql) if fast else ADQLQueryTranslator(adql)
+    if dialect == "sqlite":
+        sql = translator.to_mysql()
+        processor = MySQLQueryProcessor()
+        if fast:
+            processor.parser = _SLL_MYSQL
+    else:
+        sql = translator.to_postgresql()
+        processor = PostgreSQLQueryProcessor()
+        if fast:
+            processor.parser = _SLL_POSTGRESQL
+    processor.set_query(sql)
+    processor.process_query()
+    return sql, processor
+
+
 def _run_parser(adql: str, dialect: str) -> _Parsed:
-    """queryparser on one text (slow: ANTLR in pure Python, ~0.3-1 s a query): the
-    translation for ``dialect`` and what its processor finds in it."""
+    """queryparser on one text: the translation for ``dialect`` and what its processor
+    finds in it (SLL first, LL when SLL finds an error)."""
     try:
-        translator = ADQLQueryTranslator(adql)
-        if dialect == "sqlite":
-            sql = translator.to_mysql()
-            processor = MySQLQueryProcessor()
-        else:
-            sql = translator.to_postgresql()
-            processor = PostgreSQLQueryProcessor()
-        processor.set_query(sql)
-        processor.process_query()
+        try:
+            sql, processor = _translate(adql, dialect, fast=True)
+        except QuerySyntaxError:
+            sql, processor = _translate(adql, dialect, fast=False)
     except QuerySyntaxError as exc:
         raise ADQLError(_syntax_message(exc)) from None
     except QueryError as exc:
