@@ -105,3 +105,21 @@ def test_after_notify_all_every_wait_answers_at_once() -> None:
     with notifier.waiting("j") as late:
         assert late is None
     assert len(notifier._free) == 10
+
+
+def test_a_listener_gets_the_job_as_read_once_and_only_inside_its_block() -> None:
+    """The server layer's direct answers (uws_server.direct) listen to the notifier: the
+    job as read for the next notification, handed over once, before waiters wake; a
+    listener whose block has ended is gone."""
+    reads: list[str] = []
+    notifier = PhaseNotifier(10, load=lambda job_id: reads.append(job_id) or f"job {job_id}")
+    got: list[tuple[str, dict]] = []
+    with notifier.listening("j", lambda job, scratch: got.append((job, scratch))):
+        notifier.notify("other")
+        notifier.notify("j")
+        notifier.notify("j")  # one-shot: the first notification took it
+    assert [job for job, _ in got] == ["job j"] and reads == ["j"]
+    with notifier.listening("j", lambda job, scratch: got.append((job, scratch))):
+        pass
+    notifier.notify("j")
+    assert len(got) == 1 and not notifier._listeners

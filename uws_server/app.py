@@ -15,7 +15,7 @@ from pathlib import Path
 import bottle
 from bottle import HTTPResponse
 
-from uws_server import __version__
+from uws_server import __version__, managers
 from uws_server.config import PROJECT_ROOT, Settings
 from uws_server.db import make_engine
 from uws_server.handlers import register_uws_routes
@@ -49,13 +49,8 @@ def _plain_error(err: bottle.HTTPError) -> str:
 
 
 def make_manager(settings: Settings, service: UWSService) -> Manager:
-    if settings.manager == "slurm":
-        from uws_server.managers.slurm import SlurmManager
-
-        return SlurmManager(service.lifecycle, settings)
-    from uws_server.managers.local import LocalManager
-
-    return LocalManager(service.lifecycle, settings)
+    """The configured executor, through the registry (see uws_server.managers)."""
+    return managers.create(settings.manager, service.lifecycle, settings)
 
 
 def export_job_environment(settings: Settings) -> None:

@@ -5,13 +5,19 @@ thread that made the change (the notifier, see :mod:`uws_server.waiters`) has th
 already read; if it also writes the finished HTTP response straight to each waiting
 connection, 500 clients get their answer in one pass of non-blocking ``write()`` calls
 (a few milliseconds), instead of 500 threads each waking, taking the GIL, going through
-bottle and cheroot and sending in turn (about 0.2 ms each: p99 over 100 ms).
+bottle and cheroot and sending in turn (figures: docs/benchmarks.md).
 
 The waiting thread still finishes its request afterwards, but what cheroot writes for
 it is dropped (:class:`~uws_server.server` sets the connection's writer to discard), so
 the client sees exactly one response. Who answers is settled under a lock: either the
 notifier sends (and the thread discards), or the thread answers normally (and the
 notifier leaves that connection alone), never both.
+
+The WAIT handler (:mod:`uws_server.handlers`) listens to the notifier
+(:meth:`~uws_server.waiters.PhaseNotifier.listening`) around the service's ``wait``:
+the service knows nothing of connections, and everything that depends on cheroot's
+internals stays in this server layer (``server.py``, this module), with cheroot and
+bottle pinned in ``setup.py`` (``tests/test_hardening_http.py`` fails on an upgrade).
 
 Only plain-HTTP/1.1 GET requests served by our cheroot server get a :class:`DirectAnswer`;
 anything else (TLS, HTTP/1.0, HEAD, the app called as a plain WSGI callable in tests)

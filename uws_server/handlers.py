@@ -6,6 +6,7 @@ The rules live in :mod:`uws_server.service`; errors are raised, never built here
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -14,8 +15,8 @@ from bottle import HTTPResponse, request, response
 
 from uws_server import direct, uws_xml
 from uws_server.auth import tokens_match
+from uws_server.common import can_read
 from uws_server.errors import BadRequest, Forbidden
-from uws_server.formdata import header, urlencoded_pairs
 from uws_server.models import Job, User
 from uws_server.request_guard import RouteRule, rules_of
 from uws_server.service import UWSService
@@ -93,16 +94,6 @@ def uploads() -> dict[str, object]:
     return files
 
 
-def creation_values() -> tuple[list[tuple[str, str]], dict[str, object]]:
-    """``form_pairs()`` and ``uploads()`` of a creation: a plain urlencoded body is read
-    without bottle's form dicts (see :mod:`uws_server.formdata`), anything else as
-    every other route reads it."""
-    pairs = urlencoded_pairs(request.environ, request.MEMFILE_MAX)
-    if pairs is None:
-        return form_pairs(), uploads()
-    return [(_utf8(k), _utf8(v)) for k, v in pairs], {}
-
-
 def see_other(url: str) -> HTTPResponse:
     return HTTPResponse(status=303, headers={"Location": url})
 
@@ -149,10 +140,9 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
 
     @app.post(f"/rest/{JOBNAME}")
     def create_job(jobname: str) -> str:
-        # The busiest POST: the caller first (401/403 before anything is read), with
-        # the header taken straight from the environ as get_header would return it.
-        u = service.auth.authenticate(header(request.environ, "HTTP_AUTHORIZATION"))
-        pairs, files = creation_values()
+        # The caller first: 401/403 before anything of the body is read.
+        u = user()
+        pairs, files = form_pairs(), uploads()
         job = service.create_job(u, jobname, pairs, files)
         # The same answer as see_other(), set on bottle's response rather than built as
         # a second response object that bottle then copies over.
@@ -171,9 +161,14 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
                 raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
             phase = request.query.get("PHASE") or request.query.get("phase")
             answer = direct.direct_answer(request.method)
-            deliver = None if answer is None else _deliverer(answer, base())
+            listen = (
+                contextlib.nullcontext()
+                if answer is None
+                else service.notifier.listening(job_id, _deliverer(answer, base(), u, jobname))
+            )
             try:
-                job = service.wait(u, jobname, job_id, seconds, phase, deliver)
+                with listen:
+                    job = service.wait(u, jobname, job_id, seconds, phase)
             finally:
                 answered = answer is not None and answer.settle()
             if answered:  # sent by the notifier; what is returned here is dropped
@@ -183,13 +178,17 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
         response.content_type = XML
         return documents.job_document(job, base(), service.by_reference(job))
 
-    def _deliverer(answer: direct.DirectAnswer, base_url: str) -> Deliver:
+    def _deliverer(
+        answer: direct.DirectAnswer, base_url: str, u: User, jobname: str
+    ) -> Deliver:
         """What the notifier calls to answer this WAIT itself (see uws_server.direct):
-        the same document this handler would return, encoded once per notification."""
+        the same document this handler would return, encoded once per notification.
+        The listener is registered before the service has checked the job, so it checks
+        what the service would: the job's definition and the caller's right to read it."""
 
         def deliver(job: Job | None, shared: dict[str, Any]) -> None:
-            if job is None:  # deleted: the waiter's own thread answers 404
-                return
+            if job is None or job.jobname != jobname or not can_read(u, job.owner):
+                return  # deleted or not theirs: the waiter's own thread answers (404)
             key = "job " + base_url
             prepared = shared.get(key)
             if prepared is None:
@@ -296,7 +295,7 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
         return bottle.static_file(path.name, root=str(path.parent), mimetype="text/plain")
 
     def callback_token(environ: dict[str, Any]) -> str:
-        value = header(environ, "HTTP_AUTHORIZATION") or ""
+        value = bottle.BaseRequest(environ).get_header("Authorization") or ""
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise BadRequest("a worker event needs Authorization: Bearer <job token>")

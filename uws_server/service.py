@@ -25,7 +25,7 @@ from uws_server.models import Job, Phase, User, WorkerEvent
 from uws_server.params import split_request, validate_parameters
 from uws_server.provenance_service import ProvenanceService, snapshot_definition
 from uws_server.storage import JobRef, Store
-from uws_server.waiters import Deliver, PhaseNotifier
+from uws_server.waiters import PhaseNotifier
 
 WAITABLE = frozenset({Phase.PENDING, Phase.QUEUED, Phase.EXECUTING})
 
@@ -156,13 +156,9 @@ class UWSService:
         job_id: str,
         timeout: int,
         phase: str | None,
-        deliver: Deliver | None = None,
     ) -> Job:
-        """Block until the job changes (or the timeout), without polling.
-
-        ``deliver``: how the notifier may answer the client itself with the changed job
-        (see :meth:`PhaseNotifier.waiting`); this call returns that same job anyway.
-        """
+        """Block until the job changes (or the timeout), without polling. (The server
+        layer may answer the client first, listening to the notifier: see handlers.)"""
         job = self.visible_job(user, jobname, job_id)
         if phase is not None:
             wanted = parse_phases([phase])[0]
@@ -174,7 +170,7 @@ class UWSService:
         seconds = limit if timeout < 0 else min(timeout, limit)
         if seconds <= 0:
             return job
-        with self.notifier.waiting(job_id, deliver) as ticket:
+        with self.notifier.waiting(job_id) as ticket:
             if ticket is None:  # too many waiters: answer now rather than starve others
                 return job
             fresh = self.store.get_job(job_id)  # a change between read and registration?

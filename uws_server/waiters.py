@@ -18,9 +18,11 @@ releases (no Condition to re-acquire on waking), the shared value is read withou
 lock once set, and the bound is a deque of free slots whose pop and append are atomic.
 Measured with 500 waiters (bench/bench_uws.py).
 
-A waiter may also register a ``deliver`` callback: the notifier calls it with the job
-it read, before waking anyone, so that the HTTP layer can write every answer at once
-from this thread (:mod:`uws_server.direct`); the woken threads then only finish up.
+The server layer may also listen (:meth:`PhaseNotifier.listening`): the notifier calls
+its ``deliver`` callback with the job it read, before waking anyone, so that the HTTP
+layer can write every answer at once from this thread (:mod:`uws_server.direct`); the
+woken threads then only finish up. The service never sees these callbacks: it waits
+and notifies, the server layer answers.
 """
 
 from __future__ import annotations
@@ -86,14 +88,13 @@ class Ticket:
     """A registered waiter: a lock held until the notifier releases it, and the
     notification that released it (if any)."""
 
-    __slots__ = ("_gate", "wake", "relay", "deliver")
+    __slots__ = ("_gate", "wake", "relay")
 
-    def __init__(self, deliver: Deliver | None = None) -> None:
+    def __init__(self) -> None:
         self._gate = threading.Lock()
         self._gate.acquire()
         self.wake: Wake | None = None
         self.relay: Wake | None = None  # the notification this ticket passes a turn on
-        self.deliver = deliver
 
     def set(self, wake: Wake) -> None:
         """Wake the waiter (once: the notifier unregisters a ticket before setting it)."""
@@ -118,6 +119,8 @@ class PhaseNotifier:
         self._load = load
         self._lock = threading.Lock()
         self._tickets: dict[str, set[Ticket]] = {}
+        # One-shot listeners of the server layer (see listening()), by job id.
+        self._listeners: dict[str, list[Deliver]] = {}
         self._free: deque[None] = deque([None] * max(0, max_waiters))
         self.max_waiters = max_waiters
         self._closed = False  # set at shutdown: a WAIT then answers at once
@@ -127,14 +130,15 @@ class PhaseNotifier:
 
         Each waiter, as it leaves, wakes the next one (:meth:`Wake.relay`), so that a
         few threads answer at a time instead of hundreds fighting over the GIL at once:
-        500 waiters under load answered by p99 117-142 ms instead of 160-246 ms, and
-        the request that made the change answered in ~30 ms instead of ~200 ms. Every
+        it shortens the 500-waiter p99 and the answer to the request that made the
+        change (figures: docs/benchmarks.md, "Worker runner", moved figures). Every
         ticket handed a turn passes one on when it leaves, even one that timed out
         meanwhile, so the relay cannot stall.
         """
         with self._lock:
-            tickets = self._tickets.pop(job_id, None)
-            if not tickets:
+            tickets = self._tickets.pop(job_id, None) or set()
+            listeners = self._listeners.pop(job_id, None) or []
+            if not tickets and not listeners:
                 return
             wake = Wake()
             for t in tickets:  # under the lock: see the double check in waiting()
@@ -146,22 +150,22 @@ class PhaseNotifier:
                 log.exception("reading job %s for its waiters failed", job_id)
             else:
                 wake.fill(value)
-                self._deliver(job_id, tickets, value)
+                self._deliver(job_id, listeners, value)
         wake.pend(tickets)
         for _ in range(RELAY_WIDTH):
             wake.relay()
 
     @staticmethod
-    def _deliver(job_id: str, tickets: Iterable[Ticket], value: Any) -> None:
-        """Answer, from this thread, every waiter that can be answered directly: one
-        pass of non-blocking writes, before any waiting thread is woken."""
+    def _deliver(job_id: str, listeners: Iterable[Deliver], value: Any) -> None:
+        """Hand the job as read to every listener, from this thread, before any waiting
+        thread is woken (the server layer answers its waiters in one pass of
+        non-blocking writes, see uws_server.direct)."""
         scratch: dict[str, Any] = {}
-        for t in tickets:
-            if t.deliver is not None:
-                try:
-                    t.deliver(value, scratch)
-                except Exception:  # noqa: BLE001 - that waiter answers by itself
-                    log.exception("answering a waiter of job %s directly failed", job_id)
+        for deliver in listeners:
+            try:
+                deliver(value, scratch)
+            except Exception:  # noqa: BLE001 - that waiter answers by itself
+                log.exception("answering a waiter of job %s directly failed", job_id)
 
     def notify_all(self) -> None:
         """Wake everyone, and answer every later WAIT at once (used at shutdown)."""
@@ -169,18 +173,33 @@ class PhaseNotifier:
             self._closed = True
             every = list(self._tickets.values())
             self._tickets.clear()
+            self._listeners.clear()
         for tickets in every:
             wake = Wake()
             for t in tickets:
                 t.set(wake)
 
     @contextlib.contextmanager
-    def waiting(self, job_id: str, deliver: Deliver | None = None) -> Iterator[Ticket | None]:
-        """Register a waiter; yields None when too many requests already block.
+    def listening(self, job_id: str, deliver: Deliver) -> Iterator[None]:
+        """Call ``deliver(job, scratch)`` once, from the notifying thread, with the job as
+        read for the next notification of ``job_id`` (before any waiter wakes), if it
+        comes while the block runs. For the server layer's direct answers: the service
+        only notifies, it never answers a client."""
+        with self._lock:
+            self._listeners.setdefault(job_id, []).append(deliver)
+        try:
+            yield
+        finally:
+            with self._lock:
+                listeners = self._listeners.get(job_id)
+                if listeners is not None and deliver in listeners:
+                    listeners.remove(deliver)
+                    if not listeners:
+                        del self._listeners[job_id]
 
-        ``deliver``, if given, is called by the notifier with the job as read for the
-        notification, before the waiter wakes (see :meth:`_deliver`).
-        """
+    @contextlib.contextmanager
+    def waiting(self, job_id: str) -> Iterator[Ticket | None]:
+        """Register a waiter; yields None when too many requests already block."""
         try:
             if self._closed:
                 raise IndexError("stopping")
@@ -188,7 +207,7 @@ class PhaseNotifier:
         except IndexError:
             yield None
             return
-        ticket = Ticket(deliver)
+        ticket = Ticket()
         with self._lock:
             self._tickets.setdefault(job_id, set()).add(ticket)
         try:
