@@ -184,3 +184,41 @@ def test_update_replaces_and_remove(cat: Catalogue) -> None:
     assert cat.get(ROOT, "ivo://t/job?a1") is None
     with pytest.raises(ValueError, match="no column"):
         cat.add_or_update({"obs_publisher_did": "x", "bogus": 1})
+
+
+def test_cone_matches_exact_distance_everywhere(tmp_path: Any) -> None:
+    """The band + RA window + dot product selects exactly the rows within the radius:
+    across RA 0/360, near the poles, for small and large radii (seeded random cases)."""
+    import random
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'cone.sqlite'}")
+    create_schema(engine)
+    cat = Catalogue(engine)
+    rnd = random.Random(12)
+    points = [
+        (rnd.uniform(0, 360), math.degrees(math.asin(rnd.uniform(-1, 1)))) for _ in range(3000)
+    ]
+    points += [(0.0, 0.0), (359.999, 0.5), (120.0, 89.9), (300.0, -89.95)]
+    cat.add_or_update_many([row(f"ivo://t/cta?{i}", ra, dec) for i, (ra, dec) in enumerate(points)])
+    cones = [(0.0, 0.0, 1.0), (359.9, 0.3, 0.5), (10.0, 89.5, 1.0), (200.0, -89.0, 2.0)]
+    cones += [
+        (rnd.uniform(0, 360), rnd.uniform(-90, 90), rnd.choice((0.5, 3, 20, 95))) for _ in range(25)
+    ]
+    for ra, dec, radius in cones:
+        got = {
+            r["obs_publisher_did"]
+            for r in cat.search(None, ra=ra, dec=dec, radius=radius, limit=10000).rows
+        }
+        want = {
+            f"ivo://t/cta?{i}"
+            for i, (pra, pdec) in enumerate(points)
+            if angular_distance(ra, dec, pra, pdec) <= radius - 1e-9
+        }
+        near_edge = {
+            f"ivo://t/cta?{i}"
+            for i, (pra, pdec) in enumerate(points)
+            if abs(angular_distance(ra, dec, pra, pdec) - radius) < 1e-7
+        }
+        assert want - near_edge <= got and got - near_edge <= want | near_edge, (ra, dec, radius)
+        assert got - want <= near_edge, (ra, dec, radius)
+    engine.dispose()

@@ -633,18 +633,42 @@ class SearchError(ValueError):
     """A search parameter out of range; the message says which and why (a 400)."""
 
 
+def ra_window(ra: float, dec: float, radius: float) -> tuple[float, float] | None:
+    """The RA interval (degrees, lo may exceed hi across 0/360) holding every point
+    within ``radius`` of (ra, dec); None when the cone reaches a pole (every RA).
+
+    Half-width asin(sin r / cos dec), widened by 1e-9 degrees against rounding.
+    """
+    if radius >= 90 or abs(dec) + radius >= 90:
+        return None
+    half = math.degrees(math.asin(min(1.0, math.sin(math.radians(radius)) / math.cos(
+        math.radians(dec)))))  # fmt: skip
+    if half >= 180:
+        return None
+    half += 1e-9
+    return (ra - half) % 360.0, (ra + half) % 360.0
+
+
 def cone_condition(ra: float, dec: float, radius: float) -> ColumnElement[bool]:
-    """Rows within ``radius`` degrees of (ra, dec): a dec band (index) plus the exact
+    """Rows within ``radius`` degrees of (ra, dec): a declination band and an RA window
+    (both on the ``(s_dec, s_ra)`` index) that skip most rows, then the exact
     dot-product test on the stored unit vectors. Portable SQL (SQLite, PostgreSQL)."""
     x0, y0, z0 = unit_vector(ra, dec)
     dot = obscore.c.pos_x * x0 + obscore.c.pos_y * y0 + obscore.c.pos_z * z0
     cond = dot >= math.cos(math.radians(radius))
     if radius < 90:
-        cond = and_(
+        parts = [
             obscore.c.s_dec >= max(-90.0, dec - radius),
             obscore.c.s_dec <= min(90.0, dec + radius),
-            cond,
-        )
+        ]
+        window = ra_window(ra, dec, radius)
+        if window is not None:
+            lo, hi = window
+            if lo <= hi:
+                parts.append(obscore.c.s_ra.between(lo, hi))
+            else:  # across RA 0/360
+                parts.append(or_(obscore.c.s_ra >= lo, obscore.c.s_ra <= hi))
+        cond = and_(*parts, cond)
     return cond
 
 
