@@ -462,3 +462,25 @@ def test_cone_band_holds_every_point_of_the_cone() -> None:
         checked += 1
         assert band[0] <= ra <= band[1], (ra0, dec0, r, ra, dec)
     assert checked > 1000
+
+
+def test_sll_parse_gives_the_translation_of_ll() -> None:
+    """The SLL parse (adql._SLLTranslator, the processors' SLL parsers) relies on
+    queryparser's internals: it must give exactly what queryparser's own LL parse gives
+    (one dialect: an LL parse costs seconds; the other's processor is checked to be SLL)."""
+    from uws_server.vo import adql
+
+    dialect = "sqlite"
+
+    query = (
+        "SELECT TOP 5 o.obs_id FROM ivoa.obscore AS o "
+        "WHERE CONTAINS(POINT('ICRS', o.s_ra, o.s_dec), CIRCLE('ICRS', 1, 2, 3)) = 1"
+    )
+    fast_sql, fast = adql._translate(query, dialect, fast=True)
+    slow_sql, slow = adql._translate(query, dialect, fast=False)
+    assert isinstance(fast.parser, type) and fast.parser.__name__.startswith("SLL")
+    assert fast_sql == slow_sql
+    for attr in ("tables", "columns", "functions", "display_columns"):
+        assert sorted(map(str, getattr(fast, attr))) == sorted(map(str, getattr(slow, attr)))
+    _, pg = adql._translate(query, "postgresql", fast=True)
+    assert pg.parser.__name__ == "SLLPostgreSQLParser" and pg.tables == fast.tables
