@@ -75,6 +75,7 @@ _DATASET_PARAMS = (
     ("dataproduct_type", "obscore:ObsDataset.dataProductType", "char"),
     ("calib_level", "obscore:ObsDataset.calibLevel", "int"),
     ("preview", "", "char"),
+    ("summary", "", "char"),
 )
 _ENTITY_UTYPES = {
     "used": {

@@ -352,6 +352,8 @@ def to_compact_dot(doc: ProvDocument) -> str:
         if a is not None and a in elements:
             raw = _attr(record, "name") or _title(record, "entity")
             link = _url(f"{a.uri}/results/{quote(raw, safe='')}")
+        elif _attr(record, "location").startswith(("http://", "https://")):
+            link = _url(_attr(record, "location"))  # where the job fetched it from
         table = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="0">'
         lines.append(
             f'  {node_of(e)} [shape=note, style="filled", fillcolor="#FFF7B3", '

@@ -14,10 +14,11 @@ import bottle
 from bottle import HTTPResponse, request
 
 from uws_server.dl3 import observation_ids
-from uws_server.errors import BadRequest, NotFound, UWSError
+from uws_server.errors import BadRequest, Conflict, NotFound, UWSError
 from uws_server.models import ACTIVE_PHASES, Job, Phase, User
+from uws_server.served_files import file_headers
 from uws_server.service import UWSService
-from uws_server.web import forms, jobview
+from uws_server.web import forms, jobview, provgraph, quicklook
 from uws_server.web.common import Ctx, WebApp, form_values, iso, json_response, see_other, url_part
 
 JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
@@ -32,6 +33,7 @@ MESSAGES = {
     "aborted": "Job aborted.",
     "deleted": "Job deleted.",
     "destruction": "Destruction time changed.",
+    "parameters": "Parameters changed.",
 }
 
 
@@ -122,7 +124,11 @@ def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None =
             query = request.query.decode()  # UTF-8, as the forms are
         except UnicodeError:
             raise BadRequest("query values must be UTF-8") from None
-        return show_form(ctx, jobname, forms.prefill(defn, query), {})
+        values = forms.prefill(defn, query)
+        run_id = str(query.get(forms.RUNID_FIELD) or "")[: forms.MAX_PREFILL]
+        if run_id:
+            values[forms.RUNID_FIELD] = run_id  # "run again" keeps the run id
+        return show_form(ctx, jobname, values, {})
 
     @app.post(f"/ui/submit/{JOBNAME}")
     @web.page()
@@ -230,6 +236,89 @@ def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None =
             raise BadRequest("destruction: give a date and time (UTC)")
         service.set_destruction(ctx.user, jobname, job_id, value)
         return see_other(f"/ui/jobs/{url_part(jobname)}/{url_part(job_id)}?msg=destruction")
+
+    @app.post(f"/ui/jobs/{JOB}/parameters")
+    @web.page()
+    def edit_parameters(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        """A PENDING job's parameters, changed from its page (only those that differ)."""
+        job = job_of(ctx, jobname, job_id)
+        if job.phase != Phase.PENDING:
+            raise Conflict(f"parameters can change only while PENDING (it is {job.phase.value})")
+        form = form_values()
+        editable = {name for name, _, _ in jobview.editable_parameters(service, job)}
+        pairs = [
+            (name, str(form[name]))
+            for name in sorted(editable)
+            if name in form and str(form[name]) != job.parameters.get(name, "")
+        ]
+        if pairs:
+            service.update_parameters(ctx.user, jobname, job_id, pairs)
+        return see_other(f"{jobview.job_base(job)}?msg=parameters")
+
+    @app.get(f"/ui/jobs/{JOB}/quicklook/<name>")
+    @web.page()
+    def quicklook_png(ctx: Ctx, jobname: str, job_id: str, name: str) -> Any:
+        """A FITS result's quick-look PNG, drawn on first request and cached."""
+        path, ctype = service.result_file(ctx.user, jobname, job_id, name)
+        if not quicklook.is_fits(ctype, str(path)):
+            raise BadRequest(f"{name[:64]} is not a FITS file")
+        cache = service.settings.provenance_dir / job_id / "quicklook"
+        try:
+            png = quicklook.quicklook(path, cache, name)
+        except quicklook.QuickLookError as exc:
+            return HTTPResponse(
+                str(exc), status=422, headers={"Content-Type": "text/plain; charset=utf-8"}
+            )
+        return file_response(png, "image/png", False)
+
+    @app.get(f"/ui/jobs/{JOB}/provenance-graph")
+    @web.page()
+    def provenance_graph(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        """The cross-job view: the chain BACK or FORWARD from this job, to a depth."""
+        job = job_of(ctx, jobname, job_id)
+        direction = request.query.get("direction", "BACK").upper()
+        depth = request.query.get("depth", "2").upper()
+        if direction not in ("BACK", "FORWARD"):
+            raise BadRequest("direction must be BACK or FORWARD")
+        if depth not in provgraph.DEPTHS:
+            raise BadRequest(f"depth must be one of {', '.join(provgraph.DEPTHS)}")
+        # ProvSAP's DEPTH counts relations: 2 per job step from a job.
+        relations = "ALL" if depth == "ALL" else str(2 * (int(depth) - 1))
+        svg, _media = service.provenance.provsap(
+            ctx.user,
+            [
+                ("ID", job.job_id),
+                ("DIRECTION", direction),
+                ("DEPTH", relations),
+                ("RESPONSEFORMAT", "PROV-SVG"),
+                ("AGENT", "false"),
+            ],
+        )
+        graph = provgraph.graph_view(svg, service.provenance.base_url(), embed=True)
+        return web.render(
+            ctx,
+            "provgraph.tpl",
+            title=f"Provenance of job {job.job_id}",
+            job=job,
+            base=jobview.job_base(job),
+            graph=graph,
+            direction=direction,
+            depth=depth,
+            depths=provgraph.DEPTHS,
+            svg_url=f"/ui/provsap?ID={url_part(job.job_id)}&DIRECTION={direction}"
+            f"&DEPTH={relations}",
+        )
+
+    @app.get("/ui/provsap")
+    @web.page()
+    def provsap_svg(ctx: Ctx) -> Any:
+        """ProvSAP for a browser session (which /provsap cannot authenticate): the
+        PROV-SVG picture only; the other formats are the API's."""
+        query = [(k, v) for k, v in request.query.allitems() if k.upper() != "RESPONSEFORMAT"]
+        svg, media = service.provenance.provsap(ctx.user, [*query, ("RESPONSEFORMAT", "PROV-SVG")])
+        res = HTTPResponse(svg, headers=file_headers(media))
+        res.set_header("Content-Type", media)
+        return res
 
     @app.get(f"/ui/jobs/{JOB}/results/<name>")
     @web.page()

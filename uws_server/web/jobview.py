@@ -8,17 +8,25 @@ module writes; the page lists the formats that exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from uws_server.common import within
+from uws_server.errors import UWSError
 from uws_server.models import Job, Phase
 from uws_server.served_files import PREVIEW_IMAGES
 from uws_server.service import UWSService
 from uws_server.web.common import iso, url_part
+from uws_server.web.provgraph import DEPTHS, GraphView, graph_view
+from uws_server.web.quicklook import is_fits
 
 PREVIEW_BYTES = 64 * 1024
+SUMMARY_BYTES = 1024 * 1024  # a summary JSON larger than this is not read
+COLLAPSE_LINES = 25  # a text preview longer than this starts folded
 LOG_BYTES = 32 * 1024
 MAX_TEXT_PREVIEWS = 4
 
@@ -98,9 +106,37 @@ class ResultView:
     url: str
     content_type: str
     size: int | None
-    preview: str  # image | text | ""
+    preview: str  # image | svg | fits | text | ""
     text: str = ""
     cut: bool = False
+    quicklook_url: str = ""
+
+    @property
+    def lines(self) -> int:
+        return self.text.count("\n") + 1 if self.text else 0
+
+    @property
+    def collapsed(self) -> bool:
+        return self.lines > COLLAPSE_LINES or self.cut
+
+
+@dataclass
+class SummaryRow:
+    """One key number of a summary result: its name, value and error as text."""
+
+    key: str
+    value: str
+    error: str = ""
+
+
+@dataclass
+class Summary:
+    """The key numbers of a result the job definition marks as its summary."""
+
+    name: str
+    url: str
+    rows: list[SummaryRow] = field(default_factory=list)
+    problem: str = ""
 
 
 @dataclass
@@ -143,8 +179,16 @@ def provenance_path(service: UWSService, job: Job, fmt: str) -> tuple[Path, str]
     return path, entry[2]
 
 
+def _plot_first(view: ResultView) -> int:
+    return {"image": 0, "svg": 0, "fits": 1}.get(view.preview, 2)
+
+
 def results(service: UWSService, job: Job) -> list[ResultView]:
-    """The job's outputs; provenance documents have their own section."""
+    """The job's outputs, plots first; provenance documents have their own section.
+
+    Raster images and SVG are shown as ``<img>`` (an image element runs no script), a
+    FITS file as its quick-look PNG, the first few text files as escaped text.
+    """
     out = []
     jdir = service.job_dir(job.job_id)
     provdir = service.settings.provenance_dir / job.job_id
@@ -154,18 +198,75 @@ def results(service: UWSService, job: Job) -> list[ResultView]:
         if within(path, provdir):
             continue
         kind = preview_kind(r.content_type, r.path)
+        media = (r.content_type or "").split(";")[0].strip().lower()
+        if media == "image/svg+xml" or (not media and r.path.lower().endswith(".svg")):
+            kind = "svg"
+        elif is_fits(r.content_type, r.path):
+            kind = "fits"
         view = ResultView(
             r.name, f"{job_base(job)}/results/{url_part(r.name)}", r.content_type, r.size, kind
         )
         available = within(path, jdir) and path.is_file()
         if not available:
             view.preview = ""
+        elif kind == "fits":
+            view.quicklook_url = f"{job_base(job)}/quicklook/{url_part(r.name)}"
         elif kind == "text" and texts < MAX_TEXT_PREVIEWS:
             texts += 1
             view.text, view.cut = read_head(path)
         elif kind == "text":
             view.preview = ""
         out.append(view)
+    out.sort(key=_plot_first)  # stable: the job's order within each group
+    return out
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, list):
+        items = [_number(v) for v in value[:12] if not isinstance(v, dict | list)]
+        return ", ".join(items) + (" …" if len(value) > 12 else "")
+    if isinstance(value, dict):
+        return "…"
+    return str(value)[:200]
+
+
+def summaries(service: UWSService, job: Job) -> list[Summary]:
+    """The key numbers of the results the definition marks with ``summary``.
+
+    The marker lists keys (``index±index_err`` pairs a value with its error); a key the
+    file lacks is left out, a file that is not a JSON object gives a one-line problem.
+    """
+    try:
+        defn = service.definition(job.jobname)
+    except UWSError:
+        return []
+    by_name = {r.name: r for r in job.results}
+    jdir = service.job_dir(job.job_id)
+    out = []
+    for e in defn.generated:
+        if not e.summary or e.name not in by_name:
+            continue
+        path = Path(by_name[e.name].path)
+        summary = Summary(e.name, f"{job_base(job)}/results/{url_part(e.name)}")
+        out.append(summary)
+        try:
+            if not within(path, jdir) or path.stat().st_size > SUMMARY_BYTES:
+                raise ValueError("too large or not in the job's directory")
+            data = json.loads(path.read_text("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            summary.problem = f"cannot be read: {exc}"[:200]
+            continue
+        for spec in e.summary.split(","):
+            key, _, err = (part.strip() for part in spec.partition("±"))
+            if key in data:
+                error = _number(data[err]) if err and err in data else ""
+                summary.rows.append(SummaryRow(key, _number(data[key]), error))
     return out
 
 
@@ -174,6 +275,43 @@ def duration(job: Job) -> str:
         seconds = (job.end_time - job.start_time).total_seconds()
         return f"{seconds:.1f} s"
     return ""
+
+
+def rerun_url(job: Job) -> str:
+    """The submit form pre-filled with this job's parameters ("run again")."""
+    query = [(k, v) for k, v in job.parameters.items()]
+    if job.run_id:
+        query.append(("_runid", job.run_id))
+    return f"/ui/submit/{url_part(job.jobname)}?{urlencode(query)}"
+
+
+def editable_parameters(service: UWSService, job: Job) -> list[tuple[str, str, str]]:
+    """(name, value, datatype) of the parameters a PENDING job's page lets one change:
+    the definition's parameters that are not inputs (inputs are fixed at creation)."""
+    if job.phase != Phase.PENDING:
+        return []
+    try:
+        defn = service.definition(job.jobname)
+    except UWSError:
+        return []
+    used = {e.name for e in defn.used}
+    return [
+        (p.name, job.parameters.get(p.name, p.default or ""), p.datatype)
+        for p in defn.parameters
+        if p.name not in used and p.datatype != "file"
+    ]
+
+
+def provenance_graph(service: UWSService, job: Job) -> GraphView | None:
+    """The job's stored compact picture with its link areas, if it has been drawn."""
+    found = provenance_path(service, job, "svg")
+    if found is None:
+        return None
+    try:
+        data = found[0].read_bytes()
+    except OSError:
+        return None
+    return graph_view(data, service.provenance.base_url())
 
 
 def job_details(service: UWSService, job: Job) -> dict[str, Any]:
@@ -191,12 +329,17 @@ def job_details(service: UWSService, job: Job) -> dict[str, Any]:
         "pending": job.phase == Phase.PENDING,
         "uploaded": uploaded,
         "results": results(service, job),
+        "summaries": summaries(service, job) if job.results else [],
         "provenance": provenance_files(service, job),
         "stdout": stdout,
         "stdout_cut": stdout_cut,
         "stderr": stderr,
         "stderr_cut": stderr_cut,
         "duration": duration(job),
+        "rerun_url": rerun_url(job),
+        "editable": editable_parameters(service, job),
+        "graph": provenance_graph(service, job) if job.phase.is_final else None,
+        "depths": DEPTHS,
     }
 
 

@@ -7,6 +7,7 @@
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/static/style.css">
 <script src="/ui/static/app.js" defer></script>
+<script src="/ui/static/provgraph.js" defer></script>
 </head>
 <body data-page="{{page}}" data-csrf="{{ctx.csrf if ctx else ''}}">
 <header class="top">

@@ -11,6 +11,7 @@
     <button type="submit" id="abort">Abort</button>
   </form>
 % end
+  <a href="{{rerun_url}}" class="button" id="run-again">Run again with these parameters</a>
   <details class="inline danger">
     <summary>Delete…</summary>
     <form method="post" action="{{base}}/delete" class="inline">
@@ -58,6 +59,26 @@
 
 <section class="card">
 <h2>Parameters</h2>
+% if editable:
+<form method="post" action="{{base}}/parameters" id="edit-parameters">
+<input type="hidden" name="_csrf" value="{{ctx.csrf}}">
+<table class="kv" id="parameters">
+%   for name, value, datatype in editable:
+  <tr><th><label for="param-{{name}}">{{name}}</label></th><td>
+    <input id="param-{{name}}" name="{{name}}" value="{{value}}" class="wide"
+           {{'inputmode=decimal' if datatype in ('xs:double', 'xs:float', 'xs:integer', 'xs:long') else ''}}>
+  </td></tr>
+%   end
+%   for name, value in job.parameters.items():
+%     if name not in {e[0] for e in editable}:
+  <tr><th>{{name}}</th><td><span class="value">{{value}}</span> <span class="muted">(fixed)</span></td></tr>
+%     end
+%   end
+</table>
+<p><button type="submit" id="save-parameters">Save parameters</button>
+  <span class="muted small">The job is PENDING: its parameters may still change.</span></p>
+</form>
+% else:
 <table class="kv" id="parameters">
 % for name, value in job.parameters.items():
   <tr><th>{{name}}</th><td>
@@ -72,28 +93,59 @@
   <tr><td class="muted">no parameters</td></tr>
 % end
 </table>
+% end
 </section>
 </div>
 
 <section class="card" id="results">
 <h2>Results</h2>
+% for sm in summaries:
+<div class="summary" id="summary-{{sm.name}}">
+  <h3>Key numbers <span class="muted small">from <a href="{{sm.url}}">{{sm.name}}</a></span></h3>
+%   if sm.problem:
+  <p class="error-box">{{sm.name}} {{sm.problem}}</p>
+%   else:
+  <table class="numbers">
+%     for row in sm.rows:
+    <tr><th>{{row.key}}</th><td class="num">{{row.value}}{{(' ± ' + row.error) if row.error else ''}}</td></tr>
+%     end
+  </table>
+%   end
+</div>
+% end
 % if not results:
 <p class="muted" id="no-results">{{'No results.' if final else 'Results appear here when the job has finished.'}}</p>
 % end
+<div class="plots">
 % for r in results:
+%   if r.preview in ('image', 'svg', 'fits'):
+<figure class="result plot" data-name="{{r.name}}">
+%     if r.preview == 'fits':
+  <img src="{{r.quicklook_url}}" alt="quick-look of {{r.name}} (not available)" class="preview" loading="lazy">
+%     else:
+  <img src="{{r.url}}" alt="{{r.name}}" class="preview" loading="lazy">
+%     end
+  <figcaption><a href="{{r.url}}" class="result-link">{{r.name}}</a>
+    <span class="muted">{{'FITS quick-look · ' if r.preview == 'fits' else ''}}{{r.content_type}} · {{human_size(r.size)}}</span>
+    <a href="{{r.url}}?download=1" class="small">download</a></figcaption>
+</figure>
+%   end
+% end
+</div>
+% for r in results:
+%   if r.preview not in ('image', 'svg', 'fits'):
 <div class="result" data-name="{{r.name}}">
   <h3><a href="{{r.url}}" class="result-link">{{r.name}}</a>
     <span class="muted">{{r.content_type}} · {{human_size(r.size)}}</span>
     <a href="{{r.url}}?download=1" class="small">download</a></h3>
-%   if r.preview == 'image':
-  <img src="{{r.url}}" alt="{{r.name}}" class="preview">
-%   elif r.preview == 'text':
+%     if r.preview == 'text' and r.collapsed:
+  <details class="long-text"><summary>Show the text ({{r.lines}} lines{{', beginning only' if r.cut else ''}})</summary>
+  <pre class="preview">{{r.text}}</pre></details>
+%     elif r.preview == 'text':
   <pre class="preview">{{r.text}}</pre>
-%     if r.cut:
-  <p class="muted small">Only the beginning is shown.</p>
 %     end
-%   end
 </div>
+%   end
 % end
 </section>
 
@@ -118,9 +170,19 @@
 % else:
 %   for p in provenance:
 %     if p.format == 'svg':
-<img src="{{p.url}}" alt="provenance graph of job {{job.job_id}}" class="provenance-graph" id="provenance-svg">
+%       include('provgraph_view.tpl', graph=graph, src=p.url, map_name='prov-' + job.job_id, img_id='provenance-svg', alt='provenance graph of job ' + job.job_id)
 %     end
 %   end
+<form method="get" action="{{base}}/provenance-graph" class="filters" id="cross-job">
+  <strong>Across jobs:</strong>
+  <label>Direction <select name="direction"><option value="BACK">BACK (what it came from)</option><option value="FORWARD">FORWARD (what was made from it)</option></select></label>
+  <label>Depth (jobs) <select name="depth">
+%   for d in depths:
+    <option value="{{d}}" {{'selected' if d == '2' else ''}}>{{d}}</option>
+%   end
+  </select></label>
+  <button type="submit">Show the chain</button>
+</form>
 <ul class="downloads" id="provenance-links">
 %   for p in provenance:
   <li><a href="{{p.url}}?download=1" data-format="{{p.format}}">{{p.label}}</a>
