@@ -51,7 +51,12 @@ def wait_for_provenance(c: Client, job: str, timeout: float = 60) -> None:
 
 
 def run(c: Client, jobname: str, params: dict[str, str], timeout: float = 300) -> str:
-    job = c.create(jobname, {**params, "PHASE": "RUN"})
+    return finish(c, c.create(jobname, {**params, "PHASE": "RUN"}), timeout)
+
+
+def finish(c: Client, job: str, timeout: float = 300) -> str:
+    """Wait for a started job; it must complete."""
+    jobname = job.split("/")[2]
     phase = c.wait_final(job, timeout=timeout)
     assert phase == "COMPLETED", (
         jobname,
@@ -75,13 +80,17 @@ def test_fast_path_dl3_to_dl4_with_provenance(cta) -> None:  # type: ignore[no-u
     )
     sim_results = results(c, sim)
     assert {"dl3_observation_1", "dl3_observation_2", "observations", "summary"} <= set(sim_results)
-    spectra = run(c, "gammapy_spectra", {"obs_ids": "2001 2002", "nbins": "6"})
+    # both DL4 jobs at once: they read the same observations, on the pool's two slots
+    spectra = c.create("gammapy_spectra", {"obs_ids": "2001 2002", "nbins": "6", "PHASE": "RUN"})
+    maps = c.create(
+        "gammapy_maps",
+        {"obs_ids": "2001,2002", "nxpix": "50", "nypix": "50", "binsz": "0.04", "PHASE": "RUN"},
+    )
+    finish(c, spectra)
     fit = json.loads(c.get(spectra + "/results/fit_result").text)
     assert 1.5 < fit["index"] < 4.5  # loose: the CI-size statistics are small
     assert c.get(spectra + "/results/spectrum_preview").content[:8] == b"\x89PNG\r\n\x1a\n"
-    maps = run(
-        c, "gammapy_maps", {"obs_ids": "2001,2002", "nxpix": "50", "nypix": "50", "binsz": "0.04"}
-    )
+    finish(c, maps)
     assert c.get(maps + "/results/count_map").content[:6] == b"SIMPLE"
     # the spectrum's provenance reaches back to the job that simulated its DL3 files
     wait_for_provenance(c, spectra)
