@@ -415,3 +415,18 @@ def test_provenance_rows_of_many_jobs_in_few_statements(store: Store) -> None:
     assert store.jobs_using(["ent_r3"]) == [jobs[4].job_id]
     assert store.candidate_jobs(BOB, "echo", None, 100) == []
     assert len(store.candidate_jobs(ROOT, "echo", "alice", 10)) == 10
+
+
+def test_jobs_in_phases_with_their_results(store: Store) -> None:
+    """Recovery's read: every job of the phases asked for, each with its own results,
+    oldest first, in one statement."""
+    a, b, c = (store.insert_job(job(i), new_job_id) for i in range(3))
+    assert store.mark_queued(a.job_id, "local") and store.mark_queued(c.job_id, "local")
+    rows = [_result(c.job_id, "one", "ent_p1"), _result(c.job_id, "two", "ent_p2")]
+    store.add_entities(rows)
+    found = store.jobs_in_phases([Phase.QUEUED, Phase.EXECUTING])
+    assert [j.job_id for j in found] == [a.job_id, c.job_id]
+    assert [r.name for r in found[0].results] == []
+    assert [r.name for r in found[1].results] == ["one", "two"]
+    assert store.jobs_in_phases([Phase.HELD]) == []
+    assert store.get_job(b.job_id).phase == Phase.PENDING

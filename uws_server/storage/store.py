@@ -48,12 +48,33 @@ JOB_CACHE_SIZE = 4096
 # per-call execution machinery cost four times the query itself on GET job, and on
 # SQLite every driver call hands the GIL over under concurrent requests
 # (docs/benchmarks.md, "Core service").
-_SELECT_JOB = (
-    select(J, E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256)
-    .select_from(J.outerjoin(E, and_(E.c.job_id == J.c.job_id, E.c.kind != "upload")))
-    .where(J.c.job_id == bindparam("jid"))
-    .order_by(E.c.created, E.c.name)
-)
+_JOB_AND_RESULTS = select(
+    J, E.c.entity_id, E.c.name, E.c.path, E.c.content_type, E.c.size, E.c.sha256
+).select_from(J.outerjoin(E, and_(E.c.job_id == J.c.job_id, E.c.kind != "upload")))
+_SELECT_JOB = _JOB_AND_RESULTS.where(J.c.job_id == bindparam("jid")).order_by(E.c.created, E.c.name)
+
+
+def _jobs_of(rows: list[tuple]) -> list[Job]:  # type: ignore[type-arg]
+    """Jobs from rows of _JOB_AND_RESULTS (one per result, or one), in row order."""
+    n = len(JOB_COLUMN_NAMES)
+    jobs: dict[object, tuple[tuple, list[Result]]] = {}  # type: ignore[type-arg]
+    for row in rows:
+        head, (eid, name, path, ctype, size, sha) = row[:n], row[n:]
+        entry = jobs.setdefault(head[0], (head, []))
+        if eid is not None:
+            entry[1].append(
+                Result(
+                    name=name,
+                    path=path or "",
+                    content_type=ctype or "application/octet-stream",
+                    size=size,
+                    sha256=sha,
+                    entity_id=eid,
+                )
+            )
+    return [job_from_row(head, results) for head, results in jobs.values()]
+
+
 # A job may be aborted in any of these phases.
 ABORTABLE = (Phase.PENDING, *sorted(ACTIVE_PHASES))
 
@@ -188,22 +209,8 @@ class Store(EntityStore, UserStore):
             conn.commit()  # end the read transaction (PostgreSQL opens one)
         finally:
             conn.close()
-        if not rows:
-            return None
-        n = len(JOB_COLUMN_NAMES)
-        results = [
-            Result(
-                name=name,
-                path=path or "",
-                content_type=ctype or "application/octet-stream",
-                size=size,
-                sha256=sha,
-                entity_id=eid,
-            )
-            for eid, name, path, ctype, size, sha in (row[n:] for row in rows)
-            if eid is not None
-        ]
-        return job_from_row(rows[0][:n], results)
+        jobs = _jobs_of(rows)
+        return jobs[0] if jobs else None
 
     def jobs_visible_to(
         self,
@@ -257,8 +264,14 @@ class Store(EntityStore, UserStore):
             ).scalar_one()
 
     def jobs_in_phases(self, phases: Iterable[Phase]) -> list[Job]:
-        ids = self._ids_where(J.c.phase.in_([p.value for p in phases]))
-        return [j for j in (self.get_job(i) for i in ids) if j is not None]
+        """Every job in one of ``phases``, with its results, oldest first, in one
+        statement (recovery at start, the operator's page)."""
+        stmt = _JOB_AND_RESULTS.where(J.c.phase.in_([p.value for p in phases])).order_by(
+            J.c.creation_time, J.c.job_id, E.c.created, E.c.name
+        )
+        with self.engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(stmt)]
+        return _jobs_of(rows)
 
     def expired_job_ids(self, now: datetime) -> list[str]:
         return self._ids_where(J.c.destruction_time <= now)
