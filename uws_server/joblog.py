@@ -33,8 +33,11 @@ class JobLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"job {job} [owner={owner} definition={definition}]: {msg}", kwargs
 
 
-def job_log(logger: logging.Logger, job: JobLike) -> JobLog:
-    """``logger`` bound to ``job``'s id, owner and definition."""
+def job_log(logger: logging.Logger, job: JobLike | str) -> JobLog:
+    """``logger`` bound to ``job``'s id, owner and definition (``-`` for what is not at
+    hand when only the id is: a line in the same format all the same)."""
+    if isinstance(job, str):
+        return JobLog(logger, {"job_id": job, "owner": "-", "definition": "-"})
     return JobLog(
         logger,
         {"job_id": job.job_id, "owner": job.owner or "-", "definition": job.jobname or "-"},

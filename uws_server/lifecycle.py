@@ -263,14 +263,14 @@ class Lifecycle:
                 self._hooks.submit(self._run_hook, hook, job_id)
             except RuntimeError:  # stopping (a late worker callback): the phase stands,
                 # and the provenance files are written when they are first asked for
-                log.info("stopping: final hook %s of %s left for later", hook, job_id)
+                job_log(log, job_id).info("stopping: final hook %s left for later", hook)
 
     @staticmethod
     def _run_hook(hook: Callable[[str], None], job_id: str) -> None:
         try:
             hook(job_id)
         except Exception:
-            log.exception("final hook %s failed for %s", getattr(hook, "__name__", hook), job_id)
+            job_log(log, job_id).exception("final hook %s failed", getattr(hook, "__name__", hook))
 
     # ------------------------------------------------------------ abort/delete
     def abort(self, job: Job, message: str = "aborted by its owner") -> bool:

@@ -551,7 +551,7 @@ class LocalManager(Manager):
                     try:
                         self.sink.report(job_id, event)
                     except Exception:
-                        log.exception("job %s: the sink refused %s", job_id, event.phase)
+                        job_log(log, job_id).exception("the sink refused %s", event.phase)
             finally:
                 self._drain_lock.release()
             with self._lock:

@@ -330,7 +330,7 @@ class SlurmManager(Manager):
         try:
             atomic_write(job_dir / RECORD_FILE, json.dumps(data).encode())
         except OSError:
-            log.exception("job %s: cannot record Slurm id %s", job_id, slurm_id)
+            job_log(log, job_id).exception("cannot record Slurm id %s", slurm_id)
 
     @staticmethod
     def _read_record(job_dir: Path) -> str | None:
@@ -353,7 +353,7 @@ class SlurmManager(Manager):
         try:
             self.cli.cancel(slurm_id, job_name(job_id))
         except SlurmError as exc:  # the poller tries again while the job is active
-            log.warning("job %s: scancel failed: %s", job_id, exc)
+            job_log(log, job_id).warning("scancel failed: %s", exc)
 
     # --- polling ---------------------------------------------------------------------
 
@@ -488,7 +488,7 @@ class SlurmManager(Manager):
         try:
             self.sink.report(job_id, event)
         except Exception:
-            log.exception("job %s: the sink refused %s", job_id, event.phase)
+            job_log(log, job_id).exception("the sink refused %s", event.phase)
 
     def active_jobs(self) -> dict[str, str]:
         """``{job id: Slurm id}`` of the jobs being watched (for tests and the admin)."""
