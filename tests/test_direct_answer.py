@@ -251,3 +251,21 @@ def test_a_closed_connection_is_left_to_the_waiting_thread() -> None:
     assert req.conn.wfile.discard is False
     assert answer.settle() is False  # the thread answers (and finds the socket closed)
     client_side.close()
+
+
+def test_a_waiter_answered_before_it_registered_does_not_block(
+    live: LiveServer, alice: Client
+) -> None:
+    """The handler listens to the notifier before the service registers its waiter: a
+    change answered in between must not leave the waiting thread blocked for the whole
+    WAIT (the service asks ``answered`` once registered)."""
+    job = alice.create("sleep_job", {"seconds": "30"})
+    job_id = job.rsplit("/", 1)[1]
+    owner = live.service.store.user_by_name("alice")
+    assert owner is not None
+    start = time.monotonic()
+    got = live.service.wait(owner, "sleep_job", job_id, 20, None, lambda: True)
+    assert time.monotonic() - start < 5 and got.job_id == job_id
+    start = time.monotonic()
+    got = live.service.wait(owner, "sleep_job", job_id, 1, None, lambda: False)
+    assert time.monotonic() - start >= 0.9  # not answered: it waits its time

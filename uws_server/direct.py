@@ -75,6 +75,12 @@ class DirectAnswer:
         self._left = b""
 
     @property
+    def answered(self) -> bool:
+        """True once another thread has sent the answer (the waiting thread need not
+        wait any longer)."""
+        return self._state == _SENT
+
+    @property
     def server_name(self) -> str:
         return str(self._request.server.server_name)
 

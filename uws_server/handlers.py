@@ -168,7 +168,8 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
             )
             try:
                 with listen:
-                    job = service.wait(u, jobname, job_id, seconds, phase)
+                    done = None if answer is None else (lambda: answer.answered)
+                    job = service.wait(u, jobname, job_id, seconds, phase, done)
             finally:
                 answered = answer is not None and answer.settle()
             if answered:  # sent by the notifier; what is returned here is dropped

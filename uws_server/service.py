@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,9 +157,14 @@ class UWSService:
         job_id: str,
         timeout: int,
         phase: str | None,
+        answered: Callable[[], bool] | None = None,
     ) -> Job:
-        """Block until the job changes (or the timeout), without polling. (The server
-        layer may answer the client first, listening to the notifier: see handlers.)"""
+        """Block until the job changes (or the timeout), without polling.
+
+        The server layer may answer the client first, listening to the notifier (see
+        handlers); ``answered`` tells whether it did, so that a change it answered
+        before this waiter registered does not keep the waiting thread blocked.
+        """
         job = self.visible_job(user, jobname, job_id)
         if phase is not None:
             wanted = parse_phases([phase])[0]
@@ -176,7 +182,7 @@ class UWSService:
             fresh = self.store.get_job(job_id)  # a change between read and registration?
             if fresh is None:
                 raise NotFound(f"job '{job_id}' was deleted")
-            if fresh.version != job.version:
+            if fresh.version != job.version or (answered is not None and answered()):
                 return fresh
             wake = ticket.wait(seconds)
         if wake is None:  # the time is up
