@@ -1,14 +1,15 @@
 """Provenance documents rendered in a separate process, at a lower CPU priority.
 
-Why: rendering one job's five documents costs about 60 ms of CPU (30 ms of Python in
-``prov``/``astropy``, 30 ms in Graphviz ``dot``), more than everything else the service
-does for a short job. In the server process those 30 ms hold the GIL, so every request
+Why: rendering one job's five documents (Python in ``prov``/``astropy``, and Graphviz
+``dot``) costs more CPU than everything else the service does for a short job
+(docs/benchmarks.md, "Provenance"). In the server process the Python part holds the
+GIL, so every request
 waits behind them; and nobody waits for a provenance document the way a client waits
 for a phase. So the work goes to one long-lived worker process under Linux's
 ``SCHED_IDLE`` policy (a raised nice value where that is refused; its ``dot`` children
 inherit either): on a busy node the kernel gives the CPU to jobs and requests first,
-and provenance follows as soon as there is room. Even nice 10 still took ~10% of a
-contended core, which on a 2-core node running Slurm's waves of short jobs was CPU the
+and provenance follows as soon as there is room. Even nice 10 still took a noticeable
+share of a contended core, which on a 2-core node running Slurm's waves of short jobs was CPU the
 jobs' runners were waiting for. On an idle node nothing changes.
 
 The worker is ``python -m uws_server.provenance.background``, fed over its stdin and
