@@ -222,3 +222,13 @@ def test_cone_matches_exact_distance_everywhere(tmp_path: Any) -> None:
         assert want - near_edge <= got and got - near_edge <= want | near_edge, (ra, dec, radius)
         assert got - want <= near_edge, (ra, dec, radius)
     engine.dispose()
+
+
+def test_search_columns_and_cheap_count(cat: Catalogue) -> None:
+    page = cat.search(None, ra=83.63, dec=22.01, radius=1, columns=["obs_id"], count=False)
+    assert page.rows and set(page.rows[0]) == {"obs_id", "s_ra", "s_dec", "distance"}
+    assert page.total == len(page.rows) == 2
+    more = cat.search(None, limit=1, count=False)
+    assert len(more.rows) == 1 and more.total == 2  # "more than one": not the full count
+    with pytest.raises(SearchError, match="no such column"):
+        cat.search(None, columns=["owner"])

@@ -715,12 +715,17 @@ class Catalogue:
         descending: bool = False,
         limit: int = 100,
         offset: int = 0,
+        columns: Sequence[str] | None = None,
+        count: bool = True,
     ) -> SearchPage:
         """Rows the user may see matching every given criterion, one page of them.
 
         Time (MJD) and energy (TeV) ranges select overlapping data sets; ``target_name``
         matches case-insensitively as a substring; ``order_by`` may be any published
-        column or ``distance`` (only with a position). Raises :class:`SearchError`.
+        column or ``distance`` (only with a position). ``columns``: only these published
+        columns (default all; ``s_ra``/``s_dec`` come too for ``distance``). ``count``
+        False skips the count query: ``total`` is then the rows on this page, plus one
+        if more follow (a cheaper "is there more?"). Raises :class:`SearchError`.
         """
         conds: list[ColumnElement[bool]] = [visible_to(user)]
         ra = _check_range("ra", ra, 0.0, 360.0)
@@ -797,18 +802,32 @@ class Catalogue:
         else:
             col = obscore.c[order_by]
             key = col.desc() if descending else col.asc()
+        if columns is None:
+            chosen = PUBLISHED_COLUMNS
+        else:
+            unknown = [c for c in columns if c not in COLUMNS_BY_NAME]
+            if unknown:
+                raise SearchError(f"no such column(s): {', '.join(unknown)[:200]}")
+            names = list(dict.fromkeys([*columns, *(("s_ra", "s_dec") if positioned else ())]))
+            chosen = tuple(obscore.c[n] for n in names)
         stmt = (
-            select(*PUBLISHED_COLUMNS)
+            select(*chosen)
             .where(where)
             .order_by(key, obscore.c.obs_publisher_did)
-            .limit(limit)
+            .limit(limit if count else limit + 1)
             .offset(offset)
         )
         with self.engine.connect() as conn:
-            total = conn.execute(
-                select(func.count()).select_from(obscore).where(where)
-            ).scalar_one()
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            result = conn.execute(stmt)
+            keys = list(result.keys())
+            rows = [dict(zip(keys, r, strict=True)) for r in result]
+            if count:
+                total = conn.execute(
+                    select(func.count()).select_from(obscore).where(where)
+                ).scalar_one()
+            else:
+                total = offset + len(rows)
+                del rows[limit:]
         if positioned:
             assert ra is not None and dec is not None
             for row in rows:

@@ -92,15 +92,22 @@ def cone_search(catalogue: Catalogue, user: User | None, params: Mapping[str, st
     status = ("QUERY_STATUS", "OK", "")
     if sr > 0:  # SR=0: the metadata only (SCS 1.03)
         try:
+            names = [c.name for c in cols]
             page = catalogue.search(
-                user, ra=ra, dec=dec, radius=sr, order_by="distance", limit=MAX_RECORDS
+                user,
+                ra=ra,
+                dec=dec,
+                radius=sr,
+                order_by="distance",
+                limit=MAX_RECORDS,
+                columns=names,
+                count=False,
             )
         except SearchError as exc:
             raise ConeError(str(exc)) from None
-        names = [c.name for c in cols]
         rows = [tuple(r[n] for n in names) + (r.get("distance"),) for r in page.rows]
         if page.total > len(rows):
-            status = ("QUERY_STATUS", "OVERFLOW", f"first {MAX_RECORDS} of {page.total} rows")
+            status = ("QUERY_STATUS", "OVERFLOW", f"more than {MAX_RECORDS} rows: the nearest")
     return table(
         fields,
         rows,

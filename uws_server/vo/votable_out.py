@@ -9,6 +9,7 @@ hundred rows, and building an astropy table per request costs more than the quer
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,8 +26,14 @@ HEAD = (
 _CONTROL = {i: None for i in range(32) if i not in (9, 10, 13)}
 
 
+_NEEDS_WORK = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def xml_escape(text: str) -> str:
-    """Escape for element content; characters XML 1.0 forbids are dropped."""
+    """Escape for element content; characters XML 1.0 forbids are dropped. Most
+    values (numbers as text, identifiers) need nothing: returned as they are."""
+    if _NEEDS_WORK.search(text) is None:
+        return text
     return _escape(text.translate(_CONTROL))
 
 
