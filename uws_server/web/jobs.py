@@ -18,12 +18,19 @@ from uws_server.errors import BadRequest, Conflict, NotFound, UWSError
 from uws_server.models import ACTIVE_PHASES, Job, Phase, User
 from uws_server.served_files import file_headers
 from uws_server.service import UWSService
-from uws_server.web import forms, jobview, provgraph, quicklook
-from uws_server.web.common import Ctx, WebApp, form_values, iso, json_response, see_other, url_part
+from uws_server.web import forms, joblist, jobview, provgraph, quicklook
+from uws_server.web.common import (
+    Ctx,
+    WebApp,
+    form_values,
+    json_response,
+    safe_next,
+    see_other,
+    url_part,
+)
 
 JOBNAME = "<jobname:re:[A-Za-z][A-Za-z0-9_-]{0,63}>"
 JOB = JOBNAME + "/<job_id:re:[A-Za-z0-9_-]{1,64}>"
-LIST_LIMIT = 300
 MAX_WAIT = 30
 LIVE_PHASES = frozenset({Phase.PENDING, *ACTIVE_PHASES})
 
@@ -37,39 +44,12 @@ MESSAGES = {
 }
 
 
-def phase_filter(value: str | None) -> list[Phase]:
-    """The phases a list filter stands for: '' all, 'active', or one phase."""
-    value = (value or "").strip()
-    if not value:
-        return []
-    if value.lower() == "active":
-        return sorted(LIVE_PHASES)
-    try:
-        return [Phase(value.upper())]
-    except ValueError:
-        raise BadRequest(f"phase: '{value[:32]}' is not a UWS phase") from None
-
-
 def list_jobs(
-    service: UWSService, user: User, phases: list[Phase], jobname: str = ""
+    service: UWSService, user: User, phases: list[Phase], jobname: str = "", last: int = 5
 ) -> list[dict[str, Any]]:
-    """The user's jobs (an admin's: everyone's) over every job list, newest first."""
+    """The newest ``last`` jobs the user may see (the home page's "recent jobs")."""
     names = [jobname] if jobname else service.registry.names()
-    if jobname and jobname not in service.registry:
-        raise NotFound(f"no job definition named {jobname!r}")
-    refs = service.store.jobs_visible_to(user, names, phases, None, LIST_LIMIT)
-    return [
-        {
-            "jobname": ref.jobname,
-            "job_id": ref.job_id,
-            "phase": ref.phase.value,
-            "run_id": ref.run_id or "",
-            "owner": ref.owner,
-            "creation_time": iso(ref.creation_time),
-            "url": f"/ui/jobs/{url_part(ref.jobname)}/{url_part(ref.job_id)}",
-        }
-        for ref in refs
-    ]
+    return [joblist.row(r) for r in service.store.jobs_visible_to(user, names, phases, None, last)]
 
 
 def file_response(path: Any, mimetype: str, download: bool) -> HTTPResponse:
@@ -156,27 +136,49 @@ def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None =
     @app.get("/ui/jobs")
     @web.page()
     def job_list(ctx: Ctx) -> Any:
-        phase = request.query.get("phase", "")
-        jobname = request.query.get("jobname", "")
-        jobs = list_jobs(service, ctx.user, phase_filter(phase), jobname)
+        query = joblist.ListQuery.parse(request.query)
+        page = joblist.job_page(service, ctx.user, query)
+        values = {
+            "jobs": page.rows,
+            "page": page,
+            "lq": query,
+            "back": query.link(page=page.page),
+        }
+        if request.query.get("fragment"):
+            return web.render(ctx, "jobs_rows.tpl", **values)
         return web.render(
             ctx,
             "jobs.tpl",
             title="Jobs",
-            jobs=jobs,
-            phase=phase,
-            jobname=jobname,
+            phase=query.phase,
+            jobname=query.jobname,
             names=service.registry.names(),
             phases=[p.value for p in Phase],
+            sorts=joblist.SORTS,
+            sizes=joblist.PAGE_SIZES,
             message=MESSAGES.get(request.query.get("msg", ""), ""),
+            **values,
         )
 
     @app.get("/ui/api/jobs")
     @web.page(api=True)
     def job_list_json(ctx: Ctx) -> Any:
-        phases = phase_filter(request.query.get("phase", ""))
-        jobs = list_jobs(service, ctx.user, phases, request.query.get("jobname", ""))
-        return json_response({"jobs": jobs})
+        query = joblist.ListQuery.parse(request.query)
+        page = joblist.job_page(service, ctx.user, query)
+        return json_response(
+            {"jobs": page.rows, "total": page.total, "page": page.page, "pages": page.pages}
+        )
+
+    def back_to(default: str) -> str:
+        """Where a row action of the job list returns: the list as it was shown."""
+        back = str(form_values().get("back", ""))
+        return safe_next(back) if back.startswith("/ui/jobs?") or back == "/ui/jobs" else default
+
+    @app.get(f"/ui/jobs/{JOB}/rerun")
+    @web.page()
+    def rerun(ctx: Ctx, jobname: str, job_id: str) -> Any:
+        """The list's "run again": the submit form pre-filled with this job's values."""
+        return see_other(jobview.rerun_url(job_of(ctx, jobname, job_id)))
 
     def job_of(ctx: Ctx, jobname: str, job_id: str) -> Job:
         return service.visible_job(ctx.user, jobname, job_id)
@@ -220,13 +222,16 @@ def register_job_routes(app: bottle.Bottle, web: WebApp, picker: Picker | None =
             raise BadRequest("phase must be RUN or ABORT")
         service.change_phase(ctx.user, jobname, job_id, action)
         msg = "started" if action == "RUN" else "aborted"
-        return see_other(f"/ui/jobs/{url_part(jobname)}/{url_part(job_id)}?msg={msg}")
+        page = f"/ui/jobs/{url_part(jobname)}/{url_part(job_id)}"
+        target = back_to(page)
+        return see_other(f"{target}{'&' if '?' in target else '?'}msg={msg}")
 
     @app.post(f"/ui/jobs/{JOB}/delete")
     @web.page()
     def delete(ctx: Ctx, jobname: str, job_id: str) -> Any:
         service.delete_job(ctx.user, jobname, job_id)
-        return see_other("/ui/jobs?msg=deleted")
+        target = back_to("/ui/jobs")
+        return see_other(f"{target}{'&' if '?' in target else '?'}msg=deleted")
 
     @app.post(f"/ui/jobs/{JOB}/destruction")
     @web.page()

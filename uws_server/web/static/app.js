@@ -24,71 +24,50 @@ function setPhase(el, phase) {
 }
 
 // ------------------------------------------------------------------ job list
+// The page shows one page of the list, sorted and filtered by its query string; while
+// jobs on it are live, the JSON of the same query is polled and, when a phase or the
+// set of jobs changed, the rows are fetched again as server-rendered HTML.
 function jobList() {
   const table = document.getElementById("jobs-table");
   const body = document.getElementById("jobs-body");
   const empty = document.getElementById("jobs-empty");
   const live = document.getElementById("jobs-live");
-  const params = new URLSearchParams();
-  if (table.dataset.phase) params.set("phase", table.dataset.phase);
-  if (table.dataset.jobname) params.set("jobname", table.dataset.jobname);
-  const url = "/ui/api/jobs?" + params.toString();
-  // What the server rendered, in the same form as below: re-render only on a change.
-  let signature = Array.from(body.rows)
-    .map((tr) => tr.dataset.id + ":" + tr.querySelector(".phase").textContent)
-    .join(",");
+  const query = (table.dataset.query || "/ui/jobs").split("?")[1] || "";
+  const url = "/ui/api/jobs?" + query;
+  const rowsUrl = "/ui/jobs?" + query + (query ? "&" : "") + "fragment=1";
+  const sigOf = (rows) => rows.map((r) => r.id + ":" + r.phase).join(",");
+  let signature = sigOf(Array.from(body.rows).map((tr) => ({ id: tr.dataset.id, phase: tr.dataset.phase })));
 
-  function cell(row, text) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    row.appendChild(td);
-    return td;
-  }
-
-  function render(jobs) {
-    const rows = jobs.map((j) => {
-      const tr = document.createElement("tr");
-      tr.dataset.id = j.job_id;
-      cell(tr, j.creation_time);
-      cell(tr, j.jobname);
-      const a = document.createElement("a");
-      a.href = j.url;
-      a.textContent = j.job_id;
-      cell(tr, "").appendChild(a);
-      cell(tr, j.run_id);
-      cell(tr, j.owner);
-      const span = document.createElement("span");
-      span.className = "phase phase-" + j.phase;
-      span.textContent = j.phase;
-      cell(tr, "").appendChild(span);
-      return tr;
-    });
-    body.replaceChildren(...rows);
-    empty.classList.toggle("hidden", jobs.length > 0);
-  }
+  body.addEventListener("submit", (e) => {
+    const msg = e.target.dataset.confirm;
+    if (msg && !window.confirm(msg)) e.preventDefault();
+  });
 
   async function loop() {
     for (;;) {
-      let active = false;
-      if (!document.hidden) {
-        try {
-          const data = await getJSON(url);
-          const sig = data.jobs.map((j) => j.job_id + ":" + j.phase).join(",");
-          if (sig !== signature) {
-            render(data.jobs);
-            signature = sig;
-          }
-          active = data.jobs.some((j) => ACTIVE.includes(j.phase));
-          live.textContent = active ? "updating live" : "";
-        } catch (e) {
-          if (e.status === 401) {
-            live.textContent = "signed out";
-            return;
-          }
-          live.textContent = "connection lost, retrying";
-        }
-      }
+      let active = Array.from(body.rows).some((tr) => ACTIVE.includes(tr.dataset.phase));
       await sleep(active ? 1500 : 4000);
+      if (document.hidden) continue;
+      try {
+        const data = await getJSON(url);
+        const sig = sigOf(data.jobs.map((j) => ({ id: j.job_id, phase: j.phase })));
+        if (sig !== signature) {
+          const r = await fetch(rowsUrl, { credentials: "same-origin" });
+          if (r.ok) {
+            body.innerHTML = await r.text(); // server-rendered, escaped HTML
+            signature = sig;
+            empty.classList.toggle("hidden", data.jobs.length > 0);
+          }
+        }
+        active = data.jobs.some((j) => ACTIVE.includes(j.phase));
+        live.textContent = active ? "updating live" : "";
+      } catch (e) {
+        if (e.status === 401) {
+          live.textContent = "signed out";
+          return;
+        }
+        live.textContent = "connection lost, retrying";
+      }
     }
   }
   loop();

@@ -59,26 +59,6 @@
 
 <section class="card">
 <h2>Parameters</h2>
-% if editable:
-<form method="post" action="{{base}}/parameters" id="edit-parameters">
-<input type="hidden" name="_csrf" value="{{ctx.csrf}}">
-<table class="kv" id="parameters">
-%   for name, value, datatype in editable:
-  <tr><th><label for="param-{{name}}">{{name}}</label></th><td>
-    <input id="param-{{name}}" name="{{name}}" value="{{value}}" class="wide"
-           {{'inputmode=decimal' if datatype in ('xs:double', 'xs:float', 'xs:integer', 'xs:long') else ''}}>
-  </td></tr>
-%   end
-%   for name, value in job.parameters.items():
-%     if name not in {e[0] for e in editable}:
-  <tr><th>{{name}}</th><td><span class="value">{{value}}</span> <span class="muted">(fixed)</span></td></tr>
-%     end
-%   end
-</table>
-<p><button type="submit" id="save-parameters">Save parameters</button>
-  <span class="muted small">The job is PENDING: its parameters may still change.</span></p>
-</form>
-% else:
 <table class="kv" id="parameters">
 % for name, value in job.parameters.items():
   <tr><th>{{name}}</th><td>
@@ -93,6 +73,20 @@
   <tr><td class="muted">no parameters</td></tr>
 % end
 </table>
+% if editable:
+<details class="edit" id="edit-box"><summary>Edit parameters</summary>
+<form method="post" action="{{base}}/parameters" id="edit-parameters">
+<input type="hidden" name="_csrf" value="{{ctx.csrf}}">
+<table class="kv">
+%   for name, value, datatype in editable:
+  <tr><th><label for="param-{{name}}">{{name}}</label></th><td>
+    <input id="param-{{name}}" name="{{name}}" value="{{value}}" class="wide"></td></tr>
+%   end
+</table>
+<p><button type="submit" id="save-parameters">Save parameters</button>
+  <span class="muted small">The job is PENDING: its parameters may still change (inputs are fixed).</span></p>
+</form>
+</details>
 % end
 </section>
 </div>

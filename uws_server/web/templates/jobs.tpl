@@ -18,15 +18,37 @@
 % end
     </select>
   </label>
+  <label>Created from <input type="date" name="from" id="from-filter" value="{{lq.date_from}}"></label>
+  <label>to <input type="date" name="to" id="to-filter" value="{{lq.date_to}}"></label>
+  <label>Per page
+    <select name="size" id="size-filter">
+% for s in sizes:
+      <option value="{{s}}" {{'selected' if s == lq.size else ''}}>{{s}}</option>
+% end
+    </select>
+  </label>
+  <input type="hidden" name="sort" value="{{lq.sort}}"><input type="hidden" name="order" value="{{lq.order}}">
   <button type="submit">Filter</button>
   <span class="live muted" id="jobs-live" aria-live="polite"></span>
 </form>
-<table class="jobs" id="jobs-table" data-phase="{{phase}}" data-jobname="{{jobname}}">
-<thead><tr><th>Created (UTC)</th><th>Definition</th><th>Job</th><th>Run id</th><th>Owner</th><th>Phase</th></tr></thead>
-<tbody id="jobs-body">
-% for j in jobs:
-<tr data-id="{{j['job_id']}}"><td>{{j['creation_time']}}</td><td>{{j['jobname']}}</td><td><a href="{{j['url']}}">{{j['job_id']}}</a></td><td>{{j['run_id']}}</td><td>{{j['owner']}}</td><td><span class="phase phase-{{j['phase']}}">{{j['phase']}}</span></td></tr>
+<p class="pager" id="pager-top">
+  <span id="jobs-count">{{page.total}} job{{'' if page.total == 1 else 's'}}{{(' · page %d of %d' % (page.page, page.pages)) if page.pages > 1 else ''}}</span>
+% if page.page > 1:
+  <a href="{{lq.link(page=1)}}" id="page-first">« first</a> <a href="{{lq.link(page=page.page - 1)}}" id="page-prev">‹ previous</a>
 % end
+% if page.page < page.pages:
+  <a href="{{lq.link(page=page.page + 1)}}" id="page-next">next ›</a> <a href="{{lq.link(page=page.pages)}}" id="page-last">last »</a>
+% end
+</p>
+<table class="jobs" id="jobs-table" data-query="{{back}}">
+<thead><tr>
+% for key, (label, _k) in sorts.items():
+  <th><a href="{{lq.sort_link(key)}}" data-sort="{{key}}" class="{{('sorted ' + lq.order) if key == lq.sort else ''}}">{{label}}</a></th>
+% end
+  <th>Actions</th>
+</tr></thead>
+<tbody id="jobs-body">
+% include('jobs_rows.tpl')
 </tbody>
 </table>
 <p id="jobs-empty" class="muted{{' hidden' if jobs else ''}}">No jobs match.</p>
