@@ -8,7 +8,11 @@ runs on the service's machines, so every page here needs the operator (or admin)
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import bottle
@@ -39,6 +43,31 @@ MESSAGES = {
 }
 
 
+MAX_DIFF_LINES = 400
+
+
+@dataclass
+class HistoryRow:
+    number: int  # 1 = the oldest kept version
+    timestamp: str  # the registry's stamp (in links)
+    when: str  # readable UTC
+    size: int
+    version: str  # the definition's own version field
+    against: str  # what the diff compares with: "current" or "#n"
+    diff: list[str]
+    diff_cut: bool
+
+
+def stamp_text(stamp: str) -> str:
+    """``20250101T120000.000000Z-2`` -> ``2025-01-01 12:00:00 UTC``."""
+    base = stamp.partition("-")[0]
+    try:
+        when = datetime.strptime(base, "%Y%m%dT%H%M%S.%fZ")
+    except ValueError:
+        return stamp
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def parse_upload(data: bytes, filename: str) -> JobDefinition:
     """A definition from an uploaded VOTable (or JSON) file, shape checked only."""
     if filename.lower().endswith(".json") or data.lstrip()[:1] in (b"{", b"["):
@@ -61,6 +90,7 @@ def register_operator_routes(app: bottle.Bottle, web: WebApp) -> None:
         original: str = "",
         status: int | None = None,
         message: str = "",
+        error: str = "",
     ) -> str:
         by_input, general = editor.problems_by_input(problems)
         title = f"Edit {values.get('name')}" if original else "New job definition"
@@ -75,6 +105,10 @@ def register_operator_routes(app: bottle.Bottle, web: WebApp) -> None:
             original=original,
             datatypes=DATATYPES,
             message=message,
+            error=error,
+            error_reasons=[f"{field}: {reason}" if field else reason for field, reason in problems]
+            if error
+            else [],
         )
 
     @app.get("/ui/jdl")
@@ -152,12 +186,17 @@ def register_operator_routes(app: bottle.Bottle, web: WebApp) -> None:
         try:
             defn = parse_upload(data, filename)
         except DefinitionError as exc:
-            note = f"{filename} could not be read."
-            return show_editor(ctx, editor.editor_values(None), exc.problems, message=note)
+            note = f"{filename} could not be read:"
+            return show_editor(ctx, editor.editor_values(None), exc.problems, error=note)
+        except BadRequest as exc:  # not JSON / not UTF-8: the reason is the message
+            note = f"{filename} could not be read:"
+            return show_editor(
+                ctx, editor.editor_values(None), [("", exc.message)], error=note, status=400
+            )
         problems = validate(defn)
         if problems:
-            note = f"{filename} was not saved: fix the problems below, then save."
-            return show_editor(ctx, editor.editor_values(defn), problems, message=note)
+            note = f"{filename} was not saved: fix these problems, then save."
+            return show_editor(ctx, editor.editor_values(defn), problems, error=note)
         created = registry.save(defn)
         return see_other(
             f"/ui/jdl/{url_part(defn.name)}/edit?msg={'created' if created else 'saved'}"
@@ -171,9 +210,50 @@ def register_operator_routes(app: bottle.Bottle, web: WebApp) -> None:
             "jdl_history.tpl",
             title=f"History of {name}",
             name=name,
-            entries=registry.history(name),
+            entries=history_rows(name),
             current=name in registry,
         )
+
+    def history_rows(name: str) -> list[HistoryRow]:
+        """Each earlier version with its number, date, definition version and the diff
+        to the version that replaced it (the next newer one, or the current file)."""
+        entries = registry.history(name)
+        newer = write_votable(registry.get(name)).decode("utf-8") if name in registry else ""
+        newer_label = "current"
+        rows = []
+        for i, e in enumerate(entries):
+            text = registry.history_version(name, e.timestamp).decode("utf-8", "replace")
+            try:
+                version = read_votable(text.encode("utf-8"), name, check=False).version
+            except (DefinitionError, BadRequest):
+                version = "?"
+            diff = (
+                difflib.unified_diff(
+                    text.splitlines(),
+                    newer.splitlines(),
+                    f"#{len(entries) - i}",
+                    newer_label,
+                    lineterm="",
+                    n=2,
+                )
+                if newer
+                else iter(())
+            )
+            lines = list(itertools.islice(diff, MAX_DIFF_LINES + 1))
+            rows.append(
+                HistoryRow(
+                    number=len(entries) - i,
+                    timestamp=e.timestamp,
+                    when=stamp_text(e.timestamp),
+                    size=e.size,
+                    version=version,
+                    against=newer_label if newer else "",
+                    diff=lines[:MAX_DIFF_LINES],
+                    diff_cut=len(lines) > MAX_DIFF_LINES,
+                )
+            )
+            newer, newer_label = text, f"#{len(entries) - i}"
+        return rows
 
     @app.get(f"/ui/jdl/{NAME}/history/<timestamp>")
     @web.page(OPERATOR)

@@ -5,6 +5,16 @@
 <p class="muted">Saving keeps the previous version in the <a href="/ui/jdl/{{q(original)}}/history">history</a>.
 Changing the name saves a new definition.</p>
 % end
+% if error:
+<div class="error-box" id="upload-error" role="alert">
+  <strong>{{error}}</strong>
+  <ul>
+%   for r in error_reasons:
+    <li>{{r}}</li>
+%   end
+  </ul>
+</div>
+% end
 <div class="error-box{{'' if general else ' hidden'}}" id="general-errors">
   <ul>
 % for g in general:
