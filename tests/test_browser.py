@@ -457,3 +457,138 @@ def test_job_page_live_progress_and_log(pages: Any, tmp_path: Path) -> None:
         assert navigations == [], navigations
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- issue 13, items 3-5
+def _area_point(page: Page, img: str, href: str) -> tuple[float, float]:
+    """Where on the screen the centre of an image-map area is, after zoom and pan."""
+    return page.evaluate(
+        """([img, href]) => {
+          const im = document.querySelector(img);
+          const a = Array.from(document.querySelectorAll('area'))
+            .find((x) => x.getAttribute('href') === href);
+          const [x1, y1, x2, y2] = a.coords.split(',').map(Number);
+          const r = im.getBoundingClientRect();
+          const k = r.width / im.width;
+          return [r.left + ((x1 + x2) / 2) * k, r.top + ((y1 + y2) / 2) * k];
+        }""",
+        [img, href],
+    )
+
+
+def test_provenance_chain_compact_zoom_pan_and_links(
+    pages: Any, live: LiveServer, alice: Client
+) -> None:
+    """The cross-job view of a chain fits a 1,280 px window, zooms, pans, and its job
+    boxes open their pages (screenshot: provenance_chain)."""
+    from tests.test_provenance_api import run_chain
+    from tests.test_web_results import ui, wait_provenance
+
+    chain = run_chain(alice)
+    for job in chain:
+        wait_provenance(alice, job)
+    page = pages(live, "alice")
+    page.goto(live.base + ui(chain[2]))
+    graph = page.locator("#provenance-svg")
+    expect(graph).to_be_visible()
+    page.select_option("#cross-job select[name=depth]", "ALL")
+    page.click("#cross-job button")
+    expect(page).to_have_url(re.compile(r"/provenance-graph\?direction=BACK&depth=ALL"))
+    img = page.locator("#chain-graph")
+    expect(img).to_be_visible()
+    page.wait_for_function("document.querySelector('.graph-view').classList.contains('live')")
+    box = img.bounding_box()
+    port = page.locator("#chain .graph-port").bounding_box()
+    assert box and port and box["width"] <= port["width"] + 1  # fit to width
+    assert page.locator("#chain area").count() >= 6  # 3 jobs + their files
+    shot(page, "provenance_chain")
+    # zoom in: bigger; fit: back to the width
+    page.click("#chain [data-zoom=in]")
+    assert img.bounding_box()["width"] > box["width"] * 1.2
+    page.click("#chain [data-zoom=fit]")
+    assert abs(img.bounding_box()["width"] - box["width"]) < 2
+    # pan: a drag moves the picture and is not a click
+    start = img.bounding_box()
+    page.mouse.move(port["x"] + 20, port["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(port["x"] + 120, port["y"] + 60, steps=5)
+    page.mouse.up()
+    assert img.bounding_box()["x"] > start["x"] + 50
+    assert "/provenance-graph" in page.url
+    # a click on the first job's box opens its page
+    page.click("#chain [data-zoom=fit]")
+    x, y = _area_point(page, "#chain-graph", ui(chain[0]))
+    page.mouse.click(x, y)
+    expect(page).to_have_url(live.base + ui(chain[0]))
+
+
+def test_spectrum_results_summary_plots_quicklook(
+    pages: Any, live: LiveServer, alice: Client
+) -> None:
+    """Key numbers on top, the plot and the FITS quick-look as images, long text folded
+    (screenshot: results)."""
+    from tests.test_web_results import spectrum_job, ui, wait_provenance
+
+    job = spectrum_job(alice, index="2.63", target="Crab Nebula")
+    wait_provenance(alice, job)
+    page = pages(live, "alice")
+    page.goto(live.base + ui(job))
+    table = page.locator("#summary-fit_result table.numbers")
+    expect(table).to_contain_text("2.63 ± 0.0812")
+    expect(table).to_contain_text("significance")
+    for name in ("spectrum_preview", "counts_map"):
+        image = page.locator(f"figure[data-name={name}] img")
+        expect(image).to_be_visible()
+        page.wait_for_function(
+            "(el) => el.complete && el.naturalWidth > 0", arg=image.element_handle(), timeout=30000
+        )
+    long_text = page.locator("div[data-name=fit_log] details.long-text")
+    expect(long_text).not_to_have_attribute("open", "")
+    expect(long_text.locator("pre")).to_be_hidden()
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.locator("#results").scroll_into_view_if_needed()
+    page.locator("#results").screenshot(path=str(_shot_path("results")))
+    long_text.locator("summary").click()
+    expect(long_text.locator("pre")).to_contain_text("iteration 59")
+
+
+def _shot_path(name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS / f"{name}.png"
+
+
+def test_paged_job_list_sort_filter_actions(pages: Any, live: LiveServer, alice: Client) -> None:
+    """45 jobs on pages of 20, sorted by a header, a row's Run returns to the same page
+    (screenshot: jobs_paged)."""
+    ids = []
+    for i in range(45):
+        job = alice.create("echo_job", {"text": f"t{i}", "RUNID": f"obs-{1001 + i % 9}"})
+        ids.append(job.rsplit("/", 1)[1])
+    done = alice.create("echo_job", {"text": "done", "PHASE": "RUN", "RUNID": "finished"})
+    alice.wait_final(done)
+    page = pages(live, "alice")
+    page.goto(live.base + "/ui/jobs?size=20")
+    expect(page.locator("#jobs-count")).to_have_text("46 jobs · page 1 of 3")
+    expect(page.locator("#jobs-body tr")).to_have_count(20)
+    page.click("#page-next")
+    expect(page.locator("#jobs-count")).to_have_text("46 jobs · page 2 of 3")
+    page.click("th a[data-sort=run_id]")
+    expect(page).to_have_url(re.compile(r"sort=run_id"))
+    runs = page.locator("#jobs-body tr td:nth-child(4)").all_inner_texts()
+    assert runs == sorted(runs, reverse=True) and runs[0] == "obs-1009"
+    page.click("th a[data-sort=run_id]")  # the same header again: the other way
+    expect(page.locator("th a[data-sort=run_id]")).to_have_class("sorted asc")
+    runs = page.locator("#jobs-body tr td:nth-child(4)").all_inner_texts()
+    assert runs == sorted(runs) and runs[0] == "finished"
+    row = page.locator(f"#jobs-body tr[data-id='{ids[0]}']")
+    if row.count() == 0:
+        page.goto(live.base + "/ui/jobs?size=20&sort=created&order=asc")
+        row = page.locator(f"#jobs-body tr[data-id='{ids[0]}']")
+    list_url = page.url
+    shot(page, "jobs_paged")
+    row.locator("button[data-action=run]").click()
+    expect(page.locator("#flash")).to_have_text("Job started.")
+    assert page.url.split("&msg=")[0] == list_url
+    expect(page.locator(f"#jobs-body tr[data-id='{ids[0]}'] .phase")).to_have_text(
+        "COMPLETED", timeout=20000
+    )

@@ -313,7 +313,9 @@ def to_compact_dot(doc: ProvDocument) -> str:
             sub.append(", ".join(sorted(owners[q])))
         if sub:
             rows.append(_row(_short(" · ".join(sub), 48), 9, "#333333"))
-        plist = sorted(params.get(q, []))
+        # an input's parameter restates the file node it points to: left out
+        inputs = {role for act, _, role in used if act == q and role}
+        plist = sorted(p for p in params.get(q, []) if p[0] not in inputs)
         for name, value in plist[:MAX_PARAM_ROWS]:
             rows.append(_row(_short(f"{name} = {value}", PARAM_VALUE_CHARS), 9, "#1B4D1B"))
         if len(plist) > MAX_PARAM_ROWS:

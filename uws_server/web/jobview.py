@@ -110,6 +110,7 @@ class ResultView:
     text: str = ""
     cut: bool = False
     quicklook_url: str = ""
+    folded: bool = False  # start folded whatever its length (a summary's source)
 
     @property
     def lines(self) -> int:
@@ -117,7 +118,7 @@ class ResultView:
 
     @property
     def collapsed(self) -> bool:
-        return self.lines > COLLAPSE_LINES or self.cut
+        return self.lines > COLLAPSE_LINES or self.cut or self.folded
 
 
 @dataclass
@@ -218,6 +219,12 @@ def results(service: UWSService, job: Job) -> list[ResultView]:
             view.preview = ""
         out.append(view)
     out.sort(key=_plot_first)  # stable: the job's order within each group
+    try:  # a summary result's numbers are on top: its full text starts folded
+        marked = {e.name for e in service.definition(job.jobname).generated if e.summary}
+    except UWSError:
+        marked = set()
+    for view in out:
+        view.folded = view.name in marked
     return out
 
 

@@ -21,9 +21,9 @@ function graphView(view) {
   function fit() {
     if (!width || !height) return;
     const room = port.clientWidth || width;
-    scale = Math.min(1.5, room / width);
-    // tall chains: the port shows up to 85 % of the window, the rest by dragging
-    const h = Math.max(160, Math.min(height * scale, window.innerHeight * 0.85));
+    scale = Math.min(1.25, room / width);
+    // a tall chain makes the page longer (up to three windows), the rest by dragging
+    const h = Math.max(160, Math.min(height * scale, window.innerHeight * 3));
     port.style.height = h + "px";
     x = Math.max(0, (room - width * scale) / 2);
     y = 0;
