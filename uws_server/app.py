@@ -57,6 +57,9 @@ def export_job_environment(settings: Settings) -> None:
     """Variables every job script may rely on, inherited by local and Slurm jobs."""
     os.environ["UWS_SCRIPTS_DIR"] = str(PROJECT_ROOT / "scripts")
     os.environ["UWS_DL3_STORE"] = str(settings.dl3_store)
+    # The public URL, for the provenance references job scripts stamp into products.
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    os.environ["UWS_BASE_URL"] = (settings.base_url or f"http://{host}:{settings.port}").rstrip("/")
     python = settings.pipeline_python or sys.executable
     bindir = str(Path(python).parent)
     path = os.environ.get("PATH", "")

@@ -30,6 +30,8 @@ from uws_server.progress import ProgressTracker
 from uws_server.storage import EntityRow, JobEnd, Store
 from uws_server.storage.progress import ProgressStore
 from uws_server.waiters import PhaseNotifier
+from workers import jobside
+from workers.jobside import read_stamped
 from workers.results import inspect_result
 
 log = logging.getLogger("uws_server.lifecycle")
@@ -37,7 +39,7 @@ log = logging.getLogger("uws_server.lifecycle")
 # Which file in the job directory each used entity was staged to (set at creation).
 INPUTS_FILE = ".uws/inputs.json"
 # Where a job script may leave a one-line explanation of its failure.
-ERROR_FILE = ".uws/error.txt"
+ERROR_FILE = jobside.ERROR_FILE  # the script's one-line error summary
 MAX_ERROR_CHARS = 4000
 # Seconds a destroyed running job's directory waits in the trash for its processes.
 TRASH_DELAY = 10.0
@@ -219,6 +221,7 @@ class Lifecycle:
         root = os.path.realpath(jdir)
         rows: list[EntityRow] = []
         refused: list[str] = []
+        stamped = read_stamped(root)  # ids the script wrote into its products
         for r in event.results:
             path = r.path if os.path.isabs(r.path) else os.path.join(root, r.path)
             inner = os.path.relpath(os.path.normpath(path), root)
@@ -240,7 +243,9 @@ class Lifecycle:
                 continue
             rows.append(
                 EntityRow(
-                    entity_id=new_entity_id(),
+                    entity_id=self._stamped_id(
+                        stamped.get(inner.replace(os.sep, "/")), job.job_id, rows
+                    ),
                     job_id=job.job_id,
                     name=r.name,
                     path=os.path.join(root, inner),
@@ -255,6 +260,17 @@ class Lifecycle:
                 )
             )
         return rows or None, refused
+
+    def _stamped_id(self, claimed: str | None, job_id: str, rows: list[EntityRow]) -> str:
+        """The id a script stamped into a result (workers.jobside.stamp), if it may have
+        it: not another entity's (a script must not take over an existing id), else a
+        new one. The same job recording its results again keeps its ids."""
+        if not claimed or any(row.entity_id == claimed for row in rows):
+            return new_entity_id()
+        existing = self.store.get_entity(claimed)
+        if existing is not None and existing.job_id != job_id:
+            return new_entity_id()
+        return claimed
 
     def _after_final(self, job_id: str) -> None:
         """Run final hooks (provenance) in the background: never delay the phase change."""

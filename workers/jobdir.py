@@ -185,6 +185,9 @@ def prepare_environment(spec: SpecLike, base_env: dict[str, str] | None = None) 
     env["UWS_CONTEXT_FILE"] = os.path.join(job_dir, CONTEXT_FILE)
     env["UWS_PROGRESS_FILE"] = os.path.join(job_dir, PROGRESS_FILE)
     env["UWS_PYTHON"] = python
+    env["UWS_JOBNAME"] = getattr(spec, "jobname", "") or ""  # job.json may not carry it
+    # Where the ``workers`` package is, for job scripts importing workers.jobside.
+    env["UWS_LIB"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return env
 
 
