@@ -45,14 +45,18 @@ from uws_server.provenance.background import render_in_background
 from uws_server.provenance.rocrate import MEDIA_TYPE as ROCRATE_MEDIA_TYPE
 from uws_server.provenance.rocrate import RESPONSE_FORMAT as ROCRATE_FORMAT
 from uws_server.provenance.rocrate import crate_zip
+from uws_server.provenance.subactivities import load as load_steps
+from uws_server.provenance.subactivities import resolve as resolve_steps
+from uws_server.provenance.subactivities import save as save_steps
 from uws_server.storage import EntityRow, Store
 from uws_server.storage.entities import JobRecordRows
+from workers import jobside
 from workers.results import hash_file
 
 log = logging.getLogger("uws_server.provenance")
 
 DEFINITION_SNAPSHOT = ".uws/definition.json"  # the definition as it was when the job ran
-USED_FILES = ".uws/used.json"  # extra inputs a script reports ({"path", "role"})
+USED_FILES = jobside.USED_FILE  # extra inputs a script reports ({"path", "role"})
 RESPONSE_FORMATS = {
     "PROV-JSON": "json",
     "PROV-XML": "xml",
@@ -251,7 +255,10 @@ class ProvenanceService:
             },
             manager_ids={manager_key: job.external_id} if job.external_id else {},
         )
-        return JobProvenance(activity, params, list(entities.values()), usages, generations, ctx)
+        steps = load_steps(self.settings.provenance_dir / job_id)
+        return JobProvenance(
+            activity, params, list(entities.values()), usages, generations, ctx, steps
+        )
 
     def jobs_generating(self, entity_ids: Collection[str]) -> Iterable[str]:
         return self.store.jobs_generating(entity_ids)
@@ -312,6 +319,25 @@ class ProvenanceService:
                 pairs.append((row.entity_id, role))
         self.store.add_usages(job.job_id, pairs)
 
+    def record_steps(self, job: Job) -> None:
+        """Keep the tool runs the job's script recorded (workers.jobside.read_activities),
+        their files linked by SHA-256 to the job's entities (provenance/subactivities)."""
+        jdir = self.settings.jobs_dir / job.job_id
+        records = jobside.read_activities(str(jdir))
+        rec = self.store.job_records([job.job_id]).get(job.job_id)
+        known: dict[str, str] = {}
+        if rec is not None:
+            for row in (*(u for _, u in rec.used), *rec.generated):
+                if row.sha256:
+                    known.setdefault(row.sha256, row.entity_id)
+        try:
+            steps = resolve_steps(
+                records, jdir, known, hash_file, readable=(self.settings.dl3_store,)
+            )
+            save_steps(self.settings.provenance_dir / job.job_id, steps)
+        except OSError as exc:
+            log.warning("job %s: its steps could not be recorded: %s", job.job_id, exc)
+
     def _owner(self, name: str) -> User | None:
         """A job owner's account (None when it is gone: then no admin rights)."""
         return self.store.user_by_name(name)
@@ -330,6 +356,7 @@ class ProvenanceService:
         if job is None or not job.phase.is_final:
             return {}
         self.link_reported_inputs(job)
+        self.record_steps(job)
         record = self.job(job_id)
         assert record is not None
         outdir = self.settings.provenance_dir / job_id

@@ -39,11 +39,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sys
 from datetime import UTC, datetime
 
-from workers.jobdir import CONTEXT_FILE, PARAMETERS_FILE, UWS_DIR, atomic_write, read_private
+from workers.jobdir import (
+    CONTEXT_FILE,
+    PARAMETERS_FILE,
+    SPEC_FILE,
+    UWS_DIR,
+    atomic_write,
+    read_private,
+)
 
 TYPE_CHECKING = False  # annotations only (see workers.jobdir)
 if TYPE_CHECKING:
@@ -65,6 +71,18 @@ _MAX_ACTIVITIES = 500
 _MAX_FILES = 2000
 
 
+def _token(n: int) -> str:
+    import secrets  # imported when used: the runner imports this module at every job end
+
+    return secrets.token_hex(n)
+
+
+def _token_urlsafe(n: int) -> str:
+    import secrets
+
+    return secrets.token_urlsafe(n)
+
+
 def job_dir() -> str:
     """The job's directory: ``$UWS_JOB_DIR``, else the working directory."""
     return os.environ.get("UWS_JOB_DIR") or os.getcwd()
@@ -74,8 +92,8 @@ def _path(name: str, root: str | None = None) -> str:
     return os.path.join(root or job_dir(), name)
 
 
-def _write_json(name: str, data: object) -> None:
-    path = _path(name)
+def _write_json(name: str, data: object, root: str | None = None) -> None:
+    path = _path(name, root)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write(path, (json.dumps(data, indent=1, default=str) + "\n").encode())
 
@@ -251,7 +269,7 @@ class Activity:
 
     def __init__(self, name: str, config: dict[str, object] | None = None) -> None:
         self.record: dict[str, object] = {
-            "id": secrets.token_hex(8),
+            "id": _token(8),
             "name": name,
             "start": now(),
             "stop": None,
@@ -375,7 +393,7 @@ def _from_ctapipe(entry: dict[str, object]) -> dict[str, object] | None:
         _flatten(config, "", flat)
     version = python.get("version")
     return {
-        "id": str(entry.get("activity_uuid") or secrets.token_hex(8)),
+        "id": str(entry.get("activity_uuid") or _token(8)),
         "name": name,
         "start": stamp("start"),
         "stop": stamp("stop"),
@@ -436,18 +454,24 @@ def read_activities(root: str) -> list[dict[str, object]]:
 def new_entity_id() -> str:
     """An entity id of the service's form (``ent_`` + 96 random bits), minted here so that
     it can be written into a product before the service records it."""
-    return ENTITY_PREFIX + secrets.token_urlsafe(12)
+    return ENTITY_PREFIX + _token_urlsafe(12)
 
 
-def provenance_refs(entity_id: str) -> dict[str, str]:
+def provenance_refs(entity_id: str, job: tuple[str, str, str] | None = None) -> dict[str, str]:
     """What a product carries: job URL, activity id, entity id, ProvSAP URL.
 
-    The service's public URL (``$UWS_BASE_URL``), the job's name and id come from the
-    runner's environment; outside the service the URLs are left empty.
+    ``job`` is (service URL, job name, job id); by default the runner's environment
+    (``$UWS_BASE_URL``, ``$UWS_JOBNAME``, ``$UWS_JOB_ID``). Without a service URL the
+    URLs are left empty (the ids are still written).
     """
-    base = os.environ.get("UWS_BASE_URL", "").rstrip("/")
-    jobname = os.environ.get("UWS_JOBNAME", "")
-    job_id = os.environ.get("UWS_JOB_ID", "")
+    if job is None:
+        job = (
+            os.environ.get("UWS_BASE_URL", ""),
+            os.environ.get("UWS_JOBNAME", ""),
+            os.environ.get("UWS_JOB_ID", ""),
+        )
+    base, jobname, job_id = job
+    base = base.rstrip("/")
     job_url = f"{base}/rest/{jobname}/{job_id}" if base and jobname and job_id else ""
     return {
         "job_url": job_url,
@@ -501,6 +525,74 @@ def read_stamped(root: str) -> dict[str, str]:
     }
 
 
+def product_kind(path: str) -> str | None:
+    """ "fits" or "hdf5" from the file's first bytes (never following a link), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        magic = os.read(fd, 8)
+    finally:
+        os.close(fd)
+    if magic.startswith(b"SIMPLE  "):
+        return "fits"
+    if magic == b"\x89HDF\r\n\x1a\n":
+        return "hdf5"
+    return None
+
+
+def stamp_results(root: str, inners: list[str]) -> dict[str, str]:
+    """Stamp the declared results of a job that ended (the runner calls this before it
+    hashes them, so any pipeline's FITS and HDF5 products carry their provenance).
+
+    ``root`` is the job directory (real path), ``inners`` the results' paths inside
+    it. A file the script already stamped (:func:`stamp`) is left alone; only the job's
+    own regular files are touched (no link anywhere in the path, one hard link). A file
+    that cannot be stamped is left as it is: stamping never fails a job. Returns the
+    ``{path: entity id}`` of ``.uws/stamped.json`` afterwards.
+    """
+    import stat
+
+    stamped = read_stamped(root)
+    spec = _read_json(SPEC_FILE, root)
+    spec = spec if isinstance(spec, dict) else {}
+    job = (
+        os.environ.get("UWS_BASE_URL", ""),
+        str(spec.get("jobname") or ""),
+        str(spec.get("job_id") or os.path.basename(root)),
+    )
+    changed = False
+    for inner in inners:
+        key = inner.replace(os.sep, "/")
+        full = os.path.join(root, inner)
+        if key in stamped or os.path.realpath(full) != full:
+            continue
+        try:
+            info = os.lstat(full)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            continue
+        kind = product_kind(full)
+        if kind is None:
+            continue
+        refs = provenance_refs(new_entity_id(), job)
+        try:
+            if kind == "fits":
+                stamp_fits(full, refs)
+            else:
+                stamp_hdf5(full, refs)
+        except Exception as exc:  # noqa: BLE001 - the product stays as the job wrote it
+            print(f"uws: {key} not stamped: {exc}", file=sys.stderr)
+            continue
+        stamped[key] = refs["entity_id"]
+        changed = True
+    if changed:
+        _write_json(STAMPED_FILE, stamped, root)
+    return stamped
+
+
 def _fits_card(key: str, value: str, comment: str) -> bytes:
     """One 80-character card; a long string value uses the CONTINUE convention."""
     text = value.replace("'", "''")
@@ -534,7 +626,8 @@ def stamp_fits(path: str, refs: dict[str, str]) -> None:
     after the header move by 2880 bytes, as FITS requires). Written to a temporary file
     and renamed over the original.
     """
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
         data = f.read()
     end = -1
     for offset in range(0, len(data), 80):

@@ -189,7 +189,7 @@ def inspect_result(root: str, inner: str, read_only: bool = True) -> tuple[int, 
 
 
 def collect_result_records(
-    job_dir: Path | str, generated: list[EntityLike]
+    job_dir: Path | str, generated: list[EntityLike], stamp: bool = True
 ) -> tuple[list[dict[str, object]], list[str]]:
     """Results for the generated entities found in ``job_dir``, and the problems.
 
@@ -202,6 +202,9 @@ def collect_result_records(
     a path that leaves the directory (``..``, a symlink) is always refused. A pattern
     quietly skips what cannot be a result (directories, the job's private files), so
     that ``*.json`` does not fail every job because of ``job.json``.
+
+    With ``stamp``, FITS and HDF5 results get their provenance references first
+    (:func:`workers.jobside.stamp_results`), so the SHA-256 is that of the stamped file.
     """
     root = os.path.realpath(job_dir)
     results: list[dict[str, object]] = []
@@ -223,6 +226,10 @@ def collect_result_records(
                 if not (is_pattern and why == _PRIVATE):
                     problems.append(f"result {entity.name}: {rel} refused: {why}")
                 continue
+            if stamp:  # provenance references into FITS/HDF5 products, before hashing
+                from workers.jobside import stamp_results
+
+                stamp_results(root, [inner])
             info = inspect_result(root, inner)
             if not isinstance(info, str):
                 found.append((inner, *info))

@@ -39,6 +39,7 @@ from prov.model import ProvDocument
 from voprov.models.model import VOPROV, VOProvDocument
 
 from .records import EntityRecord, JobProvenance
+from .subactivities import add_steps
 
 Model = Literal["IVOA", "W3C"]
 
@@ -291,6 +292,7 @@ class _Builder:
         for g in job.generations:
             eid = self._entity(g.entity_id)
             self.doc.generation(eid, activity, role=g.role or None, time=end)
+        add_steps(self, job, activity, act_id, UWSP, local)  # tool runs inside the job
 
     def _entity(self, entity_id: str) -> str:
         qname = entity_qname(entity_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ class JobProvenance:
     usages: list[UsageRecord] = field(default_factory=list)
     generations: list[GenerationRecord] = field(default_factory=list)
     context: ContextRecord | None = None
+    # Tool runs inside the job (uws_server.provenance.subactivities.SubActivityRecord).
+    subactivities: list[Any] = field(default_factory=list)
 
     @property
     def job_id(self) -> str:
