@@ -20,12 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from uws_server.jobdef import EntityDef
-from uws_server.managers.base import JobSpec
 from uws_server.models import Phase, Result, WorkerEvent
 from workers.jobdir import STATUS_FILE, read_private
 from workers.outcome import decide, event_record, status_record, write_status_record
 from workers.results import collect_context, collect_result_records
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: the managers import this module
+    from uws_server.jobdef import EntityDef
+    from uws_server.managers.base import JobSpec
 
 log = logging.getLogger(__name__)
 
