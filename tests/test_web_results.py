@@ -91,15 +91,20 @@ def test_summary_that_is_not_json_shows_the_problem(alice: Client, live: LiveSer
     assert re.search(r'class="error-box">fit_result cannot be read', page), page
 
 
-def test_svg_results_are_shown_only_through_img(alice: Client, live: LiveServer) -> None:
+def test_a_result_that_lies_about_its_type_is_only_an_image(
+    alice: Client, live: LiveServer
+) -> None:
     job = spectrum_job(alice)
     job_id = job.rsplit("/", 1)[1]
-    # a hostile SVG in place of the plot: shown in an <img> (no script runs), served
-    # sandboxed when opened
+    # SVG with a script in place of the PNG plot: the page shows it only through <img>
+    # (no script runs in an image), and the file is served as PNG with nosniff
     svg = live.service.job_dir(job_id) / "spectrum_preview.png"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
     page = alice.get(ui(job)).text
     assert "<script>alert" not in page and "&lt;script&gt;alert" not in page
+    r = alice.get(ui(job) + "/results/spectrum_preview")
+    assert r.headers["Content-Type"] == "image/png"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_marker_round_trips_and_opus_files_load_unchanged() -> None:

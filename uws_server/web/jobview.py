@@ -106,7 +106,7 @@ class ResultView:
     url: str
     content_type: str
     size: int | None
-    preview: str  # image | svg | fits | text | ""
+    preview: str  # image | fits | text | ""
     text: str = ""
     cut: bool = False
     quicklook_url: str = ""
@@ -181,14 +181,14 @@ def provenance_path(service: UWSService, job: Job, fmt: str) -> tuple[Path, str]
 
 
 def _plot_first(view: ResultView) -> int:
-    return {"image": 0, "svg": 0, "fits": 1}.get(view.preview, 2)
+    return {"image": 0, "fits": 1}.get(view.preview, 2)
 
 
 def results(service: UWSService, job: Job) -> list[ResultView]:
     """The job's outputs, plots first; provenance documents have their own section.
 
-    Raster images and SVG are shown as ``<img>`` (an image element runs no script), a
-    FITS file as its quick-look PNG, the first few text files as escaped text.
+    Raster images are shown as ``<img>``, a FITS file as its quick-look PNG, the first
+    few text files as escaped text; SVG, HTML and the rest are links.
     """
     out = []
     jdir = service.job_dir(job.job_id)
@@ -199,10 +199,8 @@ def results(service: UWSService, job: Job) -> list[ResultView]:
         if within(path, provdir):
             continue
         kind = preview_kind(r.content_type, r.path)
-        media = (r.content_type or "").split(";")[0].strip().lower()
-        if media == "image/svg+xml" or (not media and r.path.lower().endswith(".svg")):
-            kind = "svg"
-        elif is_fits(r.content_type, r.path):
+        # SVG stays a link (docs/security.md class 7): only raster images are shown
+        if is_fits(r.content_type, r.path):
             kind = "fits"
         view = ResultView(
             r.name, f"{job_base(job)}/results/{url_part(r.name)}", r.content_type, r.size, kind

@@ -112,7 +112,7 @@
 % end
 <div class="plots">
 % for r in results:
-%   if r.preview in ('image', 'svg', 'fits'):
+%   if r.preview in ('image', 'fits'):
 <figure class="result plot" data-name="{{r.name}}">
 %     if r.preview == 'fits':
   <img src="{{r.quicklook_url}}" alt="quick-look of {{r.name}} (not available)" class="preview" loading="lazy">
@@ -127,7 +127,7 @@
 % end
 </div>
 % for r in results:
-%   if r.preview not in ('image', 'svg', 'fits'):
+%   if r.preview not in ('image', 'fits'):
 <div class="result" data-name="{{r.name}}">
   <h3><a href="{{r.url}}" class="result-link">{{r.name}}</a>
     <span class="muted">{{r.content_type}} · {{human_size(r.size)}}</span>
