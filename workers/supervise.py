@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 FORWARDED_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+# How long a script killed by a termination signal waits for the runner's own (scancel)
+LATE_SIGNAL_WAIT = 0.5
 # Python ignores these at start-up; a job must get the defaults back (what
 # subprocess's restore_signals does).
 _RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
@@ -274,8 +276,17 @@ def run_script(
                 raise OSError(f"processes of the job survive SIGKILL in {cgroup}")
         elif subreaper:
             leftovers = containment.kill_descendants()
+        exit_code, sig = exit_of(result)
+        if reason is None:
+            if not trap.received and sig in FORWARDED_SIGNALS and trap.active:
+                # scancel signals the script and this runner at about the same time, in
+                # no set order: a script killed by a termination signal is the job being
+                # cancelled when the runner's own signal follows within a moment.
+                select.select([trap.read_fd], [], [], LATE_SIGNAL_WAIT)
+                trap.drain()
+            if trap.received:
+                reason, received = "terminated", trap.received[0]
         end = datetime.now(UTC).replace(tzinfo=None)
-    exit_code, sig = exit_of(result)
     outcome = ScriptOutcome(
         pid=pid,
         exit_code=exit_code,
