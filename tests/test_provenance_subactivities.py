@@ -181,3 +181,103 @@ def test_a_stamp_cannot_take_another_entity_id(server: tuple[LiveServer, Client]
     doc = provenance(c, second)
     (gen,) = files_of(doc, steps_of(doc, second)["toy-fit"]["id"], "wasGeneratedBy", "prov:entity")
     assert gen != taken_id and gen.startswith("ent:ent_")
+
+
+# --------------------------------------------------------------------- the CTA chain
+
+
+@pytest.fixture(scope="module")
+def cta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Client]]:
+    """A server with the project's job definitions (the CTA ones), two pool slots."""
+    from uws_server.config import PROJECT_ROOT
+
+    root = Path(tmp_path_factory.mktemp("cta_steps"))
+    live = LiveServer(
+        make_settings(root, job_definitions_dir=PROJECT_ROOT / "job_definitions", local_slots=2)
+    )
+    yield live, live.add_user("scientist")
+    live.stop()
+
+
+def run(c: Client, jobname: str, params: dict[str, str], timeout: float = 600) -> str:
+    job = c.create(jobname, {**params, "PHASE": "RUN"})
+    phase = c.wait_final(job, timeout=timeout)
+    assert phase == "COMPLETED", (jobname, c.get(job + "/error").text)
+    return job
+
+
+def entity_of(doc: dict, job: str, result: str) -> str:
+    """The id (``ent:...``) of ``job``'s result ``result`` in a PROV-JSON document."""
+    for eid, e in doc["entity"].items():
+        if str(e.get("prov:location", "")).endswith(f"{job}/results/{result}"):
+            return eid
+    raise AssertionError(f"no entity for {job} {result}")
+
+
+@pytest.mark.science
+def test_ctapipe_steps_in_the_chain(cta: tuple[LiveServer, Client]) -> None:
+    """simulation -> calibration -> reconstruction through HTTP: the calibration job's
+    PROV-JSON holds ctapipe-process with its DL0 input, DL1 output and ctapipe version;
+    ProvSAP BACK from the DL2 product at full depth reaches that step; DL1/DL2 carry
+    their provenance references as HDF5 attributes."""
+    import tables
+
+    live, c = cta
+    sim = run(
+        c,
+        "simulation",
+        {"particle": "gamma", "n_showers": "150", "obs_id": "77", "obs_duration": "60"},
+    )
+    sim_url = results(c, sim)["dl0"]
+    cal = run(c, "calibration", {"dl0": sim_url})
+    reco = run(c, "reconstruction", {"dl1": results(c, cal)["dl1"], "apply_models": "false"})
+    doc = provenance(c, cal)
+    steps = steps_of(doc, cal)
+    assert "ctapipe-process" in steps, list(steps)
+    step = steps["ctapipe-process"]
+    dl0 = entity_of(provenance(c, sim), sim, "dl0")
+    dl1 = entity_of(doc, cal, "dl1")
+    assert dl0 in files_of(doc, step["id"], "used", "prov:entity")
+    assert dl1 in files_of(doc, step["id"], "wasGeneratedBy", "prov:entity")
+    from importlib.metadata import version
+
+    assert f"ctapipe=={version('ctapipe')}" in value(step["uwsp:package"])
+    # ProvSAP BACK from the DL2 product, all the way: the calibration's step is there
+    dl2 = entity_of(provenance(c, reco), reco, "dl2").removeprefix("ent:")
+    back = c.get("/provsap", params={"ID": dl2, "DEPTH": "ALL", "DIRECTION": "BACK"})
+    assert back.status_code == 200, back.text
+    chain = json.loads(back.text)
+    assert "ctapipe-process" in steps_of(chain, cal)
+    assert any(a.endswith(sim.rsplit("/", 1)[1]) for a in chain["activity"])
+    # the HDF5 products name their job and entity; the recorded hash is of that file
+    for job, name, eid in ((cal, "dl1", dl1), (reco, "dl2", "ent:" + dl2)):
+        data = c.get(f"{job}/results/{name}").content
+        path = Path(live.settings.var_dir) / f"{name}.h5"
+        path.write_bytes(data)
+        with tables.open_file(path) as f:
+            assert f.root._v_attrs["uws_entity_id"] == eid.removeprefix("ent:")
+            assert f.root._v_attrs["uws_job_url"] == f"{live.base}{job}"
+        recorded = provenance(c, job)["entity"][eid]["uwsp:sha256"]
+        assert hashlib.sha256(data).hexdigest() == value(recorded)[0]
+
+
+@pytest.mark.science
+def test_dl3_and_dl4_products_name_their_job(cta: tuple[LiveServer, Client]) -> None:
+    """The fast path simulate_dl3 -> gammapy_maps: the DL4 count map's FITS header
+    names its job and entity and its SHA-256 is the recorded one."""
+    live, c = cta
+    sim = run(c, "simulate_dl3", {"first_obs_id": "3001", "n_obs": "1", "livetime": "10"})
+    maps = run(c, "gammapy_maps", {"obs_ids": "3001", "nxpix": "30", "nypix": "30"})
+    doc = provenance(c, maps)
+    for name in ("count_map",):
+        data = c.get(f"{maps}/results/{name}").content
+        path = Path(live.settings.var_dir) / f"{name}.fits"
+        path.write_bytes(data)
+        refs = jobside.read_fits_refs(str(path))
+        eid = entity_of(doc, maps, name)
+        assert refs["entity_id"] == eid.removeprefix("ent:")
+        assert refs["job_url"] == f"{live.base}{maps}"
+        assert hashlib.sha256(data).hexdigest() == value(doc["entity"][eid]["uwsp:sha256"])[0]
+    # DL4 back to the DL3 job through the store (gzip DL3 files are not stamped here)
+    back = c.get("/provsap", params={"ID": refs["entity_id"], "DEPTH": "ALL"})
+    assert sim.rsplit("/", 1)[1] in " ".join(json.loads(back.text)["activity"])
