@@ -393,3 +393,30 @@ def test_uws_client_wait_shows_this_services_progress(progress_live: LiveServer)
     running = [u for u in updates if u[0] == "EXECUTING" and u[1] is not None]
     assert running and all(u[2].startswith("step ") for u in running), updates
     assert {u[1] for u in running} <= {0.3, 0.6, 0.9}, updates
+
+
+def test_cta_scripts_report_through_one_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scripts/cta/common.report_progress (what the simulation, calibration,
+    reconstruction and maps scripts call) writes what workers.progress reads."""
+    import sys
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "scripts" / "cta"))
+    sys.modules.pop("common", None)
+    import common  # scripts/cta/common.py
+
+    target = tmp_path / "progress.json"
+    monkeypatch.delenv("UWS_PROGRESS_FILE", raising=False)
+    common.report_progress(0.5, "outside the service")  # no variable: nothing, no error
+    assert not target.exists()
+    monkeypatch.setenv("UWS_PROGRESS_FILE", str(target))
+    common.report_progress(0.4, "12/30 showers simulated")
+    assert read_progress(str(target)) == {"fraction": 0.4, "message": "12/30 showers simulated"}
+    common.report_progress(7, "x" * 1000)
+    value = read_progress(str(target))
+    assert value is not None and value["fraction"] == 1.0 and len(str(value["message"])) == 200
+    assert not (tmp_path / "progress.json.tmp").exists()  # renamed into place
+    monkeypatch.setenv("UWS_PROGRESS_FILE", str(tmp_path / "missing" / "p.json"))
+    common.report_progress(0.5, "never the job's failure")  # cannot write: a warning only
+    sys.modules.pop("common", None)

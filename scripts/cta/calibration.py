@@ -81,7 +81,9 @@ def calibrate(p: jobutil.ChainParams) -> None:
     ]
     if max_events:
         args += ["--max-events", max_events]
+    jobutil.report_progress(0.05, f"calibrating {header['n_triggered']} events (ctapipe-process)")
     jobutil.run_ctapipe_tool("ctapipe-process", args, "ctapipe-process-dl1")
+    jobutil.report_progress(0.95, "counting the DL1 images")
     counts = count_dl1(output)
     log.info(
         "DL1 written: %d events, %d telescope images with parameters -> %s",

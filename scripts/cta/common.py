@@ -40,6 +40,7 @@ __all__ = [
     "load_observations",
     "output_path",
     "parse_obs_ids",
+    "report_progress",
     "run_job",
     "sha256_of",
     "write_context",
@@ -98,6 +99,27 @@ def _write_uws_file(name: str, content: str) -> Path:
     path = UWS_DIR / name
     path.write_text(content)
     return path
+
+
+def report_progress(fraction: float | None, message: str = "") -> None:
+    """Tell the service how far the job is: ``$UWS_PROGRESS_FILE`` (README, "Progress").
+
+    Written to a temporary file then renamed, so the runner never reads half of it; the
+    runner relays a change at most once a second, so calling this per event chunk is
+    cheap. Outside the service (no variable) nothing happens, and a failure to write is
+    never the job's failure.
+    """
+    path = os.environ.get("UWS_PROGRESS_FILE")
+    if not path:
+        return
+    value = None if fraction is None else min(1.0, max(0.0, float(fraction)))
+    try:
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"fraction": value, "message": message[:200]}, f)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("progress not reported: %s", exc)
 
 
 def fail(message: str, code: int = 1) -> None:

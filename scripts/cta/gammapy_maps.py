@@ -63,6 +63,9 @@ def make_stacked_dataset(observations, geom, target, offset_max_deg: float = OFF
         dataset = bkg_maker.run(dataset)
         stacked.stack(dataset)
         used.append(int(obs.obs_id))
+        common.report_progress(
+            0.6 * (i + 1) / len(observations), f"binned run {i + 1}/{len(observations)}"
+        )
         log.info(
             "binned run %d/%d (obs_id %d): %d counts in the map",
             i + 1, len(observations), obs.obs_id, int(dataset.counts.data[dataset.mask].sum()),
@@ -132,7 +135,9 @@ def main() -> None:
     estimator = ExcessMapEstimator(
         correlation_radius=radius * u.deg, energy_edges=[emin, emax] * u.TeV, selection_optional=[]
     )
+    common.report_progress(0.65, "excess and significance maps")
     result = estimator.run(stacked)
+    common.report_progress(0.85, "plotting the maps")
     # One energy bin (the whole band): drop the axis to get plain 2D images.
     sqrt_ts = result["sqrt_ts"].slice_by_idx({"energy": 0})
     excess = result["npred_excess"].slice_by_idx({"energy": 0})

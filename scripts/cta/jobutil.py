@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import common
-from common import JobError, Params, output_path, sha256_of, write_context
+from common import JobError, Params, output_path, report_progress, sha256_of, write_context
 
 __all__ = [
     "ChainParams",
@@ -32,6 +32,7 @@ __all__ = [
     "merge_ctapipe_provenance",
     "output_path",
     "record_used",
+    "report_progress",
     "resolve_input",
     "run",
     "run_ctapipe_tool",

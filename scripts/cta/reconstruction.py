@@ -92,6 +92,7 @@ def reconstruct(p: jobutil.ChainParams) -> None:
     )
 
     geometry_file = output.with_name(output.name + ".geometry.tmp") if models else output
+    jobutil.report_progress(0.05, "reconstructing the geometry (ctapipe-process)")
     jobutil.run_ctapipe_tool(
         "ctapipe-process",
         [
@@ -122,11 +123,13 @@ def reconstruct(p: jobutil.ChainParams) -> None:
         ]
         for model in models:
             args += ["--reconstructor", model]
+        jobutil.report_progress(0.5, "energy and particle type (ctapipe-apply-models)")
         jobutil.run_ctapipe_tool("ctapipe-apply-models", args, "ctapipe-apply-models")
         geometry_file.unlink(missing_ok=True)
         prefixes += ["ExtraTreesRegressor", "ExtraTreesClassifier"]
     elif geometry_file != output:
         shutil.move(geometry_file, output)
+    jobutil.report_progress(0.95, "summarising the DL2 events")
     summary = dl2_summary(output, prefixes)
     log.info(
         "DL2 written: %d events; valid: %s -> %s",

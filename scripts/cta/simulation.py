@@ -288,6 +288,10 @@ def simulate(p: jobutil.ChainParams) -> None:
             row["primary_id"] = shower.primary_id
             row["n_tels"] = len(triggered)
             row.append()
+            if (i + 1) % max(1, n_showers // 50) == 0:  # the runner relays <= 1/s
+                jobutil.report_progress(
+                    0.97 * (i + 1) / n_showers, f"{i + 1}/{n_showers} showers simulated"
+                )
             if (i + 1) % max(1, n_showers // 10) == 0:
                 log.info(
                     "%d/%d showers simulated, %d triggered (%d telescope events)",
