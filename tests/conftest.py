@@ -19,15 +19,16 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import MetaData
 
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.auth import hash_token, new_token
+from uws_server.common import new_job_id, utcnow
 from uws_server.config import PROJECT_ROOT, Settings, load_settings
-from uws_server.db import make_engine, metadata
-from uws_server.inputs import utcnow
+from uws_server.db import make_engine
 from uws_server.models import Job, User
 from uws_server.server import make_wsgi_server
-from uws_server.service import UWSService, new_job_id
+from uws_server.service import UWSService
 from uws_server.storage import Store
 
 TESTS = Path(__file__).resolve().parent
@@ -89,9 +90,20 @@ def free_port() -> int:
 
 
 def reset_postgres(url: str) -> None:
+    """Drop every table the database holds, ``alembic_version`` included.
+
+    Reflecting rather than using the service's metadata matters: a table only some
+    module declares (and that was not imported in this run), or the migrations' version
+    table, would otherwise survive and make the next test start from a database no
+    user ever has (e.g. stamped at a revision whose tables are gone).
+    """
     engine = make_engine(url)
-    metadata.drop_all(engine)
-    engine.dispose()
+    try:
+        found = MetaData()
+        found.reflect(engine)
+        found.drop_all(engine)
+    finally:
+        engine.dispose()
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -31,7 +31,7 @@ def _url(kind: str, tmp_path: Path) -> str:
 
 
 def _empty(engine: Engine) -> None:
-    """Every table gone, the migrations' version table too (unlike conftest's reset)."""
+    """Every table gone, the migrations' version table too (as conftest's reset_postgres)."""
     found = MetaData()
     found.reflect(engine)
     found.drop_all(engine)
