@@ -124,7 +124,7 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable across application crashes in WAL mode; only a power
-            # loss can drop the last transactions. It makes commits ~10x cheaper.
+            # loss can drop the last transactions. It makes commits much cheaper.
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")

@@ -5,7 +5,7 @@ Submission: each job is one ``sbatch --parsable`` of a short batch script that
 as everywhere, see :mod:`workers.node`) in the job's directory on the shared file system.
 The callback token travels in the environment of the sbatch process (``--export=ALL``),
 never on a command line nor in a file of the job directory (``--export=ALL,VAR=value``
-would also make Slurm launch each job about 4x slower); the runner takes it out of its
+would also make Slurm launch each job several times more slowly); the runner takes it out of its
 own environment before the script starts. The Slurm id is recorded in
 ``.uws/slurm.json`` at once, because the service keeps an external id only with a phase
 change, and a restarted server must find jobs still pending in Slurm.

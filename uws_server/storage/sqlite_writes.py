@@ -3,7 +3,7 @@ updates.
 
 They are most of what the service writes (a creation; three or four phase changes per
 job), and under concurrent requests their cost is the GIL: SQLAlchemy's statement
-building, caching and transaction cost ~0.5 ms of it per write, and every sqlite3 call
+building, caching and transaction take a large share of it per write, and every sqlite3 call
 gives the GIL up and waits to get it back. So on SQLite these go straight to one
 connection of our own, in autocommit mode, under the Store's write lock (SQLite has one
 writer at a time anyway). The values are stored exactly as SQLAlchemy's SQLite dialect
@@ -80,7 +80,8 @@ def job_row(job: Job) -> tuple[Any, ...]:
 
     The attributes are read in one ``attrgetter`` call and only the columns that need
     it converted (positions worked out from the table once): a creation's GIL time
-    counts (docs/benchmarks.md), and a conversion tested on every value cost ~10 µs.
+    counts (docs/benchmarks.md), and a conversion tested on every value cost more than
+    building the rest of the row.
     """
     row = list(_GET_JOB(job))
     for i in _TIME_POSITIONS:
@@ -176,8 +177,8 @@ class SQLiteWrites:
     def _insert_together(self, conn: Any, batch: list[_Insert]) -> bool:
         """The whole group as one multi-row INSERT in autocommit mode: one driver call
         (sqlite3 gives the GIL up six times in each, whatever the row count), where
-        BEGIN, an INSERT per row and COMMIT took one call each (a creation over HTTP
-        cost ~80 µs less CPU with groups of 2-3). The statement is atomic: False,
+        BEGIN, an INSERT per row and COMMIT took one call each (the largest single
+        saving of a creation's CPU, docs/benchmarks.md). The statement is atomic: False,
         with nothing inserted, when any row clashed."""
         sql = self._group_sql.get(len(batch))
         if sql is None:
@@ -254,8 +255,8 @@ class SQLiteWrites:
         ``phases``: only while the job is in one of them (compare-and-set).
 
         Phase changes are most of what the service writes (three or four per job), and
-        SQLAlchemy's statement building, caching and transaction cost ~0.5 ms of the
-        GIL for each; the statement text is built once per set of columns instead.
+        SQLAlchemy's statement building, caching and transaction hold the GIL a long
+        time for each; the statement text is built once per set of columns instead.
         """
         sql, params = self._update(job_id, phases, values)
         with self.lock:

@@ -177,8 +177,8 @@ def _sll(parser_class: type) -> type:
 class _SLLTranslator(ADQLQueryTranslator):
     """queryparser's translator, parsing in SLL mode (its ``parse`` with one change).
 
-    ANTLR's default LL prediction takes 0.3-1.3 s per ADQL query in the Python runtime
-    (full-context retries on this grammar); SLL takes 5-10 ms. SLL never accepts a text
+    ANTLR's default LL prediction is slow in the Python runtime (full-context retries
+    on this grammar), SLL far faster (docs/benchmarks.md, "Data access"). SLL never accepts a text
     LL would reject, and a text it rejects is parsed again in LL mode (ANTLR's two-stage
     parsing), so answers and error messages are LL's. Relies on the attributes queryparser
     0.8's ``parse`` sets (``stream``, ``parser``, ``tree``, ``walker``): setup.py pins

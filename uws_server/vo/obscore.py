@@ -560,7 +560,8 @@ obscore = Table(
 )
 Index("ix_obscore_did", obscore.c.obs_publisher_did, unique=True)
 # No index on owner: most rows are public (owner NULL), and with one SQLite would pick it
-# over the declination band of a cone search (measured: 235 ms instead of ~5 ms at 100k).
+# over the declination band of a cone search (many times slower;
+# docs/benchmarks.md).
 Index("ix_obscore_radec", obscore.c.s_dec, obscore.c.s_ra)
 Index("ix_obscore_tmin", obscore.c.t_min)
 Index("ix_obscore_obsid", obscore.c.obs_id)

@@ -2,7 +2,7 @@
 
 Written as text rather than through astropy's writer: a cone search answer is a few
 hundred rows, and building an astropy table per request costs more than the query
-(the guide's anchor for cone search is ~10 ms). Every value goes through
+(cone search is a fast service in the VO: see the guide's anchors). Every value goes through
 :func:`xml_escape`, and the element structure is fixed here.
 """
 
