@@ -57,6 +57,12 @@ function jobList() {
             body.innerHTML = await r.text(); // server-rendered, escaped HTML
             signature = sig;
             empty.classList.toggle("hidden", data.jobs.length > 0);
+            const count = document.getElementById("jobs-count");
+            if (count) {
+              count.textContent =
+                data.total + (data.total === 1 ? " job" : " jobs") +
+                (data.pages > 1 ? " · page " + data.page + " of " + data.pages : "");
+            }
           }
         }
         active = data.jobs.some((j) => ACTIVE.includes(j.phase));

@@ -115,9 +115,9 @@
 %   if r.preview in ('image', 'fits'):
 <figure class="result plot" data-name="{{r.name}}">
 %     if r.preview == 'fits':
-  <img src="{{r.quicklook_url}}" alt="quick-look of {{r.name}} (not available)" class="preview" loading="lazy">
+  <img src="{{r.quicklook_url}}" alt="quick-look of {{r.name}} (not available)" class="preview">
 %     else:
-  <img src="{{r.url}}" alt="{{r.name}}" class="preview" loading="lazy">
+  <img src="{{r.url}}" alt="{{r.name}}" class="preview">
 %     end
   <figcaption><a href="{{r.url}}" class="result-link">{{r.name}}</a>
     <span class="muted">{{'FITS quick-look · ' if r.preview == 'fits' else ''}}{{r.content_type}} · {{human_size(r.size)}}</span>
