@@ -31,6 +31,21 @@ from typing import Any
 
 from dl3_store import DL3Store, JobError, ObservationFiles, format_ids, sha256_of
 
+
+def _jobside():  # type: ignore[no-untyped-def]
+    """The service's job-side module (``workers/jobside.py``): the one definition of the
+    files a job leaves for the service. ``$UWS_LIB`` (exported by the runner) holds the
+    ``workers`` package; outside the service, this checkout's."""
+    lib = os.environ.get("UWS_LIB") or str(Path(__file__).resolve().parents[2])
+    if lib not in sys.path:
+        sys.path.append(lib)
+    from workers import jobside
+
+    return jobside
+
+
+jobside = _jobside()
+
 __all__ = [
     "DL3Store",
     "JobError",
@@ -109,15 +124,9 @@ def report_progress(fraction: float | None, message: str = "") -> None:
     cheap. Outside the service (no variable) nothing happens, and a failure to write is
     never the job's failure.
     """
-    path = os.environ.get("UWS_PROGRESS_FILE")
-    if not path:
-        return
     value = None if fraction is None else min(1.0, max(0.0, float(fraction)))
     try:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"fraction": value, "message": message[:200]}, f)
-        os.replace(tmp, path)
+        jobside.progress(value, message[:200])
     except OSError as exc:
         log.warning("progress not reported: %s", exc)
 
@@ -129,7 +138,7 @@ def fail(message: str, code: int = 1) -> None:
     """
     line = " ".join(message.split()) or "job failed"
     try:
-        _write_uws_file("error.txt", line + "\n")
+        jobside.write_error(line)
     finally:
         print(f"ERROR: {line}", file=sys.stderr, flush=True)
     sys.exit(code)
@@ -322,20 +331,14 @@ def write_context(extra: dict[str, str] | None = None) -> Path:
     """
     context = software_versions()
     context.update(extra or {})
-    text = json.dumps(context, indent=2, sort_keys=True) + "\n"
-    target = os.environ.get("UWS_CONTEXT_FILE")
-    if not target:
-        return _write_uws_file("context.json", text)
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    jobside.write_context(context)
+    return Path(os.environ.get("UWS_CONTEXT_FILE") or jobside.CONTEXT_FILE)
 
 
 def write_used(observations: Iterable[ObservationFiles]) -> Path:
     """Write ``.uws/used.json``: one record per DL3 file read, for provenance."""
     records = [record for obs in observations for record in obs.used_records()]
-    return _write_uws_file("used.json", json.dumps(records, indent=2) + "\n")
+    return _write_uws_file(Path(jobside.USED_FILE).name, json.dumps(records, indent=2) + "\n")
 
 
 def publish_observations(written: dict[int, Path], prefix: str = "dl3_obs_") -> list[Path]:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import common
-from common import JobError, Params, output_path, report_progress, sha256_of, write_context
+from common import JobError, Params, output_path, report_progress, write_context
 
 __all__ = [
     "ChainParams",
@@ -96,17 +96,7 @@ def resolve_input(value: str | None, name: str, default: Path | None = None) -> 
 
 def record_used(path: Path, role: str) -> None:
     """Append an input to ``.uws/used.json`` (the job's provenance lists it as used)."""
-    target = uws_dir() / "used.json"
-    entries = json.loads(target.read_text()) if target.exists() else []
-    path = Path(path).resolve()
-    try:
-        shown = str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        shown = str(path)
-    if any(e.get("path") == shown and e.get("role") == role for e in entries):
-        return
-    entries.append({"path": shown, "role": role, "sha256": sha256_of(path)})
-    target.write_text(json.dumps(entries, indent=2) + "\n")
+    common.jobside.record_used(str(path), role)
 
 
 def merge_ctapipe_provenance(log_path: Path) -> int:
@@ -127,7 +117,8 @@ def merge_ctapipe_provenance(log_path: Path) -> int:
         return 0
     if isinstance(activities, dict):
         activities = [activities]
-    target = uws_dir() / "ctapipe_provenance.json"
+    uws_dir()
+    target = Path(common.jobside.CTAPIPE_PROVENANCE_FILE)  # read by the service at job end
     merged = json.loads(target.read_text()) if target.exists() else []
     seen = {a.get("activity_uuid") for a in merged if isinstance(a, dict)}
     new = [a for a in activities if isinstance(a, dict) and a.get("activity_uuid") not in seen]
