@@ -42,7 +42,9 @@ def cache_path(src: Path, cache_dir: Path, name: str) -> Path:
     return cache_dir / f"{key}.png"
 
 
-def _limit_memory() -> None:  # runs in the child, before exec
+def _limit_self() -> None:
+    """Run by the child first thing (not as a preexec_fn, which is unsafe in a threaded
+    server): its address space is capped and it yields the CPU to jobs and requests."""
     resource.setrlimit(resource.RLIMIT_AS, (QUICKLOOK_MEMORY, QUICKLOOK_MEMORY))
     os.nice(10)
 
@@ -62,7 +64,6 @@ def quicklook(src: Path, cache_dir: Path, name: str) -> Path:
             [sys.executable, __file__, str(src), str(tmp)],  # by path: no service import
             capture_output=True,
             timeout=QUICKLOOK_TIMEOUT,
-            preexec_fn=_limit_memory,  # noqa: PLW1509 - no threads touched before exec
             check=False,
             env={**os.environ, "MPLBACKEND": "Agg"},
         )
@@ -164,6 +165,7 @@ def draw(src: str, dst: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover - exercised through quicklook()
     try:
+        _limit_self()
         draw(sys.argv[1], sys.argv[2])
     except Exception as exc:  # noqa: BLE001 - the message is the product
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
