@@ -223,3 +223,21 @@ def test_pending_job_parameters_edited_on_its_page(alice: Client, value: str, st
     assert 'id="edit-parameters"' not in alice.get(ui(job)).text
     r = alice.post(ui(job) + "/parameters", data={"_csrf": csrf, "n": "3"})
     assert r.status_code == 409 and "only while PENDING" in r.text
+
+
+@pytest.mark.parametrize(
+    ("summary", "problem"),
+    [
+        ("index±index_err, significance", None),
+        ("index±a±b", "'index±a±b' is not a key or a key±error_key pair"),
+        ("in dex", "'in dex' is not a key or a key±error_key pair"),
+        ("a," * 600, "must be text of at most 1000 characters"),
+    ],
+)
+def test_summary_marker_is_validated(summary: str, problem: str | None) -> None:
+    from uws_server.jdl.validate import validate
+
+    defn = read_votable_file(ROOT / "tests" / "data" / "jdl" / "spectrum_job_vot.xml")
+    defn.generated[1].summary = summary
+    problems = [r for f, r in validate(defn) if f == "generated[1].summary"]
+    assert problems == ([problem] if problem else [])

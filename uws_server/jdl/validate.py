@@ -408,6 +408,7 @@ def validate(defn: JobDefinition) -> list[Problem]:
                 (f"generated[{i}].name", f"{e.name!r} is also a parameter or used entity")
             )
     problems.extend(_check_datasets(defn))
+    problems.extend(_check_summaries(defn))
     if isinstance(defn.sbatch_options, list):
         problems.extend(_check_sbatch(defn.sbatch_options))
     else:
@@ -430,6 +431,31 @@ DATAPRODUCT_TYPES = frozenset(
         "hea-event-bundle",
     }
 )
+
+
+MAX_SUMMARY_CHARS = 1000
+_SUMMARY_KEY = re.compile(r"^[^\s±,]{1,100}$")
+
+
+def _check_summaries(defn: JobDefinition) -> list[tuple[str, str]]:
+    """A ``summary`` marker: comma-separated JSON keys, ``key±error_key`` pairs."""
+    problems: list[tuple[str, str]] = []
+    for i, e in enumerate(defn.generated):
+        summary = getattr(e, "summary", "")
+        if not summary:
+            continue
+        where = f"generated[{i}].summary"
+        if not isinstance(summary, str) or len(summary) > MAX_SUMMARY_CHARS:
+            problems.append((where, f"must be text of at most {MAX_SUMMARY_CHARS} characters"))
+            continue
+        for spec in summary.split(","):
+            parts = [p.strip() for p in spec.split("±")]
+            if len(parts) > 2 or not all(_SUMMARY_KEY.match(p) for p in parts):
+                problems.append(
+                    (where, f"{spec.strip()[:40]!r} is not a key or a key±error_key pair")
+                )
+                break
+    return problems
 
 
 def _check_datasets(defn: JobDefinition) -> list[tuple[str, str]]:
