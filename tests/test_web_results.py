@@ -110,9 +110,9 @@ def test_a_result_that_lies_about_its_type_is_only_an_image(
 def test_marker_round_trips_and_opus_files_load_unchanged() -> None:
     spectra = read_votable_file(ROOT / "job_definitions" / "gammapy_spectra_vot.xml")
     fit = next(e for e in spectra.generated if e.name == "fit_result")
-    assert fit.summary.startswith("index±index_err, amplitude±amplitude_err")
+    assert fit.summary.startswith("index+-index_err, amplitude+-amplitude_err")
     light = read_votable_file(ROOT / "job_definitions" / "gammapy_lightcurve_vot.xml")
-    assert "mean_flux±mean_flux_err" in next(e.summary for e in light.generated if e.summary)
+    assert "mean_flux+-mean_flux_err" in next(e.summary for e in light.generated if e.summary)
     assert (
         read_votable_file(ROOT / "tests" / "data" / "jdl" / "copy_job_vot.xml").generated[0].summary
         == ""
@@ -228,9 +228,9 @@ def test_pending_job_parameters_edited_on_its_page(alice: Client, value: str, st
 @pytest.mark.parametrize(
     ("summary", "problem"),
     [
-        ("index±index_err, significance", None),
-        ("index±a±b", "'index±a±b' is not a key or a key±error_key pair"),
-        ("in dex", "'in dex' is not a key or a key±error_key pair"),
+        ("index+-index_err, significance", None),
+        ("index+-a+-b", "'index+-a+-b' is not a key or a key+-error_key pair"),
+        ("in dex", "'in dex' is not a key or a key+-error_key pair"),
         ("a," * 600, "must be text of at most 1000 characters"),
     ],
 )

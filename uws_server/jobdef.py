@@ -67,8 +67,8 @@ class EntityDef:
     calib_level: str = ""
     preview: str = ""
     # A generated JSON object whose key numbers the job page shows as a table at the top
-    # of the results: the keys to show, comma-separated, in order; ``a±b`` shows key
-    # ``a`` with ``b`` as its error (e.g. "index±index_err, significance"). Empty: none.
+    # of the results: the keys to show, comma-separated, in order; ``a+-b`` shows key
+    # ``a`` with ``b`` as its error (e.g. "index+-index_err, significance"). Empty: none.
     summary: str = ""
 
 

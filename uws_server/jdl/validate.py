@@ -434,11 +434,12 @@ DATAPRODUCT_TYPES = frozenset(
 
 
 MAX_SUMMARY_CHARS = 1000
-_SUMMARY_KEY = re.compile(r"^[^\s±,]{1,100}$")
+_SUMMARY_KEY = re.compile(r"^[^\s±,+]{1,100}$")
 
 
 def _check_summaries(defn: JobDefinition) -> list[tuple[str, str]]:
-    """A ``summary`` marker: comma-separated JSON keys, ``key±error_key`` pairs."""
+    """A ``summary`` marker: comma-separated JSON keys, ``key+-error_key`` pairs (ASCII:
+    a VOTable ``char`` value; ``±`` is read as ``+-`` too)."""
     problems: list[tuple[str, str]] = []
     for i, e in enumerate(defn.generated):
         summary = getattr(e, "summary", "")
@@ -449,10 +450,10 @@ def _check_summaries(defn: JobDefinition) -> list[tuple[str, str]]:
             problems.append((where, f"must be text of at most {MAX_SUMMARY_CHARS} characters"))
             continue
         for spec in summary.split(","):
-            parts = [p.strip() for p in spec.split("±")]
+            parts = [p.strip() for p in spec.replace("±", "+-").split("+-")]
             if len(parts) > 2 or not all(_SUMMARY_KEY.match(p) for p in parts):
                 problems.append(
-                    (where, f"{spec.strip()[:40]!r} is not a key or a key±error_key pair")
+                    (where, f"{spec.strip()[:40]!r} is not a key or a key+-error_key pair")
                 )
                 break
     return problems

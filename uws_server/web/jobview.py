@@ -242,7 +242,7 @@ def _number(value: Any) -> str:
 def summaries(service: UWSService, job: Job) -> list[Summary]:
     """The key numbers of the results the definition marks with ``summary``.
 
-    The marker lists keys (``index±index_err`` pairs a value with its error); a key the
+    The marker lists keys (``index+-index_err`` pairs a value with its error); a key the
     file lacks is left out, a file that is not a JSON object gives a one-line problem.
     """
     try:
@@ -268,7 +268,7 @@ def summaries(service: UWSService, job: Job) -> list[Summary]:
             summary.problem = f"cannot be read: {exc}"[:200]
             continue
         for spec in e.summary.split(","):
-            key, _, err = (part.strip() for part in spec.partition("±"))
+            key, _, err = (part.strip() for part in spec.replace("±", "+-").partition("+-"))
             if key in data:
                 error = _number(data[err]) if err and err in data else ""
                 summary.rows.append(SummaryRow(key, _number(data[key]), error))
