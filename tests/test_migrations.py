@@ -17,6 +17,7 @@ from sqlalchemy import Engine, MetaData, inspect, text
 
 from tests.conftest import PG_URL, Client, LiveServer, make_settings, need
 from uws_server.db import make_engine
+from uws_server.migrations import target_metadata
 from uws_server.storage import schema
 
 RELEASE_SQL = Path(__file__).parent / "data" / "schema_a59c169"
@@ -139,7 +140,7 @@ def _diff(engine: Engine, declared: MetaData | None = None) -> list[object]:
     """What autogenerate would write: the migrated database against the tables."""
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, declared or schema.target_metadata())
+        return compare_metadata(ctx, declared or target_metadata())
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -210,7 +211,7 @@ def test_diff_sees_a_table_without_migration(tmp_path: Path) -> None:
     from sqlalchemy import Column, Integer, String, Table
 
     declared = MetaData()
-    for table in schema.target_metadata().sorted_tables:
+    for table in target_metadata().sorted_tables:
         table.to_metadata(declared)
     Table("job_notes", declared, Column("job_id", String(32), primary_key=True),
           Column("percent", Integer))  # fmt: skip

@@ -45,7 +45,6 @@ from uws_server.cross_site import is_cross_site
 from uws_server.errors import UWSError
 from uws_server.served_files import file_headers
 from uws_server.service import UWSService
-from uws_server.web.session import SESSION_COOKIE, SessionManager, load_secret
 
 log = logging.getLogger("uws_server")
 
@@ -85,6 +84,10 @@ class RouteRules:
     def __init__(self, default: RouteRule | None = None) -> None:
         self.default = default or RouteRule("/")
         self._rules: list[RouteRule] = []
+        # Whether this request carries a signed-in session of the web pages: they
+        # register their check (uws_server.web.routes), so that this module, below
+        # them, needs nothing of theirs. None: sessions prove nothing.
+        self.signed_in: Callable[[], bool] | None = None
 
     def add(self, rule: RouteRule) -> None:
         self._rules = sorted([*self._rules, rule], key=lambda r: len(r.prefix), reverse=True)
@@ -115,7 +118,6 @@ class Guard:
     def __init__(self, service: UWSService, rules: RouteRules) -> None:
         self.service = service
         self.rules = rules
-        self._sessions: Any = None
 
     # ------------------------------------------------------------------ before
     def before(self) -> None:
@@ -161,25 +163,10 @@ class Guard:
             if header:
                 self.service.auth.authenticate(header, True)
                 return True
-            return self._session_ok(request.get_cookie(SESSION_COOKIE))
+            signed_in = self.rules.signed_in
+            return signed_in is not None and signed_in()
         except (UWSError, UnicodeError, ValueError):
             return False
-
-    def _session_ok(self, cookie: str | None) -> bool:
-        """A signed, unexpired web session of an enabled user (as the pages check it)."""
-        if not cookie:
-            return False
-        if self._sessions is None:
-            self._sessions = SessionManager(load_secret(self.service.settings.var_dir))
-        session = self._sessions.decode(cookie)
-        if session is None:
-            return False
-        user = self.service.store.user_by_name(session.user)
-        return (
-            user is not None
-            and not user.disabled
-            and self._sessions.fingerprint(user.token_hash) == session.fingerprint
-        )
 
     # ------------------------------------------------------------------ after
     def after(self) -> None:

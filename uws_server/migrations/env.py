@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from uws_server.storage.schema import target_metadata
+from uws_server.migrations import target_metadata
 
 config = context.config
 

@@ -1,9 +1,11 @@
 """The database's schema brought to the migrations' head (Alembic), at every start.
 
-The tables are declared once (:mod:`uws_server.db`, and the catalogue's in
-:mod:`uws_server.vo.obscore`); the migrations in ``uws_server/migrations/versions``
-say how a database of an earlier release becomes that schema, and
-tests/test_migrations.py fails when the two disagree.
+The tables are declared once (:mod:`uws_server.db`, the progress table in
+:mod:`uws_server.storage.progress`, the catalogue's in :mod:`uws_server.vo.obscore`;
+all of them gathered by :func:`uws_server.migrations.target_metadata`, above both
+storage and vo); the migrations in ``uws_server/migrations/versions`` say how a
+database of an earlier release becomes that schema, and tests/test_migrations.py fails
+when the two disagree. Running them needs no declared table: this module imports none.
 
 Three cases at start:
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, MetaData, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 log = logging.getLogger(__name__)
 # Alembic announces each of its plugins at INFO on every run: noise in the service log.
@@ -29,15 +31,6 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # entities, usages.
 BASELINE = "0001_release_schema"
 VERSION_TABLE = "alembic_version"
-
-
-def target_metadata() -> MetaData:
-    """Every table of the service, the catalogue's included (it registers itself)."""
-    import uws_server.storage.progress  # noqa: F401 - adds job_progress to db.metadata
-    import uws_server.vo.obscore  # noqa: F401 - adds the obscore table to db.metadata
-    from uws_server.db import metadata
-
-    return metadata
 
 
 def _config(connection: Connection | None = None):  # type: ignore[no-untyped-def]

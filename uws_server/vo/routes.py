@@ -25,6 +25,7 @@ from bottle import HTTPResponse, request
 from sqlalchemy import text
 
 from uws_server.models import Phase, User
+from uws_server.request_guard import RouteRule, rules_of
 from uws_server.served_files import file_headers
 from uws_server.service import UWSService
 from uws_server.vo import datalink, files, scs
@@ -111,9 +112,6 @@ def _votable(body: str, status: int = 200, media: str = VOTABLE_MEDIA_TYPE) -> H
 def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
     vo = vo_for(service)
     settings = service.settings
-    # Imported here: request_guard imports the web pages, which import this module.
-    from uws_server.request_guard import RouteRule, rules_of
-
     # Cone searches and DataLink requests are a few parameters: bodies stay small.
     for prefix in ("/scs", "/datalink", "/vo/"):
         rules_of(app).add(RouteRule(prefix, max_body=QUERY_BODY))

@@ -189,15 +189,31 @@ class WebApp:
         if header:
             user = self.service.auth.authenticate(header, True)
             return Ctx(user, None, "")
-        session = self.sessions.decode(request.get_cookie(SESSION_COOKIE))
-        if session is None:
+        found = self.session_user()
+        if found is None:
             raise NeedSignIn()
-        user = self.service.store.user_by_name(session.user)
-        if user is None or self.sessions.fingerprint(user.token_hash) != session.fingerprint:
-            raise NeedSignIn()  # deleted user, or a new token was issued since
+        user, session = found
         if user.disabled:
             raise Forbidden(f"user {user.name} is disabled")
         return Ctx(user, session, self.sessions.csrf_token(session))
+
+    def session_user(self) -> tuple[User, Session] | None:
+        """The request's session and its user: None without a signed, unexpired session
+        cookie, for a deleted user, or once a new token was issued (it ends sessions)."""
+        session = self.sessions.decode(request.get_cookie(SESSION_COOKIE))
+        if session is None:
+            return None
+        user = self.service.store.user_by_name(session.user)
+        if user is None or self.sessions.fingerprint(user.token_hash) != session.fingerprint:
+            return None
+        return user, session
+
+    def signed_in(self) -> bool:
+        """A signed-in session of an enabled user: what the request guard
+        (:mod:`uws_server.request_guard`) accepts, before any page reads the body, as
+        the sender of a large one (an upload through the pages)."""
+        found = self.session_user()
+        return found is not None and not found[0].disabled
 
     def check_post(self, ctx: Ctx) -> None:
         """CSRF: the session's token for cookie requests, same-site for header ones."""

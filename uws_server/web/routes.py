@@ -14,6 +14,7 @@ import bottle
 from bottle import request, response
 
 from uws_server.errors import BadRequest, UWSError
+from uws_server.request_guard import rules_of
 from uws_server.service import UWSService
 from uws_server.web.admin import register_admin_routes
 from uws_server.web.common import (
@@ -44,6 +45,7 @@ MAX_TOKEN_LENGTH = 512
 def register_web_routes(app: bottle.Bottle, service: UWSService) -> None:
     """Add every ``/ui`` page to ``app``."""
     web = WebApp(service)
+    rules_of(app).signed_in = web.signed_in  # large bodies from signed-in browsers
 
     @app.get("/ui")
     def ui_root() -> Any:
