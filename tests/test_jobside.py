@@ -203,3 +203,22 @@ def test_importable_by_another_interpreter(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == jobside.__file__
     assert json.loads((tmp_path / ".uws/progress.json").read_text())["fraction"] == 0.5
+
+
+def test_gzipped_fits_stamp(job: Path) -> None:
+    """DL3 files are gzipped FITS: stamped inside, compressed again the same way."""
+    import gzip
+
+    from astropy.io import fits
+
+    path = job / "obs.fits.gz"
+    fits.HDUList([fits.PrimaryHDU()]).writeto(path)
+    assert jobside.product_kind(str(path)) == "fits"
+    refs = jobside.stamp(str(path))
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    with fits.open(path) as hdul:
+        assert hdul[0].header["UWSENTID"] == refs["entity_id"]
+    assert jobside.read_fits_refs(str(path)) == refs
+    copy = job / "copy.fits.gz"
+    copy.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), mtime=0))
+    assert copy.read_bytes() == path.read_bytes()

@@ -263,8 +263,9 @@ def test_ctapipe_steps_in_the_chain(cta: tuple[LiveServer, Client]) -> None:
 
 @pytest.mark.science
 def test_dl3_and_dl4_products_name_their_job(cta: tuple[LiveServer, Client]) -> None:
-    """The fast path simulate_dl3 -> gammapy_maps: the DL4 count map's FITS header
-    names its job and entity and its SHA-256 is the recorded one."""
+    """The fast path simulate_dl3 -> gammapy_maps: the DL3 observation's and the DL4
+    count map's FITS headers name their job and entity; their SHA-256 is the recorded
+    one."""
     live, c = cta
     sim = run(c, "simulate_dl3", {"first_obs_id": "3001", "n_obs": "1", "livetime": "10"})
     maps = run(c, "gammapy_maps", {"obs_ids": "3001", "nxpix": "30", "nypix": "30"})
@@ -278,6 +279,18 @@ def test_dl3_and_dl4_products_name_their_job(cta: tuple[LiveServer, Client]) -> 
         assert refs["entity_id"] == eid.removeprefix("ent:")
         assert refs["job_url"] == f"{live.base}{maps}"
         assert hashlib.sha256(data).hexdigest() == value(doc["entity"][eid]["uwsp:sha256"])[0]
-    # DL4 back to the DL3 job through the store (gzip DL3 files are not stamped here)
-    back = c.get("/provsap", params={"ID": refs["entity_id"], "DEPTH": "ALL"})
-    assert sim.rsplit("/", 1)[1] in " ".join(json.loads(back.text)["activity"])
+    # the DL3 observation (gzipped FITS, stamped when it entered the store) names the
+    # simulation job and its own entity; the published copy is the store's bytes, so
+    # the DL4 job that read the store still chains back to it
+    sim_doc = provenance(c, sim)
+    data = c.get(f"{sim}/results/dl3_observation").content
+    path = Path(live.settings.var_dir) / "dl3.fits.gz"
+    path.write_bytes(data)
+    dl3 = jobside.read_fits_refs(str(path))
+    eid = entity_of(sim_doc, sim, "dl3_observation")
+    assert dl3["entity_id"] == eid.removeprefix("ent:")
+    assert dl3["job_url"] == f"{live.base}{sim}"
+    assert hashlib.sha256(data).hexdigest() == value(sim_doc["entity"][eid]["uwsp:sha256"])[0]
+    back = json.loads(c.get("/provsap", params={"ID": refs["entity_id"], "DEPTH": "ALL"}).text)
+    assert eid in back["entity"]
+    assert sim.rsplit("/", 1)[1] in " ".join(back["activity"])

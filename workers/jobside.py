@@ -500,11 +500,10 @@ def stamp(path: str, entity_id: str | None = None) -> dict[str, str]:
     Returns the references written. Other file types are only recorded.
     """
     refs = provenance_refs(entity_id or new_entity_id())
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    if magic.startswith(b"SIMPLE  "):
+    kind = product_kind(path)
+    if kind == "fits":
         stamp_fits(path, refs)
-    elif magic == b"\x89HDF\r\n\x1a\n":
+    elif kind == "hdf5":
         stamp_hdf5(path, refs)
     stamped = _read_json(STAMPED_FILE)
     stamped = stamped if isinstance(stamped, dict) else {}
@@ -525,6 +524,17 @@ def read_stamped(root: str) -> dict[str, str]:
     }
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def record_stamp(path: str, entity_id: str) -> None:
+    """Record in ``.uws/stamped.json`` that ``path`` carries ``entity_id`` (a product
+    stamped elsewhere, e.g. a DL3 file stamped when it entered the store, then copied)."""
+    stamped = read_stamped(job_dir())
+    stamped[_shown(path)] = entity_id
+    _write_json(STAMPED_FILE, stamped)
+
+
 def product_kind(path: str) -> str | None:
     """ "fits" or "hdf5" from the file's first bytes (never following a link), else None."""
     try:
@@ -533,6 +543,14 @@ def product_kind(path: str) -> str | None:
         return None
     try:
         magic = os.read(fd, 8)
+        if magic[:2] == _GZIP_MAGIC:  # gzipped FITS (DL3 observations, IRFs)
+            import gzip
+
+            os.lseek(fd, 0, os.SEEK_SET)
+            with gzip.open(os.fdopen(os.dup(fd), "rb")) as f:
+                magic = f.read(8)
+    except (OSError, EOFError):
+        return None
     finally:
         os.close(fd)
     if magic.startswith(b"SIMPLE  "):
@@ -621,7 +639,8 @@ def _fits_card(key: str, value: str, comment: str) -> bytes:
 def stamp_fits(path: str, refs: dict[str, str]) -> None:
     """Put the references in a FITS file's primary header, with the standard library.
 
-    The cards go before ``END``; existing cards of the same keywords are replaced.
+    The cards go before ``END``; existing cards of the same keywords are replaced. A
+    gzipped file is decompressed, stamped and compressed again.
     When the header's last 2880-byte block has no room, one block is inserted (the data
     after the header move by 2880 bytes, as FITS requires). Written to a temporary file
     and renamed over the original.
@@ -629,6 +648,11 @@ def stamp_fits(path: str, refs: dict[str, str]) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as f:
         data = f.read()
+    gzipped = data[:2] == _GZIP_MAGIC
+    if gzipped:
+        import gzip
+
+        data = gzip.decompress(data)
     end = -1
     for offset in range(0, len(data), 80):
         if data[offset : offset + 8] == b"END     ":
@@ -657,6 +681,8 @@ def stamp_fits(path: str, refs: dict[str, str]) -> None:
     new += b"END".ljust(80)
     padded = new.ljust(-(-len(new) // 2880) * 2880, b" ")
     out = padded + data[header_len:]
+    if gzipped:  # mtime 0: the same content compresses to the same bytes
+        out = gzip.compress(out, mtime=0)
     tmp = f"{path}.stamp.tmp"
     with open(tmp, "wb") as f:
         f.write(out)
@@ -667,7 +693,15 @@ def stamp_fits(path: str, refs: dict[str, str]) -> None:
 def read_fits_refs(path: str) -> dict[str, str]:
     """The references in a FITS primary header (what :func:`stamp_fits` wrote)."""
     with open(path, "rb") as f:
-        data = f.read(2880 * 50)
+        data = f.read(2)
+        f.seek(0)
+        if data == _GZIP_MAGIC:
+            import gzip
+
+            with gzip.open(f) as g:
+                data = g.read(2880 * 50)
+        else:
+            data = f.read(2880 * 50)
     by_key = {key: name for name, (key, _) in FITS_KEYWORDS.items()}
     found: dict[str, str] = {}
     current = None

@@ -175,6 +175,8 @@ def analyse(p: jobutil.ChainParams) -> None:
     if p.boolean("add_to_store", True):
         store = DL3Store()
         staged = store.staging_path(obs_id)
+        # stamped before the copy: the result and the store's file stay the same bytes
+        jobutil.common.jobside.stamp(str(output))
         shutil.copy2(output, staged)
         try:
             added = store.add({obs_id: staged})

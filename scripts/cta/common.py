@@ -358,6 +358,9 @@ def publish_observations(written: dict[int, Path], prefix: str = "dl3_obs_") -> 
         # A copy, never a hard link: the service refuses linked results (a link would
         # let the job's file and the store's change together after the job ended).
         shutil.copyfile(path, target)
+        entity_id = jobside.read_fits_refs(str(target)).get("entity_id")
+        if entity_id:  # stamped when it entered the store: the result gets that id
+            jobside.record_stamp(str(target), entity_id)
         out.append(target)
     return out
 

@@ -193,6 +193,10 @@ def describe_observation_file(
         "DATE-END": stop.utc.isot[:10],
         "TIME-END": stop.utc.isot[11:19],
         "N_TELS": int(h.get("N_TELS") or -1),
+        # GADF obs-index columns: the telescopes used and a quality flag (0 = good; the
+        # writers flag nothing yet, so 0 unless the file says otherwise).
+        "TELLIST": str(h.get("TELLIST", "")),
+        "QUALITY": int(h.get("QUALITY", 0)),
         "OBJECT": str(h.get("OBJECT", "")),
         "TELESCOP": str(h.get("TELESCOP", "")),
         "EVENT_COUNT": int(h.get("NAXIS2", 0)),
@@ -339,6 +343,7 @@ class DL3Store:
                 hdu_rows += rows
                 obs_rows.append(obs_row)
             for obs_id, path in staged.items():
+                _stamp(path)
                 shutil.move(path, self._target(obs_id))
             hdu_meta = {"EXTNAME": "HDU_INDEX", **_GADF_META, "HDUCLAS2": "HDU"}
             obs_meta = {
@@ -365,3 +370,14 @@ class DL3Store:
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
         table.write(tmp, format="fits", overwrite=True)
         os.replace(tmp, path)
+
+
+def _stamp(path: Path) -> None:
+    """Provenance references (job URL, activity, entity id, ProvSAP URL) into a file
+    entering the store, unless the job stamped it already (analysis stamps its result
+    first): the store's file and the job's published copy are then the same bytes, so
+    a DL4 job reading the store is still matched to that result by SHA-256."""
+    from common import jobside
+
+    if not jobside.read_fits_refs(str(path)).get("entity_id"):
+        jobside.stamp_fits(str(path), jobside.provenance_refs(jobside.new_entity_id()))
