@@ -291,6 +291,16 @@ def test_dl3_and_dl4_products_name_their_job(cta: tuple[LiveServer, Client]) -> 
     assert dl3["entity_id"] == eid.removeprefix("ent:")
     assert dl3["job_url"] == f"{live.base}{sim}"
     assert hashlib.sha256(data).hexdigest() == value(sim_doc["entity"][eid]["uwsp:sha256"])[0]
+    # gammapy's steps, recorded with workers.jobside, inside the maps job
+    steps = steps_of(doc, maps)
+    assert {"gammapy-map-binning", "gammapy-excess-map"} <= set(steps)
+    binning = steps["gammapy-map-binning"]["id"]
+    assert eid in files_of(doc, binning, "used", "prov:entity")  # the DL3 result itself
+    count_map = entity_of(doc, maps, "count_map")
+    assert count_map in files_of(doc, binning, "wasGeneratedBy", "prov:entity")
+    assert any(
+        v.startswith("gammapy==") for v in value(steps["gammapy-excess-map"]["uwsp:package"])
+    )
     back = json.loads(c.get("/provsap", params={"ID": refs["entity_id"], "DEPTH": "ALL"}).text)
     assert eid in back["entity"]
     assert sim.rsplit("/", 1)[1] in " ".join(back["activity"])

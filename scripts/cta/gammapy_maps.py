@@ -126,23 +126,36 @@ def main() -> None:
     geom = WcsGeom.create(
         skydir=target, npix=(nxpix, nypix), binsz=binsz, frame="icrs", axes=[energy]
     )
-    stacked, used = make_stacked_dataset(observations, geom, target)
+    # The gammapy steps as sub-activities of the job's provenance (gammapy has no
+    # provenance API of its own): their DL3 inputs, configuration and map outputs.
+    packages = ("gammapy", "astropy", "numpy", "regions")
+    config = {"nxpix": nxpix, "nypix": nypix, "binsz_deg": binsz, "energy_tev": [emin, emax]}
+    with common.jobside.activity("gammapy-map-binning", config, packages) as act:
+        for entry in common.jobside.read_used():
+            act.used(str(entry["path"]), str(entry.get("role") or "DL3"))
+        stacked, used = make_stacked_dataset(observations, geom, target)
+        counts = stacked.counts.sum_over_axes(keepdims=False)
+        counts_path = common.output_path("count_map", "count_map.fits")
+        counts.write(counts_path, overwrite=True)
+        act.generated(str(counts_path), "count_map")
 
-    counts = stacked.counts.sum_over_axes(keepdims=False)
-    counts_path = common.output_path("count_map", "count_map.fits")
-    counts.write(counts_path, overwrite=True)
-
-    estimator = ExcessMapEstimator(
-        correlation_radius=radius * u.deg, energy_edges=[emin, emax] * u.TeV, selection_optional=[]
-    )
-    common.report_progress(0.65, "excess and significance maps")
-    result = estimator.run(stacked)
+    config = {"correlation_radius_deg": radius, "estimator": "ExcessMapEstimator"}
+    with common.jobside.activity("gammapy-excess-map", config, packages) as act:
+        act.used(str(counts_path), "count_map")
+        estimator = ExcessMapEstimator(
+            correlation_radius=radius * u.deg,
+            energy_edges=[emin, emax] * u.TeV,
+            selection_optional=[],
+        )
+        common.report_progress(0.65, "excess and significance maps")
+        result = estimator.run(stacked)
+        # One energy bin (the whole band): drop the axis to get plain 2D images.
+        sqrt_ts = result["sqrt_ts"].slice_by_idx({"energy": 0})
+        excess = result["npred_excess"].slice_by_idx({"energy": 0})
+        significance_path = common.output_path("significance_map", "significance_map.fits")
+        sqrt_ts.write(significance_path, overwrite=True)
+        act.generated(str(significance_path), "significance_map")
     common.report_progress(0.85, "plotting the maps")
-    # One energy bin (the whole band): drop the axis to get plain 2D images.
-    sqrt_ts = result["sqrt_ts"].slice_by_idx({"energy": 0})
-    excess = result["npred_excess"].slice_by_idx({"energy": 0})
-    significance_path = common.output_path("significance_map", "significance_map.fits")
-    sqrt_ts.write(significance_path, overwrite=True)
 
     plot_map(
         counts, common.output_path("count_preview", "count_preview.png"),
