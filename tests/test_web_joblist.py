@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Client, LiveServer
+from tests.conftest import Client, LiveServer, make_settings
 
 
 def rows(html: str) -> list[tuple[str, str]]:
@@ -126,3 +127,22 @@ def test_row_actions_come_back_to_the_list(alice: Client, bob: Client) -> None:
     )
     assert r.headers["Location"] == "/ui/jobs?msg=deleted"
     assert bob.get(f"/ui/jobs/echo_job/{jobs[1]}/rerun").status_code == 404
+
+
+def test_paging_and_date_filter_on_both_databases(database_url: str, tmp_path: Path) -> None:
+    """The same list query on SQLite and PostgreSQL (time zones of the date bounds)."""
+    live = LiveServer(make_settings(tmp_path, database_url=database_url))
+    try:
+        alice = live.add_user("alice")
+        ids = [alice.create("echo_job", {"text": f"t{i}"}).rsplit("/", 1)[1] for i in range(25)]
+        today = datetime.now(UTC).date()
+        data = alice.get(
+            "/ui/api/jobs",
+            params={"from": str(today), "to": str(today), "size": "20", "page": "2"},
+        ).json()
+        assert (data["total"], data["pages"]) == (25, 2)
+        assert [j["job_id"] for j in data["jobs"]] == ids[::-1][20:]
+        later = alice.get("/ui/api/jobs", params={"from": str(today + timedelta(days=1))})
+        assert later.status_code == 200 and later.json()["total"] == 0
+    finally:
+        live.stop()
