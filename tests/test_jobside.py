@@ -222,3 +222,21 @@ def test_gzipped_fits_stamp(job: Path) -> None:
     copy = job / "copy.fits.gz"
     copy.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), mtime=0))
     assert copy.read_bytes() == path.read_bytes()
+
+
+def test_runner_stamps_only_the_jobs_own_files(job: Path, tmp_path_factory) -> None:
+    """stamp_results never writes through a link: a symlinked or hard-linked FITS result
+    (which the service refuses anyway) is left untouched; a plain one is stamped once."""
+    header = "".join(c.ljust(80) for c in ["SIMPLE  =                    T", "END"]).ljust(2880)
+    outside = tmp_path_factory.mktemp("outside") / "victim.fits"
+    outside.write_bytes(header.encode())
+    (job / "link.fits").symlink_to(outside)
+    (job / "hard.fits").hardlink_to(outside)
+    (job / "own.fits").write_bytes(header.encode())
+    (job / "job.json").write_text(json.dumps({"job_id": "J1", "jobname": "maps"}))
+    stamped = jobside.stamp_results(str(job), ["link.fits", "hard.fits", "own.fits"])
+    assert set(stamped) == {"own.fits"}
+    assert outside.read_bytes() == header.encode()
+    assert jobside.read_fits_refs(str(job / "own.fits"))["entity_id"] == stamped["own.fits"]
+    again = jobside.stamp_results(str(job), ["own.fits"])  # a second collection: same id
+    assert again == stamped
