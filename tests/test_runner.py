@@ -714,9 +714,11 @@ _NEVER = "'requests', 'urllib3', 'http', 'argparse', 'mimetypes', 'email', 'ssl'
 _SERVICE = "'uws_server', 'dataclasses', 'inspect', 'typing', 'pathlib', 'logging', " + (
     "'hashlib', 'subprocess'"
 )
-# What socket, signal, subprocess and threading would bring to every runner (the cost
-# is in docs/benchmarks.md, "Worker runner"); json is used: it is cheap enough.
-_STDLIB_HEAVY = "'socket', 'selectors', 'signal', 'threading', 'locale', 'contextlib'"
+# What subprocess and threading would bring to every runner (the cost is in
+# docs/benchmarks.md, "Worker runner"). json, socket and signal are used: supported
+# interfaces rather than CPython's private _json, _socket and _signal (issue 14), for a
+# few milliseconds of CPU a job.
+_STDLIB_HEAVY = "'threading', 'locale', 'contextlib'"
 
 
 @pytest.mark.parametrize(

@@ -10,16 +10,16 @@ runner is a short-lived process started for every job, and importing ``requests`
 (urllib3, charset_normalizer, idna, importlib.metadata...) or ``http.client`` (email,
 ssl) cost more CPU than everything else the runner does for a trivial job (figures in
 docs/benchmarks.md, "Worker runner"). Two small JSON POSTs to our own server need only
-a status line back. Plain HTTP goes through ``_socket``, the C module behind
-:mod:`socket` (which imports ``selectors``); ``socket`` and ``ssl`` are imported for
-https URLs only. A worker node needs nothing but Python and this
-package.
+a status line back, through :mod:`socket` (a supported interface: CPython's private
+``_socket`` under it spared only ``socket``'s own import, which users do not feel; see
+docs/benchmarks.md); ``ssl`` is imported for https URLs only. A worker node needs
+nothing but Python and this package.
 """
 
 from __future__ import annotations
 
-import _socket
 import json
+import socket
 import time
 
 from workers.logs import get_logger
@@ -129,14 +129,11 @@ def _post_once(
     address = host.strip("[]")
     # bytes when ASCII: a str host makes getaddrinfo import the idna codec, every job
     peer: str | bytes = address.encode("ascii") if address.isascii() else address
+    sock = socket.create_connection((peer, port), timeout=policy.connect_timeout)
     if parts.scheme == "https":
-        import socket
         import ssl
 
-        plain = socket.create_connection((peer, port), timeout=policy.connect_timeout)
-        sock = ssl.create_default_context().wrap_socket(plain, server_hostname=address)
-    else:
-        sock = _connect(peer, port, policy.connect_timeout)
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=address)
     try:
         sock.settimeout(policy.read_timeout)
         head = [f"POST {parts.path} HTTP/1.1", f"Host: {host}:{port}"]
@@ -171,25 +168,7 @@ def status_code(answer: bytes) -> int | None:
     return None
 
 
-def _connect(host: str | bytes, port: int, timeout: float) -> _socket.socket:
-    """``socket.create_connection`` on ``_socket``: each address in turn, the last error
-    raised when none answers."""
-    error: OSError | None = None
-    for family, kind, proto, _name, address in _socket.getaddrinfo(
-        host, port, 0, _socket.SOCK_STREAM
-    ):
-        sock = _socket.socket(family, kind, proto)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(address)
-            return sock
-        except OSError as exc:
-            sock.close()
-            error = exc
-    raise error or OSError(f"no address for {host!r}")
-
-
-def _receive(sock: _socket.socket, answer: bytes, until: bytes | None) -> bytes:
+def _receive(sock: socket.socket, answer: bytes, until: bytes | None) -> bytes:
     """Read on until ``until`` has arrived, the server closed, or 8 KiB are in."""
     while (until is None or until not in answer) and len(answer) < 8192:
         chunk = sock.recv(4096)

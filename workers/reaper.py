@@ -13,8 +13,8 @@ SIGKILL after GRACE seconds. Standard library only; it costs the job one Python 
 
 from __future__ import annotations
 
-import _signal
 import os
+import signal
 import sys
 
 from workers import containment
@@ -43,6 +43,6 @@ def main(args: list[str] | None = None) -> None:
         argv, os.getcwd(), dict(os.environ), 1, 2, grace=grace, subreaper=subreaper
     )
     if outcome.signal is not None:
-        _signal.signal(outcome.signal, _signal.SIG_DFL)
+        signal.signal(outcome.signal, signal.SIG_DFL)
         os.kill(os.getpid(), outcome.signal)
     raise SystemExit(outcome.exit_code if outcome.exit_code is not None else 1)

@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 
     from workers.shapes import EntityLike
 
-# Files up to this size are hashed with the interpreter's built-in SHA-256, which costs
-# nothing to import; larger ones with hashlib's OpenSSL one, faster per byte but
-# costly for a runner's start-up to import.
-_SMALL_FILE = 4 << 20
-
 _OPTIONAL_MULTIPLICITIES = frozenset({"*", "?", "0..1", "0..*", "0..n", "0"})
 _PRIVATE = "it is a private file of the job"
 _DIRECTORY = "it is a directory"
@@ -78,17 +73,6 @@ def guess_content_type(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def _sha256(size: int):  # type: ignore[no-untyped-def]
-    if size <= _SMALL_FILE:
-        try:
-            from _sha2 import sha256  # CPython >= 3.12
-        except ImportError:
-            from hashlib import sha256
-    else:
-        from hashlib import sha256
-    return sha256()
-
-
 def hash_file(full: str) -> tuple[int, str] | None:
     """(size, sha256) of a regular file, not following a last-moment symlink swap."""
     try:
@@ -99,13 +83,17 @@ def hash_file(full: str) -> tuple[int, str] | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        return _hash_fd(fd, info.st_size)
+        return _hash_fd(fd)
     finally:
         os.close(fd)
 
 
-def _hash_fd(fd: int, size_hint: int) -> tuple[int, str]:
-    digest = _sha256(size_hint)
+def _hash_fd(fd: int) -> tuple[int, str]:
+    # hashlib, not CPython's private ``_sha2`` (which spared a trivial job's runner only
+    # hashlib's import: docs/benchmarks.md, "Worker runner").
+    from hashlib import sha256
+
+    digest = sha256()
     size = 0
     while chunk := os.read(fd, 1 << 20):
         digest.update(chunk)
@@ -181,7 +169,7 @@ def inspect_result(root: str, inner: str, read_only: bool = True) -> tuple[int, 
                 os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~0o222)
             except OSError as exc:
                 return f"it cannot be made read-only ({exc.strerror})"
-        return _hash_fd(fd, info.st_size)
+        return _hash_fd(fd)
     finally:
         if fd >= 0:
             os.close(fd)

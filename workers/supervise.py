@@ -9,17 +9,17 @@ Waiting uses a pidfd plus the signal wake-up pipe in one ``poll``: no busy loop,
 exit is seen at once. The exited child is inspected with ``WNOWAIT`` first, so its pid
 (the group id) cannot be reused while we kill what is left of its group.
 
-The script is started with ``posix_spawn`` and signals are handled through ``_signal``:
-:mod:`subprocess` and :mod:`signal` would bring ``selectors``, ``threading`` and
-``locale`` into every runner's start-up, one per job (docs/benchmarks.md, "Worker
-runner").
+The script is started with ``posix_spawn``: :mod:`subprocess` would bring
+``selectors``, ``threading`` and ``locale`` into every runner's start-up, one per job
+(docs/benchmarks.md, "Worker runner"). Signals go through :mod:`signal`, the supported
+interface (CPython's private ``_signal`` saved only that module's import).
 """
 
 from __future__ import annotations
 
-import _signal
 import os
 import select
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -31,12 +31,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
-FORWARDED_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # How long a script killed by a termination signal waits for the runner's own (scancel)
 LATE_SIGNAL_WAIT = 0.5
 # Python ignores these at start-up; a job must get the defaults back (what
 # subprocess's restore_signals does).
-_RESTORED_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)
+_RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 class ScriptOutcome:
@@ -87,18 +87,18 @@ class _SignalTrap:
 
     def __enter__(self) -> _SignalTrap:
         try:
-            self._old_wakeup = _signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+            self._old_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         except ValueError:  # not the main thread: nothing to catch here
             return self
         self.active = True
         for sig in FORWARDED_SIGNALS:
-            self._old[sig] = _signal.signal(sig, self._handle)
+            self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def watch_children(self) -> None:
         """Wake the loop when any child ends (a subreaper reaps what it inherits)."""
         if self.active:
-            self._old[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, _ignore)
+            self._old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _ignore)
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.received.append(signum)
@@ -113,8 +113,8 @@ class _SignalTrap:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             for sig, handler in self._old.items():
-                _signal.signal(sig, handler)
-            _signal.set_wakeup_fd(self._old_wakeup)
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(self._old_wakeup)
         os.close(self.read_fd)
         os.close(self.write_fd)
 
@@ -216,7 +216,7 @@ def run_script(
     def stop(signum: int) -> None:
         kill_group(pid, signum)
         if cgroup is not None:
-            if signum == _signal.SIGKILL:
+            if signum == signal.SIGKILL:
                 containment.kill_cgroup(cgroup)
             else:
                 containment.signal_cgroup(cgroup, signum)
@@ -243,14 +243,14 @@ def run_script(
                 now = time.monotonic()
                 if trap.received and reason is None:
                     reason, received = "terminated", trap.received[0]
-                    stop(_signal.SIGTERM)
+                    stop(signal.SIGTERM)
                     kill_at = now + grace
                 if deadline is not None and now >= deadline and reason is None:
                     reason = "timeout"
-                    stop(_signal.SIGTERM)
+                    stop(signal.SIGTERM)
                     kill_at = now + grace
                 if kill_at is not None and now >= kill_at:
-                    stop(_signal.SIGKILL)
+                    stop(signal.SIGKILL)
                     kill_at = None
                 result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                 if result is not None:
@@ -268,7 +268,7 @@ def run_script(
         finally:
             os.close(pidfd)
         # The zombie still holds the group id: kill whatever the script left behind.
-        kill_group(pid, _signal.SIGKILL)
+        kill_group(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         leftovers: int | None = None
         if cgroup is not None:
