@@ -3,13 +3,22 @@
 Each run's GTI is cut into bins of about ``time_bin`` minutes (bins never straddle the gaps
 between runs), each piece becomes a reflected-regions ON/OFF dataset, and
 ``LightCurveEstimator`` fits the power-law norm in every bin with the spectral index
-fixed (fitted jointly on all bins unless the ``index`` parameter gives it).
+fixed (fitted jointly on all bins unless the ``index`` parameter gives it). Bins whose
+reflected regions hold no OFF count are kept (they are data, not missing regions).
+
+The constant flux is the joint WStat likelihood fit of one norm to all bins, with
+asymmetric (profile-likelihood) errors: an inverse-variance weighted mean of the bin
+fluxes is biased low at a few tens of counts per bin, because a bin that fluctuates down
+gets a smaller symmetric error and so a larger weight. The variability test is the
+likelihood ratio TS_var = sum over bins of WStat(constant) - WStat(free norm), chi2 with
+n_bins - 1 degrees of freedom under a constant source.
 
 The estimator snaps the requested energy band to the bin edges of the datasets: the band
 actually used is read back from the result and written in the outputs.
 
 Results: ``lightcurve`` (ECSV), ``lightcurve_preview`` (PNG), ``lightcurve_summary`` (JSON:
-band used, index, weighted mean flux, chi2 of a constant flux).
+band used, index, likelihood constant flux with asymmetric errors, TS_var of the constant
+and its p-value; the weighted mean for comparison).
 """
 
 from __future__ import annotations
@@ -21,7 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
-from gammapy_spectra import DEFAULT_ON_RADIUS_DEG, fit_power_law, make_onoff_datasets  # noqa: E402
+from gammapy_spectra import (  # noqa: E402
+    DEFAULT_ON_RADIUS_DEG,
+    fit_power_law,
+    make_onoff_datasets,
+)
 
 log = logging.getLogger("uws.cta.gammapy_lightcurve")
 
@@ -52,26 +65,77 @@ def time_bins(observations, bin_s: float) -> list:
     return sorted(bins, key=lambda interval: interval[0].mjd)
 
 
-def constant_flux_test(flux, flux_err) -> dict:
-    """Weighted mean flux and the chi2 of a constant: is the source variable?"""
+def weighted_mean_test(flux, flux_err) -> dict:
+    """Inverse-variance weighted mean of the bin fluxes and its chi2 (for comparison only:
+    biased low at low counts, see the module docstring)."""
     import numpy as np
-    from scipy import stats
 
     ok = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
     flux, err = flux[ok], flux_err[ok]
     if len(flux) == 0:
-        return {"n_points": 0}
+        return {}
     weights = 1 / err**2
     mean = float(np.sum(weights * flux) / np.sum(weights))
-    chi2 = float(np.sum(((flux - mean) / err) ** 2))
-    ndof = len(flux) - 1
     return {
-        "n_points": int(len(flux)),
-        "mean_flux": mean,
-        "mean_flux_err": float(np.sqrt(1 / np.sum(weights))),
-        "chi2_constant": chi2,
+        "weighted_mean_flux": mean,
+        "weighted_mean_flux_err": float(np.sqrt(1 / np.sum(weights))),
+        "weighted_mean_chi2": float(np.sum(((flux - mean) / err) ** 2)),
+    }
+
+
+def constant_flux_fit(datasets, model, band) -> dict:
+    """Likelihood constant flux over all bins and the TS_var variability test.
+
+    ``datasets`` (one per time bin) already carry ``model`` fitted jointly with the index
+    frozen: that joint fit *is* the maximum-likelihood constant. Its asymmetric errors come
+    from the likelihood profile of the amplitude; each bin is then refitted alone (free
+    norm) and TS_var sums the WStat differences.
+    """
+    import astropy.units as u
+    import numpy as np
+    from gammapy.modeling import Fit
+    from gammapy.modeling.models import SkyModel
+    from scipy import stats
+
+    spectral = model.spectral_model
+    spectral.index.frozen = True
+    Fit().run(datasets)  # again: the estimator must not have moved the joint optimum
+    emin, emax = band[0] * u.TeV, band[-1] * u.TeV
+    amplitude = spectral.amplitude
+    flux = spectral.integral(emin, emax)
+    per_amplitude = float((flux / amplitude.quantity).to_value("TeV"))  # flux per amplitude
+    flux_unit = flux.unit
+    confidence = Fit().confidence(datasets, parameter=amplitude, sigma=1)
+    errn = float(confidence.get("errn", np.nan)) if confidence.get("success") else np.nan
+    errp = float(confidence.get("errp", np.nan)) if confidence.get("success") else np.nan
+
+    stat_constant = [float(d.stat_sum()) for d in datasets]
+    stat_free = []
+    for dataset in datasets:
+        alone = dataset.copy(name=dataset.name)
+        free = SkyModel(spectral_model=spectral.copy(), name="source")
+        free.spectral_model.index.frozen = True
+        alone.models = [free]
+        result = Fit().run([alone])
+        stat_free.append(float(result.total_stat) if result.success else float(alone.stat_sum()))
+    ts_var = float(max(0.0, sum(stat_constant) - sum(stat_free)))
+    ndof = len(datasets) - 1
+    p_value = float(stats.chi2.sf(ts_var, ndof)) if ndof > 0 else None
+    return {
+        "n_points": len(datasets),
+        "constant_method": "joint WStat likelihood fit of one norm to all bins",
+        "mean_flux": float(flux.value),
+        "mean_flux_err": float(abs(amplitude.error) * per_amplitude),
+        "mean_flux_errn": errn * per_amplitude,
+        "mean_flux_errp": errp * per_amplitude,
+        "mean_flux_unit": str(flux_unit),
+        "ts_var": ts_var,
+        "chi2_constant": ts_var,  # the likelihood chi2 of the constant (= TS_var)
         "ndof": ndof,
-        "p_value_constant": float(stats.chi2.sf(chi2, ndof)) if ndof > 0 else None,
+        "p_value_constant": p_value,
+        "variability_sigma": (
+            float(stats.norm.isf(p_value / 2)) if p_value is not None and p_value > 0 else None
+        ),
     }
 
 
@@ -81,7 +145,7 @@ def plot_lightcurve(lc, mean: float | None, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     lc.plot(ax=ax, sed_type="flux", axis_name="time", marker="o", label="flux")
     if mean is not None:
-        ax.axhline(mean, color="C1", ls="--", label="weighted mean")
+        ax.axhline(mean, color="C1", ls="--", label="constant (likelihood fit)")
     ax.set_title(title)
     ax.legend()
     fig.savefig(path, dpi=90, bbox_inches="tight")
@@ -145,7 +209,13 @@ def main() -> None:
 
     flux = np.asarray(table["flux"]).reshape(len(table), -1)[:, 0]
     flux_err = np.asarray(table["flux_err"]).reshape(len(table), -1)[:, 0]
-    test = constant_flux_test(flux, flux_err)
+    test = constant_flux_fit(datasets, model, band)
+    test.update(weighted_mean_test(flux, flux_err))
+    log.info(
+        "constant flux %.3e (-%.2e +%.2e), TS_var %.1f for %d dof, p-value %s",
+        test["mean_flux"], test["mean_flux_errn"], test["mean_flux_errp"], test["ts_var"],
+        test["ndof"], test["p_value_constant"],
+    )  # fmt: skip
     title = f"Flux {band[0]:.2f}-{band[-1]:.1f} TeV, {len(table)} bins of ~{bin_min:g} min"
     plot_lightcurve(
         lc,
@@ -159,6 +229,7 @@ def main() -> None:
         "energy_range_used_tev": [float(band[0]), float(band[-1])],
         "time_bin_min": bin_min,
         "n_time_bins": int(len(table)),
+        "n_time_bins_requested": len(intervals),
         "index": float(index),
         "index_err": float(index_err) if fixed_index is None else 0.0,
         "index_fixed_by_user": fixed_index is not None,

@@ -1,13 +1,17 @@
-"""gammapy_spectra: reflected-regions spectrum, power-law fit and flux points (DL3 -> DL4).
+"""gammapy_spectra: reflected-regions spectrum, spectral fit and flux points (DL3 -> DL4).
 
 Per run: counts in a circular ON region around the target, OFF counts in reflected
 regions at the same offset from the pointing (``ReflectedRegionsBackgroundMaker``), a
-10 %-of-maximum effective-area safe threshold. The power law is fitted jointly to the
-per-run ON/OFF datasets (WStat): stacking runs whose bins have no OFF counts would give
-alpha = NaN. Flux points come from the same datasets.
+10 %-of-maximum effective-area safe threshold. The spectral model chosen by the
+``spectral_model`` parameter (power law, log-parabola, exponential cut-off power law) is
+fitted jointly to the per-run ON/OFF datasets (WStat): stacking runs whose bins have no
+OFF counts would give alpha = NaN. A curved model is compared with the power law it
+contains by a likelihood ratio (Wilks: TS ~ chi2 with one degree of freedom), so that the
+user sees whether the curvature is needed. Flux points come from the same datasets.
 
 Results: ``spectrum`` (ECSV flux points, GADF SED format), ``spectrum_preview`` (PNG) and
-``fit_result`` (JSON: index, amplitude and their errors, counts, energy range).
+``fit_result`` (JSON: every parameter with its error, counts, energy range, and the
+comparison with the power law).
 """
 
 from __future__ import annotations
@@ -65,7 +69,10 @@ def make_onoff_datasets(observations, target, on_radius_deg: float, energy_axis,
         name = names[i] if names else f"obs-{obs.obs_id}"
         dataset = maker.run(empty.copy(name=name), obs)
         dataset = bkg_maker.run(dataset, obs)
-        if dataset.counts_off is None or np.sum(dataset.counts_off.data) == 0:
+        # No OFF region at all is counts_off None; zero OFF *counts* in existing regions
+        # is data (a short bin, little background) and must be kept: dropping it would
+        # bias light curves towards bins with background fluctuations up.
+        if dataset.counts_off is None or not np.any(dataset.acceptance_off.data > 0):
             log.warning("%s: no reflected OFF region (target at the pointing?), skipped", name)
             continue
         dataset = safe.run(dataset, obs)
@@ -84,37 +91,125 @@ def make_onoff_datasets(observations, target, on_radius_deg: float, energy_axis,
     return datasets
 
 
-def fit_power_law(datasets, index_start: float = 2.5, freeze_index: float | None = None):
-    """Joint WStat fit of a power law at 1 TeV; raises JobError if the fit fails."""
+SPECTRAL_MODELS = ("power_law", "log_parabola", "exp_cutoff_power_law")
+# Extra free parameters of each model over the power law (the dof of the likelihood ratio).
+EXTRA_DOF = {"power_law": 0, "log_parabola": 1, "exp_cutoff_power_law": 1}
+
+
+def spectral_model(
+    name: str,
+    index: float = 2.5,
+    amplitude: float = 1e-11,
+    beta: float = 0.1,
+    e_cut_tev: float = 10.0,
+):
+    """A gammapy spectral model by its job-parameter name, referenced at 1 TeV.
+
+    ``index`` is the slope at 1 TeV for every model (``alpha`` of the log-parabola, whose
+    curvature ``beta`` uses the natural logarithm as in gammapy); the cut-off is given as an
+    energy and fitted as ``lambda_ = 1 / E_cut``.
+    """
     import astropy.units as u
+    from gammapy.modeling.models import (
+        ExpCutoffPowerLawSpectralModel,
+        LogParabolaSpectralModel,
+        PowerLawSpectralModel,
+    )
+
+    amp = amplitude * u.Unit("cm-2 s-1 TeV-1")
+    if name == "power_law":
+        return PowerLawSpectralModel(index=index, amplitude=amp, reference=1 * u.TeV)
+    if name == "log_parabola":
+        return LogParabolaSpectralModel(alpha=index, beta=beta, amplitude=amp, reference=1 * u.TeV)
+    if name == "exp_cutoff_power_law":
+        return ExpCutoffPowerLawSpectralModel(
+            index=index, amplitude=amp, reference=1 * u.TeV, lambda_=(1 / e_cut_tev) / u.TeV
+        )
+    raise common.JobError(
+        f"parameter 'spectral_model': '{name}' is not one of {', '.join(SPECTRAL_MODELS)}"
+    )
+
+
+def fit_spectrum(
+    datasets,
+    model_name: str = "power_law",
+    index_start: float = 2.5,
+    freeze_index: float | None = None,
+):
+    """Joint WStat fit of the named model at 1 TeV; raises JobError if the fit fails."""
     from gammapy.datasets import Datasets
     from gammapy.modeling import Fit
-    from gammapy.modeling.models import PowerLawSpectralModel, SkyModel
+    from gammapy.modeling.models import SkyModel
 
-    spectral = PowerLawSpectralModel(
-        index=freeze_index or index_start,
-        amplitude=1e-11 * u.Unit("cm-2 s-1 TeV-1"),
-        reference=1 * u.TeV,
-    )
-    spectral.index.frozen = freeze_index is not None
+    spectral = spectral_model(model_name, index=freeze_index or index_start)
+    slope = spectral.alpha if model_name == "log_parabola" else spectral.index
+    slope.frozen = freeze_index is not None
     model = SkyModel(spectral_model=spectral, name="source")
     datasets = Datasets(datasets)
     datasets.models = [model]
     result = Fit().run(datasets)
     if not result.success:
-        raise common.JobError(f"power-law fit did not converge: {result.message}")
+        label = model_name.replace("_", " ")
+        raise common.JobError(f"{label} fit did not converge: {result.message}")
     return datasets, model, result
 
 
+def fit_power_law(datasets, index_start: float = 2.5, freeze_index: float | None = None):
+    """Joint WStat fit of a power law at 1 TeV (the light curve's spectral shape)."""
+    return fit_spectrum(datasets, "power_law", index_start, freeze_index)
+
+
+def compare_with_power_law(datasets, model_name: str, stat_model: float) -> dict | None:
+    """Likelihood-ratio test of the chosen curved model against the nested power law.
+
+    TS = WStat(power law) - WStat(model); under the power law TS follows chi2 with the
+    number of extra parameters (Wilks; the log-parabola's beta = 0 is inside its range,
+    the cut-off's lambda = 0 at its edge, where the p-value is conservative).
+    """
+    from scipy import stats
+
+    if model_name == "power_law":
+        return None
+    copies = [d.copy(name=d.name) for d in datasets]
+    _, pl_model, pl_result = fit_spectrum(copies, "power_law")
+    ts = float(pl_result.total_stat - stat_model)
+    dof = EXTRA_DOF[model_name]
+    return {
+        "against": "power_law",
+        "wstat_power_law": float(pl_result.total_stat),
+        "wstat_model": float(stat_model),
+        "ts": ts,
+        "delta_dof": dof,
+        "p_value": float(stats.chi2.sf(max(ts, 0.0), dof)),
+        "significance_sigma": float(stats.norm.isf(stats.chi2.sf(max(ts, 0.0), dof) / 2)),
+        "power_law_index": float(pl_model.spectral_model.index.value),
+        "power_law_index_err": float(pl_model.spectral_model.index.error),
+    }
+
+
+def parameters_summary(spectral) -> dict:
+    """Every parameter of the fitted model: value, error, unit, frozen."""
+    return {
+        p.name: {
+            "value": float(p.value),
+            "error": float(p.error),
+            "unit": str(p.unit),
+            "frozen": bool(p.frozen),
+        }
+        for p in spectral.parameters
+    }
+
+
 def plot_spectrum(flux_points, model, path: Path, title: str) -> None:
-    """Flux points with the fitted power law and its 1-sigma band."""
+    """Flux points with the fitted model and its 1-sigma band."""
     import astropy.units as u
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     edges = flux_points.geom.axes["energy"].edges
     bounds = [edges[0].to_value("TeV"), edges[-1].to_value("TeV")] * u.TeV
-    model.spectral_model.plot(bounds, ax=ax, sed_type="e2dnde", color="C1", label="power-law fit")
+    label = f"{type(model.spectral_model).__name__.replace('SpectralModel', '')} fit"
+    model.spectral_model.plot(bounds, ax=ax, sed_type="e2dnde", color="C1", label=label)
     model.spectral_model.plot_error(bounds, ax=ax, sed_type="e2dnde", facecolor="C1", alpha=0.3)
     flux_points.plot(ax=ax, sed_type="e2dnde", color="C0", label="flux points")
     ax.set_title(title)
@@ -166,6 +261,8 @@ def main() -> None:
     emin, emax = params.energy_range(0.3, 30.0)
     nbins = params.integer("nbins", 10, lo=1, hi=100)
     on_radius = params.number("on_radius", DEFAULT_ON_RADIUS_DEG, lo=0.0, hi=0.5, lo_open=True)
+    model_name = params.text("spectral_model", "power_law") or "power_law"
+    spectral_model(model_name)  # a clear error for an unknown model before any work
 
     common.write_context()
     observations = common.load_observations(obs_ids)
@@ -173,13 +270,21 @@ def main() -> None:
     energy_axis = MapAxis.from_energy_bounds(emin, emax, nbin=nbins, unit="TeV")
     datasets = make_onoff_datasets(observations, target, on_radius, energy_axis)
 
-    datasets, model, result = fit_power_law(datasets)
+    comparison_input = [d.copy(name=d.name) for d in datasets]
+    datasets, model, result = fit_spectrum(datasets, model_name)
     spectral = model.spectral_model
+    slope = spectral.alpha if model_name == "log_parabola" else spectral.index
     log.info(
-        "fit: index %.3f +- %.3f, amplitude %.3e +- %.3e",
-        spectral.index.value, spectral.index.error,
+        "fit (%s): index %.3f +- %.3f, amplitude %.3e +- %.3e",
+        model_name, slope.value, slope.error,
         spectral.amplitude.value, spectral.amplitude.error,
     )  # fmt: skip
+    comparison = compare_with_power_law(comparison_input, model_name, result.total_stat)
+    if comparison:
+        log.info(
+            "%s vs power law: TS %.2f, p-value %.3g", model_name, comparison["ts"],
+            comparison["p_value"],
+        )  # fmt: skip
 
     estimator = FluxPointsEstimator(
         energy_edges=energy_axis.edges, source="source", selection_optional=["ul"]
@@ -191,22 +296,25 @@ def main() -> None:
         common.output_path("spectrum", "spectrum.ecsv"), format="ascii.ecsv", overwrite=True
     )
 
-    title = f"{len(datasets)} run(s), index {spectral.index.value:.2f} ± {spectral.index.error:.2f}"
+    title = f"{len(datasets)} run(s), {model_name}, index {slope.value:.2f} ± {slope.error:.2f}"
     plot_spectrum(
         flux_points, model, common.output_path("spectrum_preview", "spectrum_preview.png"), title
     )
 
     safe_ranges = [d.energy_range_safe for d in datasets]
     fit = {
-        "model": "PowerLawSpectralModel",
-        "index": float(spectral.index.value),
-        "index_err": float(spectral.index.error),
+        "model": type(spectral).__name__,
+        "spectral_model": model_name,
+        "index": float(slope.value),  # the slope at 1 TeV (alpha of the log-parabola)
+        "index_err": float(slope.error),
+        "parameters": parameters_summary(spectral),
+        "comparison_with_power_law": comparison,
         "amplitude": float(spectral.amplitude.value),
         "amplitude_err": float(spectral.amplitude.error),
         "amplitude_unit": str(spectral.amplitude.unit),
         "reference_tev": float(spectral.reference.quantity.to_value(u.TeV)),
         "correlation_index_amplitude": float(
-            spectral.covariance.get_subcovariance(["index", "amplitude"]).correlation[0, 1]
+            spectral.covariance.get_subcovariance([slope.name, "amplitude"]).correlation[0, 1]
         ),
         "fit_success": bool(result.success),
         "fit_message": str(result.message),

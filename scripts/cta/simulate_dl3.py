@@ -6,6 +6,14 @@ fall-off, Gaussian energy dispersion and PSF, power-law background) and
 observations go into the shared DL3 store, so every DL4 job (maps, spectra, light curves)
 can run on them exactly as on the output of the ctapipe chain.
 
+Observing conditions: the target must stay above ``min_altitude`` from the chosen site
+(CTAO South at Paranal or North at La Palma, gammapy's coordinates) during every run: a
+source below the limit is refused (``visibility=refuse``) or simulated with a warning
+(``visibility=warn``), never silently simulated below the horizon. The OBJECT name comes
+from the ``object`` parameter, or from the position (a known source within 0.2 deg, else
+the coordinates). The files carry the GADF header keys gammapy's ``DataStore.check()``
+and the GADF rules ask for (N_TELS, TELLIST, RADECSYS, float EQUINOX, GTI time keys).
+
 Results: ``observations`` (ECSV, one row per observation file written to the store) and
 ``summary`` (JSON: true model, IRF description, per-run counts).
 """
@@ -30,6 +38,17 @@ INSTRUME = "uws-fastpath-toy"
 DEFAULT_TSTART = "2024-08-21T03:00:00"  # PKS 2155-304 culminates near Paranal midnight
 GAP_S = 120.0  # seconds between consecutive runs
 MAX_OFFSET_DEG = 4.0
+SITES = {"south": "ctao_south", "north": "ctao_north"}
+TOY_N_TELS = 4  # the toy array the analytic IRFs stand for (TELLIST 1..N_TELS)
+# Named sources used to label the OBJECT key when no ``object`` parameter is given.
+KNOWN_SOURCES = {
+    "PKS 2155-304": (329.717, -30.226),
+    "Crab Nebula": (83.633, 22.015),
+    "Mrk 421": (166.114, 38.209),
+    "Mrk 501": (253.468, 39.760),
+    "RX J1713.7-3946": (258.388, -39.762),
+    "Vela X": (128.750, -45.600),
+}
 
 
 def make_irfs() -> dict:
@@ -80,19 +99,61 @@ def make_irfs() -> dict:
     return {"aeff": aeff, "edisp": edisp, "psf": psf, "bkg": bkg}
 
 
-def source_model(ra: float, dec: float, index: float, amplitude: float):
-    """The simulated point source: a power law at 1 TeV (the truth of the DL4 fits)."""
+def object_name_for(ra: float, dec: float) -> str:
+    """OBJECT for a position: a known source within 0.2 deg, else the coordinates."""
     import astropy.units as u
-    from gammapy.modeling.models import (
-        Models,
-        PointSpatialModel,
-        PowerLawSpectralModel,
-        SkyModel,
-    )
+    from astropy.coordinates import SkyCoord
 
-    spectral = PowerLawSpectralModel(
-        index=index, amplitude=amplitude * u.Unit("cm-2 s-1 TeV-1"), reference=1 * u.TeV
-    )
+    here = SkyCoord(ra, dec, unit="deg")
+    for name, (sra, sdec) in KNOWN_SOURCES.items():
+        if here.separation(SkyCoord(sra, sdec, unit="deg")) < 0.2 * u.deg:
+            return f"{name} (simulated)"
+    return f"Simulated source RA {ra:.3f} Dec {dec:+.3f}"
+
+
+def check_visibility(
+    target, starts: list, duration_s: float, location, min_alt: float, site: str, refuse: bool
+) -> list[float]:
+    """Altitude of the target at the start, middle and end of every run (deg).
+
+    Raises JobError (``refuse``) or logs a warning if it is ever below ``min_alt``.
+    """
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import AltAz
+    from astropy.time import Time
+
+    times = Time([t + f * duration_s * u.s for t in starts for f in (0.0, 0.5, 1.0)])
+    alt = target.transform_to(AltAz(obstime=times, location=location)).alt.deg
+    lowest = float(np.min(alt))
+    if lowest < min_alt:
+        when = times[int(np.argmin(alt))].utc.isot[:19]
+        message = (
+            f"target RA {target.ra.deg:.3f} Dec {target.dec.deg:+.3f} is at altitude "
+            f"{lowest:.1f} deg from CTAO {site} at {when} UTC, below the altitude limit "
+            f"min_altitude={min_alt:g} deg: choose another tstart or site"
+        )
+        if refuse:
+            raise common.JobError(message + " (or visibility=warn)")
+        log.warning("%s; simulated anyway (visibility=warn)", message)
+    return [float(a) for a in alt]
+
+
+def source_model(
+    ra: float,
+    dec: float,
+    index: float,
+    amplitude: float,
+    model_name: str = "power_law",
+    beta: float = 0.1,
+    e_cut_tev: float = 10.0,
+):
+    """The simulated point source at 1 TeV (the truth of the DL4 fits)."""
+    import astropy.units as u
+    from gammapy.modeling.models import Models, PointSpatialModel, SkyModel
+    from gammapy_spectra import spectral_model
+
+    spectral = spectral_model(model_name, index, amplitude, beta=beta, e_cut_tev=e_cut_tev)
     spatial = PointSpatialModel(lon_0=ra * u.deg, lat_0=dec * u.deg, frame="icrs")
     return Models([SkyModel(spectral, spatial, name="source")])
 
@@ -107,7 +168,16 @@ def wobble_pointing(ra: float, dec: float, offset_deg: float, run_index: int):
     return target.directional_offset_by(angle, offset_deg * u.deg)
 
 
-def simulate_run(obs_id: int, pointing, tstart, livetime_s: float, irfs: dict, models, seed: int):
+def simulate_run(
+    obs_id: int,
+    pointing,
+    tstart,
+    livetime_s: float,
+    irfs: dict,
+    models,
+    seed: int,
+    site: str = "ctao_south",
+):
     """Sample the events of one observation; returns (observation with events, n_src, n_bkg)."""
     import astropy.units as u
     import numpy as np
@@ -117,7 +187,7 @@ def simulate_run(obs_id: int, pointing, tstart, livetime_s: float, irfs: dict, m
     from gammapy.maps import MapAxis, WcsGeom
     from gammapy.modeling.models import FoVBackgroundModel
 
-    location = observatory_locations["ctao_south"]
+    location = observatory_locations[site]
     observation = Observation.create(
         pointing=FixedPointingInfo(fixed_icrs=pointing.icrs),
         location=location,
@@ -151,14 +221,36 @@ def simulate_run(obs_id: int, pointing, tstart, livetime_s: float, irfs: dict, m
 
 def write_observation(observation, path: Path, object_name: str) -> None:
     """Write one GADF observation file (as ``Observation.write`` does), with the GADF
-    header keys gammapy leaves out of the GTI HDU and the object name."""
+    header keys gammapy leaves out: N_TELS/TELLIST, RADECSYS (not RADESYSA), EQUINOX as
+    a float, ALT/AZ of the pointing, and the GTI's time keys (TIMEUNIT, TIMEREF)."""
+    from astropy.coordinates import AltAz
     from astropy.io import fits
 
     events = observation.events.to_table_hdu(format="gadf")
     events.header.update(observation.pointing.to_fits_header(time_ref=observation.events.time_ref))
-    events.header["OBJECT"] = object_name
-    events.header["CREATOR"] = "uws-server simulate_dl3 (gammapy fast path)"
+    h = events.header
+    h["OBJECT"] = object_name
+    h["CREATOR"] = "uws-server simulate_dl3 (gammapy fast path)"
+    h["N_TELS"] = (TOY_N_TELS, "telescopes the analytic IRFs stand for")
+    h["TELLIST"] = ",".join(str(i) for i in range(1, TOY_N_TELS + 1))
+    frame = h.pop("RADESYSA", None) or h.get("RADECSYS") or "ICRS"
+    h["RADECSYS"] = str(frame).strip().upper()
+    h["EQUINOX"] = 2000.0
+    start, stop = observation.tstart, observation.tstop
+    middle = start + 0.5 * (stop - start)
+    altaz = observation.pointing.fixed_icrs.transform_to(
+        AltAz(obstime=middle, location=observation.observatory_earth_location)
+    )
+    h["ALT_PNT"] = (float(altaz.alt.deg), "deg, middle of the run")
+    h["AZ_PNT"] = (float(altaz.az.deg), "deg, middle of the run")
+    h["OBS_MODE"] = "POINTING"
     gti = observation.gti.to_table_hdu(format="gadf")
+    for key in ("MJDREFI", "MJDREFF", "TIMESYS"):
+        if key in h and key not in gti.header:
+            gti.header[key] = h[key]
+    gti.header["TIMEUNIT"] = "s"
+    gti.header["TIMEREF"] = str(h.get("TIMEREF", "LOCAL"))
+    gti.header["OBS_ID"] = observation.obs_id
     for hdu in (events, gti):
         hdu.header["HDUCLASS"] = "GADF"
         hdu.header["HDUDOC"] = "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
@@ -184,7 +276,17 @@ def main() -> None:
     index = params.number("index", 3.0, lo=1.0, hi=5.0)
     amplitude = params.number("amplitude", 4e-11, lo=0.0, hi=1e-8)
     seed = params.integer("seed", 0, lo=0)
-    object_name = params.text("object", "PKS 2155-304 (simulated)")
+    object_name = params.text("object", "").strip() or object_name_for(ra, dec)
+    model_name = params.text("spectral_model", "power_law") or "power_law"
+    beta = params.number("beta", 0.1, lo=0.0, hi=2.0)
+    e_cut = params.number("e_cut", 10.0, lo=0.1, hi=1000.0)
+    site_name = params.text("site", "south").strip().lower()
+    if site_name not in SITES:
+        raise common.JobError(f"parameter 'site': '{site_name}' is not one of south, north")
+    min_alt = params.number("min_altitude", 30.0, lo=-90.0, hi=90.0)
+    visibility = params.text("visibility", "refuse").strip().lower()
+    if visibility not in ("refuse", "warn"):
+        raise common.JobError(f"parameter 'visibility': '{visibility}' is not refuse or warn")
     tstart_text = params.text("tstart", DEFAULT_TSTART)
     try:
         tstart = Time(tstart_text, scale="utc")
@@ -209,20 +311,35 @@ def main() -> None:
             f"obs_ids {common.format_ids(taken)} already in the DL3 store {store.root}"
         )
 
+    from astropy.coordinates import SkyCoord
+    from gammapy.data import observatory_locations
+
+    site = SITES[site_name]
+    starts = [tstart + i * (livetime_min * u.min + GAP_S * u.s) for i in range(len(obs_ids))]
+    altitudes = check_visibility(
+        SkyCoord(ra, dec, unit="deg"),
+        starts,
+        livetime_min * 60.0,
+        observatory_locations[site],
+        min_alt,
+        site_name,
+        refuse=visibility == "refuse",
+    )
+    models = source_model(ra, dec, index, amplitude, model_name, beta=beta, e_cut_tev=e_cut)
+
     common.write_context({"simulation": "gammapy MapDatasetEventSampler, analytic IRFs"})
     common.write_used([])  # nothing read: the runs are drawn from the model below
 
     irfs = make_irfs()
-    models = source_model(ra, dec, index, amplitude)
     rows, staged = [], {}
     t0 = time.perf_counter()
     try:
         for i, obs_id in enumerate(obs_ids):
-            start = tstart + i * (livetime_min * u.min + GAP_S * u.s)
+            start = starts[i]
             pointing = wobble_pointing(ra, dec, wobble, i)
             run_seed = int(np.random.SeedSequence([seed, obs_id]).generate_state(1)[0])
             obs, n_src, n_bkg = simulate_run(
-                obs_id, pointing, start, livetime_min * 60.0, irfs, models, run_seed
+                obs_id, pointing, start, livetime_min * 60.0, irfs, models, run_seed, site
             )
             staged[obs_id] = path = store.staging_path(obs_id)  # removed if anything fails
             write_observation(obs, path, object_name)
@@ -264,14 +381,21 @@ def main() -> None:
         "livetime_total_s": livetime_min * 60.0 * len(obs_ids),
         "wall_time_s": round(time.perf_counter() - t0, 2),
         "seed": seed,
+        "object": object_name,
+        "site": site,
+        "min_altitude_deg": min_alt,
+        "target_altitude_deg": {"min": min(altitudes), "max": max(altitudes)},
         "truth": {
             "ra": ra,
             "dec": dec,
-            "spectral_model": "PowerLawSpectralModel",
+            "spectral_model": type(models[0].spectral_model).__name__,
+            "spectral_model_name": model_name,
             "index": index,
             "amplitude": amplitude,
             "amplitude_unit": "cm-2 s-1 TeV-1",
             "reference_tev": 1.0,
+            **({"beta": beta} if model_name == "log_parabola" else {}),
+            **({"e_cut_tev": e_cut} if model_name == "exp_cutoff_power_law" else {}),
         },
         "irfs": {
             "aeff": "EffectiveAreaTable2D.from_parametrization(HESS) x exp(-off^2/2/1.5deg^2)",
