@@ -747,3 +747,20 @@ def test_the_service_records_its_own_reading_of_a_good_result(service_live: Live
     assert (jdir / "output.txt").stat().st_mode & 0o222 == 0  # read-only, also here
     served = alice.get(job + "/results/output")
     assert served.status_code == 200 and served.content == b"ok\n"
+
+
+def test_a_job_whose_cgroup_was_removed_before_it_entered_still_runs_contained() -> None:
+    """A sweep (or anything) removing the job's still-empty cgroup between its creation
+    and the move: the job makes it again rather than failing with 'cannot enter'."""
+    base = containment.cgroup_base(need_mode("cgroup"))
+    assert base is not None
+    path = containment.create_cgroup(containment.job_cgroup(base, f"gone-{os.getpid()}"))
+    os.rmdir(path)  # removed before the job moved in
+    proc = subprocess.Popen([*containment.enter_command(path), "sleep", "30"])
+    try:
+        assert wait_for(lambda: containment.cgroup_members(path) == [proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+        assert containment.release_cgroup(path)
+    assert not os.path.exists(path)

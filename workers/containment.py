@@ -103,12 +103,15 @@ def create_cgroup(path: str) -> str:
 def enter_command(path: str) -> list[str]:
     """argv prefix that moves the job into its cgroup, then execs the rest: the move
     happens before the job can fork, so nothing it starts is ever outside. A failed move
-    ends the job with status 125 rather than running it uncontained."""
+    ends the job with status 125 rather than running it uncontained. A cgroup removed
+    before the move (a sweep by another supervisor under heavy load, seen in a burst of
+    200 Slurm jobs) is made again once first."""
     return [
         "/bin/sh",
         "-c",
-        'echo $$ >"$0" || { echo "cannot enter the job cgroup $0" >&2; exit 125; }; exec "$@"',
-        os.path.join(path, "cgroup.procs"),
+        'echo $$ >"$0/cgroup.procs" || { mkdir -p "$0" && echo $$ >"$0/cgroup.procs"; } || '
+        '{ echo "cannot enter the job cgroup $0" >&2; exit 125; }; exec "$@"',
+        path,
     ]
 
 

@@ -76,9 +76,11 @@ log = logging.getLogger(__name__)
 IDENTITY_FILE = f"{UWS_DIR}/local.json"
 # Runs the script as a child so the exit status is recorded even if the server is gone.
 WRAPPER = 'bash ./script.sh; rc=$?; printf "%d\\n" "$rc" > .uws/exit_status; exit "$rc"'
-# The same, entering the job's cgroup first ($1: its cgroup.procs), before anything runs.
+# The same, entering the job's cgroup first ($1: its directory), before anything runs
+# (made again if something removed it meanwhile, as workers.containment.enter_command).
 CGROUP_WRAPPER = (
-    'echo $$ >"$1" || { echo "cannot enter the job cgroup" >&2; exit 125; }; ' + WRAPPER
+    'echo $$ >"$1/cgroup.procs" || { mkdir -p "$1" && echo $$ >"$1/cgroup.procs"; } || '
+    '{ echo "cannot enter the job cgroup" >&2; exit 125; }; ' + WRAPPER
 )
 # Seconds the manager waits, after the subreaper's own grace, before it kills the
 # subreaper itself (which would let escaped processes go).
@@ -256,8 +258,7 @@ class LocalManager(Manager):
                 cgroup = containment.create_cgroup(
                     containment.job_cgroup(self.cgroup_base, spec.job_id)
                 )
-                procs = os.path.join(cgroup, "cgroup.procs")
-                argv = ["bash", "-c", CGROUP_WRAPPER, "uws-job", procs]
+                argv = ["bash", "-c", CGROUP_WRAPPER, "uws-job", cgroup]
             else:
                 argv = reaper.command(
                     sys.executable, str(PROJECT_ROOT), self.kill_grace,
