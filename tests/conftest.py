@@ -7,6 +7,7 @@ PostgreSQL, Slurm or Chromium fails instead of skipping when the service is miss
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import socket
@@ -16,9 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes, urlsplit
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from sqlalchemy import MetaData
 
 from uws_server.app import build_app, build_service, start_background, stop_background
@@ -72,6 +78,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker in sorted(service_markers(item) - {m.name for m in item.iter_markers()}):
             item.add_marker(marker)
     items.sort(key=lambda item: item.nodeid.startswith("tests/test_browser.py"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "in_process: the test's `live` server is called through WSGI, with no socket"
+        " (tests that need no WAIT answered by the server layer)",
+    )
 
 
 def need(condition: bool, reason: str) -> None:
@@ -219,14 +233,114 @@ class LiveServer:
         self.service.store.engine.dispose()
 
 
+class WSGIAdapter(BaseAdapter):
+    """requests' transport replaced by a call of the WSGI app (datasette's in-process
+    client, for requests): the same :class:`Client` and assertions, no socket, no
+    cheroot thread to start and stop. What the server layer adds (WAIT answered by the
+    notifier, slow-client limits, body buffering) is not there: such tests keep
+    :class:`LiveServer`."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        self.app = app
+
+    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:
+        url = urlsplit(request.url or "")
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if not isinstance(body, bytes):
+            body = b"".join(body)  # a streamed upload
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method or "GET",
+            "PATH_INFO": unquote_to_bytes(url.path).decode("latin-1"),  # as servers do
+            "QUERY_STRING": url.query,
+            "SERVER_NAME": url.hostname or "localhost",
+            "SERVER_PORT": str(url.port or 80),
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": url.netloc,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": url.scheme,
+        }
+        if body:
+            environ["CONTENT_LENGTH"] = str(len(body))
+        for name, value in request.headers.items():
+            key = name.upper().replace("-", "_")
+            if key == "CONTENT_TYPE":
+                environ[key] = value
+            elif key not in ("CONTENT_LENGTH", "HOST"):
+                environ["HTTP_" + key] = value
+        setup_testing_defaults(environ)
+        chunks: list[bytes] = []
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):  # type: ignore[no-untyped-def]
+            started["status"], started["headers"] = status, headers
+            return chunks.append
+
+        result = self.app(environ, start_response)
+        try:
+            chunks.extend(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        response = requests.Response()
+        code, _, reason = started["status"].partition(" ")
+        response.status_code, response.reason = int(code), reason
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        for name, value in started["headers"]:
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        response.headers = headers
+        response.encoding = get_encoding_from_headers(headers)
+        response._content = b"".join(chunks)
+        response.url, response.request = request.url or "", request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessServer(LiveServer):
+    """The whole service like :class:`LiveServer` (storage, manager, routes), its clients
+    calling the app through :class:`WSGIAdapter` instead of a socket."""
+
+    BASE = "http://uws.test"
+
+    def __init__(self, settings: Settings) -> None:  # noqa: D107 - no server to start
+        self.settings = settings
+        self.service = build_service(settings)
+        self.app = build_app(self.service)
+        start_background(self.service)
+        self.base = self.BASE
+        self.tokens = {}
+
+    def add_user(self, name: str, admin: bool = False, roles: tuple[str, ...] = ()) -> Client:
+        super().add_user(name, admin, roles)
+        return self.client(name)
+
+    def client(self, name: str) -> Client:
+        session = requests.Session()
+        session.mount(self.BASE, WSGIAdapter(self.app))
+        return Client(self.base, self.tokens[name], name, session)
+
+    def stop(self, kill_manager: bool = True) -> None:
+        self.service.notifier.notify_all()
+        stop_background(self.service)
+        self.service.store.engine.dispose()
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
 @pytest.fixture
-def live(settings: Settings) -> Iterator[LiveServer]:
-    server = LiveServer(settings)
+def live(settings: Settings, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """The service on a real server, or called in-process for tests marked
+    ``in_process`` (the same clients and assertions, no socket)."""
+    in_process = request.node.get_closest_marker("in_process") is not None
+    server = InProcessServer(settings) if in_process else LiveServer(settings)
     server.add_user("alice")
     server.add_user("bob")
     server.add_user("root", admin=True)

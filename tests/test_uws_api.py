@@ -6,9 +6,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from lxml import etree
 
 from tests.conftest import Client, LiveServer
+
+# Tests that need no WAIT answered by the server layer call the app in-process
+# (tests/conftest.py, InProcessServer): the same requests, no socket, no server thread.
+IN_PROCESS = pytest.mark.in_process
 
 NS = {"uws": "http://www.ivoa.net/xml/UWS/v1.0", "xlink": "http://www.w3.org/1999/xlink"}
 
@@ -23,6 +28,16 @@ def ids(r) -> list[str]:  # type: ignore[no-untyped-def]
     return [e.get("id") for e in xml(r).findall("uws:jobref", NS)]
 
 
+@IN_PROCESS
+def test_in_process_client_has_no_server(live: LiveServer, alice: Client) -> None:
+    """The ``in_process`` marker: the whole service, called through WSGI (no socket)."""
+    assert not hasattr(live, "server") and live.base == "http://uws.test"
+    job = alice.create("echo_job", {"text": "x"})
+    assert alice.phase(job) == "PENDING"
+    assert live.service.store.get_job(job.rsplit("/", 1)[1]).parameters["text"] == "x"
+
+
+@IN_PROCESS
 def test_create_redirects_to_new_pending_job(alice: Client) -> None:
     r = alice.post("/rest/echo_job", data={"text": "hi", "RUNID": "run-1"})
     assert r.status_code == 303
@@ -38,12 +53,14 @@ def test_create_redirects_to_new_pending_job(alice: Client) -> None:
     assert "x" not in params  # optional without default stays absent
 
 
+@IN_PROCESS
 def test_job_ids_are_random_and_long(alice: Client) -> None:
     jobs = {alice.create("echo_job").rsplit("/", 1)[1] for _ in range(20)}
     assert len(jobs) == 20
     assert all(len(j) >= 16 for j in jobs)  # 96 bits in URL-safe base64
 
 
+@IN_PROCESS
 def test_simple_resources(alice: Client) -> None:
     job = alice.create("echo_job", {"text": "x"})
     assert alice.get(job + "/phase").text == "PENDING"
@@ -111,6 +128,7 @@ def test_phase_rules(alice: Client) -> None:
     assert alice.post(job + "/phase", data={"PHASE": "ABORT"}).status_code == 303  # idempotent
 
 
+@IN_PROCESS
 def test_pending_changes(alice: Client) -> None:
     job = alice.create("echo_job")
     assert (
@@ -139,6 +157,7 @@ def test_pending_changes(alice: Client) -> None:
     assert alice.get(job + "/parameters/n").text == "5"  # nothing lost on a rejected change
 
 
+@IN_PROCESS
 def test_delete_and_action_delete(alice: Client) -> None:
     job = alice.create("echo_job")
     r = alice.delete(job)
@@ -151,6 +170,7 @@ def test_delete_and_action_delete(alice: Client) -> None:
     assert alice.post(alice.create("echo_job"), data={"ACTION": "FLY"}).status_code == 400
 
 
+@IN_PROCESS
 def test_list_filters(live: LiveServer, alice: Client) -> None:
     created = [alice.create("echo_job", {"text": str(i)}) for i in range(5)]
     ids_created = [c.rsplit("/", 1)[1] for c in created]
@@ -183,6 +203,7 @@ def test_list_filters(live: LiveServer, alice: Client) -> None:
     assert ref.get("{http://www.w3.org/1999/xlink}href").endswith(created[-1])
 
 
+@IN_PROCESS
 def test_unknown_job_list_and_job(alice: Client) -> None:
     assert alice.get("/rest/no_such_definition").status_code == 404
     assert alice.post("/rest/no_such_definition", data={}).status_code == 404
@@ -253,12 +274,14 @@ def test_execution_duration_is_enforced(alice: Client) -> None:
     assert "1 s" in alice.get(job + "/error").text
 
 
+@IN_PROCESS
 def test_index_and_job_lists(alice: Client) -> None:
     assert alice.get("/").json()["service"] == "uws-server"
     lists = alice.get("/rest").json()["job_lists"]
     assert any(url.endswith("/rest/echo_job") for url in lists)
 
 
+@IN_PROCESS
 def test_accented_text_arrives_intact_from_every_kind_of_form(alice: Client) -> None:
     """urlencoded, multipart (what the web form sends) and the query string: bottle
     decodes them differently, and each must reach the job as the UTF-8 text sent."""
