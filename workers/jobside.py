@@ -595,6 +595,20 @@ def stamp_results(root: str, inners: list[str]) -> dict[str, str]:
         kind = product_kind(full)
         if kind is None:
             continue
+        if kind == "fits":
+            # A copy of a file this job stamped elsewhere (e.g. as it entered the DL3
+            # store) keeps that stamp: restamping would give the copy other bytes than
+            # the original, and the two would no longer be matched by SHA-256.
+            try:
+                earlier = read_fits_refs(full)
+            except (OSError, ValueError):
+                earlier = {}
+            if earlier.get("entity_id") and earlier.get("activity_id") == (
+                f"job:{job[1]}/{job[2]}"
+            ):
+                stamped[key] = earlier["entity_id"]
+                changed = True
+                continue
         refs = provenance_refs(new_entity_id(), job)
         try:
             if kind == "fits":

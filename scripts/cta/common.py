@@ -29,22 +29,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dl3_store import DL3Store, JobError, ObservationFiles, format_ids, sha256_of
+from dl3_store import (
+    DL3Store,
+    JobError,
+    ObservationFiles,
+    format_ids,
+    job_side_module,
+    sha256_of,
+)
 
-
-def _jobside():  # type: ignore[no-untyped-def]
-    """The service's job-side module (``workers/jobside.py``): the one definition of the
-    files a job leaves for the service. ``$UWS_LIB`` (exported by the runner) holds the
-    ``workers`` package; outside the service, this checkout's."""
-    lib = os.environ.get("UWS_LIB") or str(Path(__file__).resolve().parents[2])
-    if lib not in sys.path:
-        sys.path.append(lib)
-    from workers import jobside
-
-    return jobside
-
-
-jobside = _jobside()
+jobside = job_side_module()
 
 __all__ = [
     "DL3Store",

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -372,12 +373,28 @@ class DL3Store:
         os.replace(tmp, path)
 
 
+def job_side_module():  # type: ignore[no-untyped-def]
+    """The service's job-side module (``workers/jobside.py``): the one definition of the
+    files a job leaves for the service. ``$UWS_LIB`` (exported by the runner) holds the
+    ``workers`` package; outside the service (or in the service's own process, which
+    also reads this store), this checkout's."""
+    lib = os.environ.get("UWS_LIB") or str(Path(__file__).resolve().parents[2])
+    if lib not in sys.path:
+        sys.path.append(lib)
+    from workers import jobside
+
+    return jobside
+
+
 def _stamp(path: Path) -> None:
     """Provenance references (job URL, activity, entity id, ProvSAP URL) into a file
     entering the store, unless the job stamped it already (analysis stamps its result
     first): the store's file and the job's published copy are then the same bytes, so
     a DL4 job reading the store is still matched to that result by SHA-256."""
-    from common import jobside
-
-    if not jobside.read_fits_refs(str(path)).get("entity_id"):
-        jobside.stamp_fits(str(path), jobside.provenance_refs(jobside.new_entity_id()))
+    jobside = job_side_module()
+    earlier = jobside.read_fits_refs(str(path))
+    this_job = jobside.provenance_refs("")["activity_id"]
+    # a stamp of this job is kept; one from elsewhere (a file copied in) is replaced
+    if earlier.get("entity_id") and earlier.get("activity_id", "") == this_job:
+        return
+    jobside.stamp_fits(str(path), jobside.provenance_refs(jobside.new_entity_id()))
