@@ -180,6 +180,7 @@ def main() -> None:
     energy_axis = MapAxis.from_energy_bounds(emin, emax, nbin=nbin, unit="TeV")
     datasets = make_onoff_datasets(short, target, on_radius, energy_axis, names=names)
 
+    common.report_progress(0.5, "fitting the spectral shape")
     datasets, model, _ = fit_power_law(datasets, freeze_index=fixed_index)
     index, index_err = model.spectral_model.index.value, model.spectral_model.index.error
     model.spectral_model.index.frozen = True
@@ -191,6 +192,7 @@ def main() -> None:
         time_intervals=intervals,
         selection_optional=["ul"],
     )
+    common.report_progress(0.6, f"fluxes in {len(intervals)} time bins")
     lc = estimator.run(datasets)
     band = lc.geom.axes["energy"].edges.to_value("TeV")
     table = lc.to_table(sed_type="flux", format="lightcurve")
@@ -209,6 +211,7 @@ def main() -> None:
 
     flux = np.asarray(table["flux"]).reshape(len(table), -1)[:, 0]
     flux_err = np.asarray(table["flux_err"]).reshape(len(table), -1)[:, 0]
+    common.report_progress(0.85, "constant flux and variability test")
     test = constant_flux_fit(datasets, model, band)
     test.update(weighted_mean_test(flux, flux_err))
     log.info(

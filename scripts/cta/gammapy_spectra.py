@@ -67,6 +67,10 @@ def make_onoff_datasets(observations, target, on_radius_deg: float, energy_axis,
     datasets = []
     for i, obs in enumerate(observations):
         name = names[i] if names else f"obs-{obs.obs_id}"
+        common.report_progress(
+            0.05 + 0.45 * i / max(len(observations), 1),
+            f"ON/OFF spectrum of run {i + 1}/{len(observations)} ({name})",
+        )
         dataset = maker.run(empty.copy(name=name), obs)
         dataset = bkg_maker.run(dataset, obs)
         # No OFF region at all is counts_off None; zero OFF *counts* in existing regions
@@ -271,6 +275,7 @@ def main() -> None:
     datasets = make_onoff_datasets(observations, target, on_radius, energy_axis)
 
     comparison_input = [d.copy(name=d.name) for d in datasets]
+    common.report_progress(0.5, f"fitting a {model_name.replace('_', ' ')}")
     datasets, model, result = fit_spectrum(datasets, model_name)
     spectral = model.spectral_model
     slope = spectral.alpha if model_name == "log_parabola" else spectral.index
@@ -286,6 +291,7 @@ def main() -> None:
             comparison["p_value"],
         )  # fmt: skip
 
+    common.report_progress(0.7, f"flux points in {nbins} energy bins")
     estimator = FluxPointsEstimator(
         energy_edges=energy_axis.edges, source="source", selection_optional=["ul"]
     )

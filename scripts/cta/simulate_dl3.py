@@ -338,6 +338,9 @@ def main() -> None:
             start = starts[i]
             pointing = wobble_pointing(ra, dec, wobble, i)
             run_seed = int(np.random.SeedSequence([seed, obs_id]).generate_state(1)[0])
+            common.report_progress(
+                0.05 + 0.85 * i / len(obs_ids), f"simulating run {i + 1}/{len(obs_ids)} ({obs_id})"
+            )
             obs, n_src, n_bkg = simulate_run(
                 obs_id, pointing, start, livetime_min * 60.0, irfs, models, run_seed, site
             )
@@ -364,6 +367,7 @@ def main() -> None:
         for path in staged.values():
             path.unlink(missing_ok=True)
 
+    common.report_progress(0.92, "publishing the observations")
     common.publish_observations(written)
     table = Table(rows=rows)
     table["path"] = [str(written[i]) for i in table["obs_id"]]
