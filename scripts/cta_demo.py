@@ -14,6 +14,7 @@ Nothing here calls the service's code: only HTTP, as any client would.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -162,6 +163,39 @@ def provenance_svg(client: Client, job_url: str) -> bytes:
     return r.content
 
 
+def dl4_steps_back(client: Client, maps_url: str) -> dict[str, list[str]]:
+    """ProvSAP BACK at DEPTH=ALL from the DL4 count map (found by the entity id stamped
+    into its FITS header): {job activity: names of its recorded steps}, e.g. the
+    calibration job's ``ctapipe-process``. Shows that a DL4 product found anywhere leads
+    back, through its header, to every tool run of the chain down to DL0."""
+    from astropy.io import fits
+
+    r = client.session.get(f"{maps_url}/results/count_map")
+    r.raise_for_status()
+    with fits.open(io.BytesIO(r.content)) as hdus:
+        entity_id = str(hdus[0].header["UWSENTID"])
+    r = client.session.get(
+        f"{client.base}/provsap",
+        params={"ID": entity_id, "DEPTH": "ALL", "DIRECTION": "BACK"},
+    )
+    r.raise_for_status()
+    doc = r.json()
+
+    def label(activity: dict) -> str:
+        value = activity.get("prov:label", "")
+        value = value[0] if isinstance(value, list) else value
+        return str(value.get("$", "") if isinstance(value, dict) else value)
+
+    steps: dict[str, list[str]] = {}
+    for rel in doc.get("wasInformedBy", {}).values():
+        kinds = rel.get("prov:type", [])
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if any("hadStep" in str(k.get("$", k) if isinstance(k, dict) else k) for k in kinds):
+            step = doc["activity"].get(rel["prov:informant"], {})
+            steps.setdefault(rel["prov:informed"], []).append(label(step))
+    return steps
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:8080")
@@ -195,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     svg = args.out / "spectrum_provenance.svg"
     svg.write_bytes(provenance_svg(client, spectra))
     print(f"provenance of the spectrum back to DL0: {svg}")
+    for activity, names in sorted(dl4_steps_back(client, jobs["gammapy_maps"]).items()):
+        print(f"  from the DL4 count map back to {activity}: steps {', '.join(names)}")
     return 0
 
 
