@@ -149,6 +149,20 @@ def test_provsap_from_the_spectrum_reaches_dl0(pipeline) -> None:  # type: ignor
     assert svg.lstrip().startswith(b"<?xml") or b"<svg" in svg[:500]
 
 
+def test_provsap_from_a_dl4_file_reaches_the_ctapipe_steps(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16: the count map names its entity in its FITS header; ProvSAP BACK from
+    that entity at DEPTH=ALL walks into the tool runs recorded inside each job, down to
+    the calibration's ctapipe-process."""
+    live, user, demo, client, jobs = pipeline
+    for url in jobs.values():
+        wait_provenance(client, url)
+    steps = demo.dl4_steps_back(client, jobs["gammapy_maps"])
+    by_job = {activity.rsplit("/", 1)[1]: names for activity, names in steps.items()}
+    assert "ctapipe-process" in by_job[jobs["calibration"].rsplit("/", 1)[1]], steps
+    assert "ctapipe-process" in by_job[jobs["reconstruction"].rsplit("/", 1)[1]], steps
+    assert by_job[jobs["gammapy_maps"].rsplit("/", 1)[1]], steps  # gammapy's own steps
+
+
 def test_the_chain_runs_on_slurm(on_slurm) -> None:  # type: ignore[no-untyped-def]
     """One CI-size pass of DL0 → DL3 → maps with every job on the Slurm cluster."""
     need(on_slurm is not None, "Slurm is not running (bash scripts/slurm_start.sh)")
