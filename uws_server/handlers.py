@@ -94,6 +94,21 @@ def uploads() -> dict[str, object]:
     return files
 
 
+def wait_request() -> tuple[int, str | None] | None:
+    """A blocking WAIT's ``(seconds, PHASE)`` from the query string (either letter
+    case), or None when the request has no WAIT: the one reading of UWS 1.1's WAIT for
+    ``/rest`` and ``/tap/async`` alike (a negative value is the longest wait the service
+    allows; the service applies the limit)."""
+    wait = request.query.get("WAIT") or request.query.get("wait")
+    if wait is None:
+        return None
+    try:
+        seconds = int(wait)
+    except ValueError:
+        raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
+    return seconds, request.query.get("PHASE") or request.query.get("phase")
+
+
 def see_other(url: str) -> HTTPResponse:
     return HTTPResponse(status=303, headers={"Location": url})
 
@@ -153,13 +168,9 @@ def register_uws_routes(app: bottle.Bottle, service: UWSService) -> None:
     @app.get(f"/rest/{JOB}")
     def get_job(jobname: str, job_id: str) -> str:
         u = user()
-        wait = request.query.get("WAIT") or request.query.get("wait")
-        if wait is not None:
-            try:
-                seconds = int(wait)
-            except ValueError:
-                raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
-            phase = request.query.get("PHASE") or request.query.get("phase")
+        waiting = wait_request()
+        if waiting is not None:
+            seconds, phase = waiting
             answer = direct.direct_answer(request.method)
             listen = (
                 contextlib.nullcontext()

@@ -18,7 +18,7 @@ from bottle import HTTPResponse, request, response
 
 from uws_server import uws_xml
 from uws_server.errors import BadRequest, Conflict, UWSError
-from uws_server.handlers import form_pairs, form_value
+from uws_server.handlers import form_pairs, form_value, wait_request
 from uws_server.models import Job, Phase, User
 from uws_server.service import UWSService
 from uws_server.uws_xml import iso
@@ -221,14 +221,9 @@ def register_tap_routes(app: bottle.Bottle, service: UWSService) -> TapJobs:
     @app.get(JOB)
     def get_job(job_id: str) -> str:
         u = user()
-        wait = request.query.get("WAIT") or request.query.get("wait")
-        if wait is not None:
-            try:
-                seconds = int(wait)
-            except ValueError:
-                raise BadRequest(f"WAIT: '{wait[:32]}' is not an integer") from None
-            phase = request.query.get("PHASE") or request.query.get("phase")
-            job = service.wait(u, TAP_JOBNAME, job_id, seconds, phase)
+        waiting = wait_request()
+        if waiting is not None:
+            job = service.wait(u, TAP_JOBNAME, job_id, *waiting)
         else:
             job = service.visible_job(u, TAP_JOBNAME, job_id)
         response.content_type = XML
