@@ -6,7 +6,8 @@
 #      the package lists cannot provide it.
 #   2. The project venv `.venv` (Python 3.12), created only if missing or broken.
 #   3. `pip install -e '.[test,science]'` into it, skipped when the install recorded for
-#      the current setup.py/pyproject.toml is still in place.
+#      the current setup.py/pyproject.toml is still in place; then `ctaplot==0.6.6`
+#      with --no-deps, for its CTA prod3b performance tables (the fast path's IRFs).
 # When everything is present this is a quick no-op (well under a second).
 #
 # Usage: bash scripts/install_test_deps.sh
@@ -226,6 +227,19 @@ else
     editable_install_present || die "pip finished but uws-server is not installed editable from $REPO_ROOT"
     printf '%s\n' "$FINGERPRINT" >"$STAMP"
     log "python packages installed"
+fi
+
+# ctaplot only for its data files: the CTA prod3b performance tables the fast path's IRFs
+# are built from (scripts/cta/prod3b.py reads them where pip puts them, <venv>/ctaplot/).
+# --no-deps: its own requirements would pull Jupyter, and nothing of it is imported.
+CTAPLOT_PIN="ctaplot==0.6.6"
+if "$VENV/bin/python" -I -c 'import importlib.metadata as m, sys; sys.exit(m.version("ctaplot") != "0.6.6")' \
+    >/dev/null 2>&1; then
+    log "step 3/3: $CTAPLOT_PIN (CTA prod3b performance tables) already installed"
+else
+    log "step 3/3: pip install --no-deps $CTAPLOT_PIN (CTA prod3b performance tables)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps "$CTAPLOT_PIN" \
+        || die "pip install --no-deps $CTAPLOT_PIN failed"
 fi
 
 log "done"
