@@ -23,7 +23,7 @@ from uws_server.auth import hash_token
 from uws_server.common import new_entity_id, utcnow, within
 from uws_server.config import Settings
 from uws_server.jobdef import JobDefinition
-from uws_server.joblog import job_log
+from uws_server.joblog import job_log, remember
 from uws_server.managers.base import JobSpec, Manager, load_spec, write_spec
 from uws_server.models import Job, Phase, WorkerEvent, can_transition
 from uws_server.progress import ProgressTracker
@@ -125,6 +125,7 @@ class Lifecycle:
             manager_options=self.manager.options_for(defn),
         )
         write_spec(dataclasses.replace(spec, callback_token="") if token else spec)
+        remember(job)  # the managers' lines name it by id: they carry its context too
         for hook in self.start_hooks:
             hook(job, defn, jdir)
         ok = self.store.mark_queued(
@@ -173,6 +174,8 @@ class Lifecycle:
                     results=rows,
                 )
                 changed = self.store.finish(job_id, job.phase, end)
+                if changed:
+                    job_log(log, job).info("finished: %s", event.phase.value)
             elif event.phase == Phase.EXECUTING:
                 changed = self.store.mark_executing(
                     job_id, job.phase, event.start_time or utcnow(), event.external_id
@@ -182,7 +185,7 @@ class Lifecycle:
             if changed:
                 self.notifier.notify(job_id)
                 if event.phase.is_final:
-                    self._after_final(job_id)
+                    self._after_final(job)
                 return True
         return False
 
@@ -272,21 +275,21 @@ class Lifecycle:
             return new_entity_id()
         return claimed
 
-    def _after_final(self, job_id: str) -> None:
+    def _after_final(self, job: Job) -> None:
         """Run final hooks (provenance) in the background: never delay the phase change."""
         for hook in self.final_hooks:
             try:
-                self._hooks.submit(self._run_hook, hook, job_id)
+                self._hooks.submit(self._run_hook, hook, job)
             except RuntimeError:  # stopping (a late worker callback): the phase stands,
                 # and the provenance files are written when they are first asked for
-                job_log(log, job_id).info("stopping: final hook %s left for later", hook)
+                job_log(log, job).info("stopping: final hook %s left for later", hook)
 
     @staticmethod
-    def _run_hook(hook: Callable[[str], None], job_id: str) -> None:
+    def _run_hook(hook: Callable[[str], None], job: Job) -> None:
         try:
-            hook(job_id)
+            hook(job.job_id)
         except Exception:
-            job_log(log, job_id).exception("final hook %s failed", getattr(hook, "__name__", hook))
+            job_log(log, job).exception("final hook %s failed", getattr(hook, "__name__", hook))
 
     # ------------------------------------------------------------ abort/delete
     def abort(self, job: Job, message: str = "aborted by its owner") -> bool:
@@ -295,7 +298,8 @@ class Lifecycle:
             if job.phase != Phase.PENDING and self.manager is not None:
                 self.manager.abort(job)
             self.notifier.notify(job.job_id)
-            self._after_final(job.job_id)
+            self._after_final(job)
+            job_log(log, job).info("aborted: %s", message)
         return ok
 
     def destroy(self, job: Job) -> None:
@@ -315,6 +319,7 @@ class Lifecycle:
         if job.phase.is_active and self.manager is not None:
             self.manager.abort(job)
         self.store.delete_job(job.job_id)
+        job_log(log, job).info("deleted")
         shutil.rmtree(self.settings.provenance_dir / job.job_id, ignore_errors=True)
         self.notifier.notify(job.job_id)
         if trash is not None:
@@ -334,6 +339,7 @@ class Lifecycle:
         mine: list[Job] = []
         specs: dict[str, JobSpec] = {}
         for job in left:
+            remember(job)
             if job.manager not in (None, self.manager.name):
                 self.report(
                     job.job_id,

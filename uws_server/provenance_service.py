@@ -23,6 +23,7 @@ from uws_server.config import Settings
 from uws_server.errors import BadRequest, Conflict, NotFound
 from uws_server.jdl.json_form import from_json, to_json
 from uws_server.jobdef import JobDefinition
+from uws_server.joblog import job_log
 from uws_server.models import Job, User
 from uws_server.provenance import (
     FILENAMES,
@@ -290,7 +291,7 @@ class ProvenanceService:
             path = Path(item["path"])
             path = path if path.is_absolute() else jdir / path
             if not any(within(path, r) for r in roots) or not path.is_file():
-                log.warning("job %s reported an input outside its reach: %s", job.job_id, path)
+                job_log(log, job).warning("reported an input outside its reach: %s", path)
                 continue
             hashed = hash_file(str(path))
             if hashed is None:
@@ -336,7 +337,7 @@ class ProvenanceService:
             )
             save_steps(self.settings.provenance_dir / job.job_id, steps)
         except OSError as exc:
-            log.warning("job %s: its steps could not be recorded: %s", job.job_id, exc)
+            job_log(log, job).warning("its steps could not be recorded: %s", exc)
 
     def _owner(self, name: str) -> User | None:
         """A job owner's account (None when it is gone: then no admin rights)."""
@@ -380,7 +381,7 @@ class ProvenanceService:
         ]
         with self._lock:
             self.store.replace_provenance(job_id, rows)
-        log.info("provenance of %s written: %s", job_id, ", ".join(sorted(written)))
+        job_log(log, job).info("provenance written: %s", ", ".join(sorted(written)))
         return written
 
     # --------------------------------------------------------------- reading

@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from uws_server.joblog import job_log
+
 log = logging.getLogger("uws_server")
 
 # How many woken waiters of one notification run at once (see PhaseNotifier.notify).
@@ -147,7 +149,7 @@ class PhaseNotifier:
             try:
                 value = self._load(job_id)
             except Exception:  # noqa: BLE001 - the woken waiters will read it themselves
-                log.exception("reading job %s for its waiters failed", job_id)
+                job_log(log, job_id).exception("reading it for its waiters failed")
             else:
                 wake.fill(value)
                 self._deliver(job_id, listeners, value)
@@ -165,7 +167,7 @@ class PhaseNotifier:
             try:
                 deliver(value, scratch)
             except Exception:  # noqa: BLE001 - that waiter answers by itself
-                log.exception("answering a waiter of job %s directly failed", job_id)
+                job_log(log, job_id).exception("answering a waiter directly failed")
 
     def notify_all(self) -> None:
         """Wake everyone, and answer every later WAIT at once (used at shutdown)."""

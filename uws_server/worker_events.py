@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from uws_server.joblog import job_log
 from uws_server.models import Phase, Result, WorkerEvent
 from workers.jobdir import STATUS_FILE, read_private
 from workers.outcome import decide, event_record, status_record, write_status_record
@@ -119,7 +120,7 @@ def read_status(job_dir: Path | str) -> JobStatus | None:
         if not all(v is None or type(v) is int for v in (exit_code, sig)):
             raise ValueError("exit_code and signal must be integers")
     except ValueError as exc:
-        log.warning("%s: unreadable status file: %s", job_dir, exc)
+        job_log(log, Path(job_dir).name).warning("unreadable status file in %s: %s", job_dir, exc)
         return None
     return JobStatus(
         phase=event.phase,

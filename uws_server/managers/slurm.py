@@ -471,7 +471,7 @@ class SlurmManager(Manager):
         try:
             write_status(job_dir, status)
         except OSError:  # deleted meanwhile: the report still ends the job
-            log.warning("cannot write the status file in %s", job_dir)
+            job_log(log, job_dir.name).warning("cannot write the status file in %s", job_dir)
 
     def _message(self, t: _Tracked, slurm: SlurmJob | None) -> str:
         tail = ""

@@ -171,7 +171,7 @@ class Store(EntityStore, UserStore):
                     return job
                 except IntegrityError:
                     pass
-            log.warning("job id %s taken: drawing another", job.job_id)
+            log.warning("a new job's id %s was taken: drawing another", job.job_id)
             job.job_id = new_id()
         raise RuntimeError("could not draw a unique job id")
 
@@ -354,8 +354,6 @@ class Store(EntityStore, UserStore):
         if not end.phase.is_final:
             raise ValueError(f"{end.phase.value} is not a final phase")
         done = self._replace(job_id, "result", end.results, [expected.value], end.values())
-        if done:
-            log.info("job %s finished: %s", job_id, end.phase.value)
         return done
 
     def mark_aborted(self, job_id: str, end_time: datetime, message: str) -> bool:
@@ -406,5 +404,4 @@ class Store(EntityStore, UserStore):
             )
             conn.execute(update(E).where(E.c.job_id == job_id).values(job_id=None))
             conn.execute(delete(J).where(J.c.job_id == job_id))
-        log.info("job %s deleted", job_id)
         return paths
