@@ -417,6 +417,53 @@ def test_provenance_rows_of_many_jobs_in_few_statements(store: Store) -> None:
     assert len(store.candidate_jobs(ROOT, "echo", "alice", 10)) == 10
 
 
+def test_provenance_search_reads_as_many_statements_for_80_jobs_as_for_20(
+    store: Store, tmp_path: Path
+) -> None:
+    """The provenance search (``ProvenanceService.search``) over its candidate jobs
+    issues a fixed number of statements, not some per job (it was ~6 per job for up to
+    5,000 jobs): chains of jobs whose inputs are another owner's results, on both
+    databases."""
+    from sqlalchemy import event
+
+    from tests.conftest import make_settings
+    from uws_server.errors import NotFound
+    from uws_server.provenance_service import ProvenanceService
+
+    def no_definition(name: str) -> None:
+        raise NotFound(f"no definition {name}")
+
+    prov = ProvenanceService(make_settings(tmp_path), store, no_definition)
+
+    def chain(n: int, jobname: str) -> None:
+        previous = None
+        for i in range(n):
+            owner = ("alice", "bob")[i % 2]
+            j = store.insert_job(job(i, owner=owner, jobname=jobname), new_job_id)
+            out = _result(j.job_id, f"out{i}", f"ent_{jobname}_{i}")
+            out.owner = owner
+            assert store.finish(j.job_id, Phase.PENDING, JobEnd(Phase.COMPLETED, T0, results=[out]))
+            if previous is not None:
+                store.add_usages(j.job_id, [(previous, "input")])
+            previous = out.entity_id
+
+    def statements_of_search(jobname: str, n: int) -> int:
+        statements: list[str] = []
+        listen = lambda *a: statements.append(a[2])  # noqa: E731
+        event.listen(store.engine, "before_cursor_execute", listen)
+        try:
+            found = prov.search(ROOT, [("activity", jobname)])
+        finally:
+            event.remove(store.engine, "before_cursor_execute", listen)
+        assert len(found) == n
+        return len(statements)
+
+    chain(20, "short")
+    chain(80, "long")
+    few, many = statements_of_search("short", 20), statements_of_search("long", 80)
+    assert few == many <= 8, (few, many)
+
+
 def test_jobs_in_phases_with_their_results(store: Store) -> None:
     """Recovery's read: every job of the phases asked for, each with its own results,
     oldest first, in one statement."""

@@ -168,7 +168,7 @@ class EntityStore:
         return sorted(found)
 
     def job_records(self, job_ids: Sequence[str]) -> dict[str, JobRecordRows]:
-        """The provenance rows of many jobs in four statements per 500 jobs (the jobs,
+        """The provenance rows of many jobs in three statements per 500 jobs (the jobs,
         their usages joined to the entities used, the entities they generated), where
         reading each job on its own took six: a provenance search reads thousands."""
         out: dict[str, JobRecordRows] = {}

@@ -4,9 +4,9 @@ The list used to stop silently at 300 jobs. Now every job the viewer may see tha
 the filters is counted, and one page of them is shown, with the total and the page
 count, so nothing is cut without saying so. The store returns the filtered job
 references (a few small columns per job, newest first, the date's lower bound applied in
-SQL); the other sort orders and the page are applied here, which costs a few
-microseconds per job — the list of a user with 100,000 jobs is still a fraction of a
-second. (A keyset query in the store would page in SQL; the store is another module's.)
+SQL); the other sort orders and the page are applied here, in Python, at a cost per
+job small enough for a user's 100,000 jobs (docs/benchmarks.md, the table of figures
+moved out of docstrings). A keyset query in the store would page in SQL.
 """
 
 from __future__ import annotations
