@@ -39,6 +39,9 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            # the suite on several workers (scripts/run_tests.sh); pinned: tests/parallel.py
+            # relies on its scheduler's internals (tests/test_parallel.py fails on a change)
+            "pytest-xdist==3.8.0",
             "hypothesis>=6.100",
             "xmlschema>=3",
             "pyvo>=1.5",

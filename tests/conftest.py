@@ -11,6 +11,8 @@ import io
 import os
 import shutil
 import socket
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +27,9 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from uws_server.app import build_app, build_service, start_background, stop_background
 from uws_server.auth import hash_token, new_token
@@ -37,10 +41,75 @@ from uws_server.server import make_wsgi_server
 from uws_server.service import UWSService
 from uws_server.storage import Store
 
+pytest_plugins = ("tests.parallel",)  # several xdist workers: scheduling, crashes counted
+
 TESTS = Path(__file__).resolve().parent
 REQUIRE_SERVICES = os.environ.get("UWS_REQUIRE_SERVICES") == "1"
-PG_URL = os.environ.get("UWS_TEST_DATABASE_URL", "")
 STOP_POLL_INTERVAL = 0.02  # seconds; see LiveServer.__init__
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("UWS_TEST_WORKER") or "main"
+"""This process among the run's pytest processes: xdist's worker id (``gw0``...), else
+``UWS_TEST_WORKER`` (``browser``: the browser tests' own process in
+``scripts/run_tests.sh``), else ``main``. Exported as ``UWS_TEST_WORKER``."""
+os.environ["UWS_TEST_WORKER"] = WORKER
+
+
+def _shared_dir() -> Path:
+    """``UWS_TEST_SHARED_DIR``: one directory for every pytest process of a test run, for
+    what they build once and share (the CTA chain, with a lock: ``tests/cta_support.py``).
+
+    ``scripts/run_tests.sh`` makes it for the run and removes it at the end; a pytest run
+    by hand makes one in its first (controller) process, which xdist's workers inherit,
+    and removes it at exit (:func:`pytest_unconfigure`)."""
+    given = os.environ.get("UWS_TEST_SHARED_DIR")
+    if given:
+        return Path(given)
+    made = Path(tempfile.mkdtemp(prefix="uws-tests-"))
+    os.environ["UWS_TEST_SHARED_DIR"] = str(made)
+    os.environ["UWS_TEST_SHARED_DIR_OWNER"] = str(os.getpid())
+    return made
+
+
+SHARED_DIR = _shared_dir()
+
+
+def worker_database_url(base_url: str, worker: str) -> str:
+    """The database of one worker: ``<base database>_<worker>`` on the same server, made
+    (from ``template1``, which has pgSphere) if missing. Tests drop and create every
+    table (:func:`reset_postgres`), so two workers must never share one; ``main`` keeps
+    the base database itself."""
+    if not base_url or worker == "main":
+        return base_url
+    url = make_url(base_url)
+    name = f"{url.database}_{worker}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        for _attempt in range(40):
+            try:
+                with engine.connect() as conn:
+                    found = conn.execute(
+                        text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+                    ).first()
+                    if not found:
+                        conn.execute(text(f'CREATE DATABASE "{name}"'))
+                break
+            except DBAPIError as exc:
+                # 55006: another worker is copying template1 at this instant ("source
+                # database is being accessed by other users"): try again
+                if getattr(exc.orig, "sqlstate", None) != "55006":
+                    raise
+                time.sleep(0.25)
+    except DBAPIError as exc:  # PostgreSQL not there: the tests needing it fail (or skip)
+        print(f"tests/conftest.py: no database {name} ({exc.orig})", file=sys.stderr)
+    finally:
+        engine.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+PG_URL = worker_database_url(os.environ.get("UWS_TEST_DATABASE_URL", ""), WORKER)
+"""This process's PostgreSQL database (empty: none); also its ``UWS_TEST_DATABASE_URL``."""
+if PG_URL:
+    os.environ["UWS_TEST_DATABASE_URL"] = PG_URL
 
 
 def service_markers(item: pytest.Item) -> set[str]:
@@ -68,16 +137,38 @@ def service_markers(item: pytest.Item) -> set[str]:
     return markers
 
 
+def module_rank(markers: set[str]) -> int:
+    """When a module's tests start, from the markers of all its tests: the science stack's
+    (minutes of CPU, one long module fixture) first, then Slurm's (waiting for the
+    scheduler's passes), then the rest. Under xdist (``tests/parallel.py``) modules are
+    handed out in this order, so a long module does not start last and hold up the end."""
+    if "science" in markers:
+        return 0
+    if "slurm" in markers:
+        return 1
+    return 2
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that need real services (see :func:`service_markers`).
+    """Mark the tests that need real services (see :func:`service_markers`) and order
+    the modules (:func:`module_rank`; stable: within a rank, the collection's order).
 
     Browser tests run last: Playwright's sync API leaves greenlets behind, and a
     greenlet freed by the collector in another thread (a server's worker) has crashed
-    this CPython (3.12.1) in the middle of later tests."""
+    this CPython (3.12.1) in the middle of later tests. (``scripts/run_tests.sh`` runs
+    them in a process of their own.)"""
+    by_module: dict[str, set[str]] = {}
     for item in items:
         for marker in sorted(service_markers(item) - {m.name for m in item.iter_markers()}):
             item.add_marker(marker)
-    items.sort(key=lambda item: item.nodeid.startswith("tests/test_browser.py"))
+        module = item.nodeid.split("::", 1)[0]
+        by_module.setdefault(module, set()).update(m.name for m in item.iter_markers())
+    items.sort(
+        key=lambda item: (
+            item.nodeid.startswith("tests/test_browser"),
+            module_rank(by_module[item.nodeid.split("::", 1)[0]]),
+        )
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,6 +177,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "in_process: the test's `live` server is called through WSGI, with no socket"
         " (tests that need no WAIT answered by the server layer)",
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the shared directory if this process made it (see :func:`_shared_dir`)."""
+    if os.environ.get("UWS_TEST_SHARED_DIR_OWNER") == str(os.getpid()):
+        shutil.rmtree(SHARED_DIR, ignore_errors=True)
 
 
 def need(condition: bool, reason: str) -> None:
