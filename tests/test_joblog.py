@@ -136,3 +136,38 @@ def test_a_job_run_through_the_service_logs_with_its_context(
     for wanted in ("finished: COMPLETED", "by id", "deleted"):
         assert context + wanted in lines, lines
     assert all(line.startswith(context) for line in lines), lines
+
+
+def test_the_runner_names_its_job_on_every_line(tmp_path: Path) -> None:
+    """The job side too (``workers.logs.bind_job``): a runner whose server is down says
+    so with the job's id, owner and definition, in the service's format."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from uws_server.managers.base import JobSpec, write_spec
+
+    with socket.socket() as s:  # a port nothing listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "parameters.json").write_text("{}")
+    (job_dir / "script.sh").write_text("true\n")
+    spec = JobSpec("J7", "echo_job", job_dir, "true\n", {}, owner="alice")
+    spec.callback_url, spec.callback_token = f"http://127.0.0.1:{port}/callback", "t"
+    write_spec(spec)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-P", "-m", "workers.node", str(job_dir), "--callback-retry", "0"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if " runner " in line]
+    assert lines, proc.stderr
+    assert all("job J7 [owner=alice definition=echo_job]: " in line for line in lines), lines
+    assert any("final event not delivered" in line for line in lines), lines

@@ -51,5 +51,16 @@ class LazyLogger:
         self._get().exception(msg, *args)
 
 
+def bind_job(job_id: str, owner: str, definition: str) -> None:
+    """Every later line of this process names its job as the service's lines do
+    (``uws_server.joblog``): ``job <id> [owner=<owner> definition=<name>]: <message>``.
+    A runner serves one job; its lines end up in the batch system's output file, read by
+    an operator who must see whose job it was without looking the id up."""
+    context = f"job {job_id} [owner={owner or '-'} definition={definition or '-'}]: "
+    CONFIGURE["format"] = str(CONFIGURE["format"]).replace(
+        "%(message)s", context.replace("%", "%%") + "%(message)s"
+    )
+
+
 def get_logger(name: str) -> LazyLogger:
     return LazyLogger(name)

@@ -152,10 +152,9 @@ def contain(job_id: str) -> tuple[str | None, bool]:
             containment.sweep_cgroups(base)
             return cgroup, False
         except OSError as exc:
-            log.warning("job %s: no cgroup (%s): using a subreaper", job_id, exc)
+            log.warning("no cgroup (%s): using a subreaper", exc)
     if not containment.become_subreaper():
-        log.warning("job %s: neither a cgroup nor a subreaper: only its process group "
-                    "is killed", job_id)  # fmt: skip
+        log.warning("neither a cgroup nor a subreaper: only its process group is killed")
         return None, False
     return None, True
 
@@ -206,7 +205,7 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         relay.unwatch(spec.job_id)  # its last progress, before its final event
         relay.stop()
     if outcome.leftovers:
-        log.warning("job %s: killed %d process(es) it left behind", spec.job_id, outcome.leftovers)
+        log.warning("killed %d process(es) it left behind", outcome.leftovers)
     status, event = final_records(
         spec,
         exit_code=outcome.exit_code,
@@ -222,7 +221,7 @@ def run_job(spec: SimpleNamespace, retry_seconds: float, grace: float) -> str:
         cancel.set()  # the final event supersedes a still-retrying EXECUTING one
         thread.join()
     if spec.callback_url and not _send(spec, event, policy):
-        log.error("job %s: final event not delivered; it is in %s", spec.job_id, STATUS_FILE)
+        log.error("final event not delivered; it is in %s", STATUS_FILE)
     return str(status["phase"])
 
 
@@ -277,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     spec: SimpleNamespace | None = None
     try:
         spec = read_spec(job_dir)
+        logs.bind_job(spec.job_id, getattr(spec, "owner", ""), getattr(spec, "jobname", ""))
         spec.callback_token = spec.callback_token or token
         phase = run_job(spec, args.callback_retry, args.grace)
     except Exception as exc:  # report what we can: the server would otherwise wait forever
