@@ -138,3 +138,36 @@ def test_sql_only_in_the_storage_layer_and_the_catalogue() -> None:
     assert outside == []
     # the exceptions are still true (an exception no longer needed is dropped)
     assert set(SQL_EXCEPTIONS) <= sql_modules()
+
+
+def service_imports_of_the_job_steps(root: Path) -> list[str]:
+    """``module: imported`` for every import of ``uws_server`` or ``uws_client`` in the
+    Python files under ``root`` (read, not imported: the science stack need not load)."""
+    import ast
+
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in ("uws_server", "uws_client"):
+                    found.append(f"{path.relative_to(root).as_posix()}: {name}")
+    return found
+
+
+def test_the_cta_job_steps_import_nothing_of_the_service(tmp_path: Path) -> None:
+    """The CTA steps (the ``cta`` package under scripts/) run on a worker node as job
+    scripts: they talk to the service only through ``workers.jobside`` and the files of
+    the job directory, like every job (docs/architecture.md). The check can fail."""
+    assert service_imports_of_the_job_steps(ROOT / "scripts" / "cta") == []
+    (tmp_path / "step.py").write_text("import os\nfrom uws_server.common import utcnow\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.py").write_text("import uws_client.client as c\nfrom . import y\n")
+    assert service_imports_of_the_job_steps(tmp_path) == [
+        "step.py: uws_server.common",
+        "sub/x.py: uws_client.client",
+    ]
