@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import pytest
 
 from tests.conftest import LiveServer, make_settings
 from uws_server import managers
-from uws_server.common import utcnow
+from uws_server.common import PROJECT_ROOT, utcnow
 from uws_server.jobdef import JobDefinition
 from uws_server.managers.base import JobSink, JobSpec, Manager
 from uws_server.models import Job, Phase, WorkerEvent
@@ -155,3 +156,29 @@ def test_log_lines_about_a_job_carry_its_context(
         f"job {job_id} [owner=alice definition=echo_job]: ignored COMPLETED -> EXECUTING"
     )
     assert (record.job_id, record.owner, record.definition) == (job_id, "alice", "echo_job")  # type: ignore[attr-defined]
+
+
+def test_the_sbatch_option_rules_are_the_slurm_managers_own() -> None:
+    """A definition's ``#SBATCH`` lines are checked by the Slurm manager's own module
+    (``managers/slurm_options.py``, where ``option_argv`` also lives), and checking a
+    definition imports neither the Slurm manager nor its command-line layer."""
+    code = (
+        "import sys\n"
+        "from uws_server.jdl.validate import validate\n"
+        "from uws_server.jobdef import JobDefinition\n"
+        "d = JobDefinition(name='d', script='true', sbatch_options=['--mem 8G', '-vW', '-o x'])\n"
+        "print(sorted(validate(d)))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('uws_server.managers.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    problems, loaded = out.stdout.splitlines()
+    assert "('sbatch_options[1]', '-W is set by the service itself or breaks tracking')" in problems
+    assert "('sbatch_options[2]', '-o is set by the service itself or breaks tracking')" in problems
+    assert "sbatch_options[0]" not in problems
+    assert loaded == "['uws_server.managers.slurm_options']"
+    from uws_server.managers.slurm_options import option_argv
+
+    assert option_argv("--mem 8G") == ["--mem", "8G"] and option_argv("-c4") == ["-c4"]

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from uws_server.jobdef import DATATYPES, EntityDef, JobDefinition, ParameterDef
+from uws_server.managers.slurm_options import sbatch_problems
 
 Problem = tuple[str, str]
 
@@ -52,20 +53,6 @@ ENV_RESERVED = frozenset(
 )
 ENV_PREFIXES = ("UWS_", "LD_", "BASH", "PYTHON", "SLURM_", "SBATCH_", "SRUN_", "DYLD_")
 PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy"})
-
-# sbatch options the Slurm manager sets itself (name, directory, output files, time
-# limit, environment), or that would stop it from tracking the job: no submission at all
-# (--test-only, --help...), a blocking sbatch (--wait), several jobs (--array), a job held
-# forever (--hold), on another cluster squeue does not ask (--clusters), or an
-# environment the service did not choose (--export-file, --get-user-env).
-MANAGED_SBATCH_OPTIONS = frozenset(
-    """--wrap --output -o --error -e --chdir -D --parsable --job-name -J --export --input -i
-    --time -t --wait -W --array -a --uid --gid --get-user-env --export-file --hold -H
-    --clusters -M --test-only --help -h --usage --version -V""".split()
-)
-# sbatch's short options that take no value: in "-vW" both are options (-W is --wait).
-_SBATCH_SHORT_FLAGS = frozenset("HhkOQsVvW")
-
 
 # The definition's own text fields (the web editor shows the same ones).
 TEXT_FIELDS = (
@@ -324,44 +311,6 @@ def _is_web_url(url: str) -> bool:
     )
 
 
-def _check_sbatch(options: list[str]) -> list[Problem]:
-    problems: list[Problem] = []
-    for k, option in enumerate(options):
-        where = f"sbatch_options[{k}]"
-        if not isinstance(option, str) or not option.startswith("-") or option.strip() in "-":
-            problems.append((where, "must be an option starting with '-'"))
-            continue
-        if any(c in option for c in "\n\r\x00"):
-            problems.append((where, "must be one line"))
-            continue
-        flags, value = _sbatch_flags(option)
-        for flag in flags:
-            if flag in MANAGED_SBATCH_OPTIONS:
-                problems.append((where, f"{flag} is set by the service itself or breaks tracking"))
-        if value.startswith("-"):
-            problems.append((where, "a separate value must not start with '-': write --opt=-v"))
-    return problems
-
-
-def _sbatch_flags(option: str) -> tuple[list[str], str]:
-    """The options one line sets, and its separate value (``--mem 8G``), as the Slurm
-    manager passes it (``managers.slurm_cli.option_argv``).
-
-    "--output=x", "--output x", "-o x" and "-ox" all name the same option; "-vWa1" is a
-    bundle of -v, -W and -a (with value 1).
-    """
-    head, _, rest = option.strip().partition(" ")
-    rest = rest.strip()
-    if head.startswith("--"):
-        return [head.split("=", 1)[0]], "" if "=" in head else rest
-    flags = []
-    for char in head[1:]:
-        flags.append("-" + char)
-        if char not in _SBATCH_SHORT_FLAGS:
-            break  # what follows is this option's value
-    return flags, rest if len(head) == 2 else ""
-
-
 def _check_int(field: str, value: object, optional: bool) -> list[Problem]:
     if value is None and optional:
         return []
@@ -410,7 +359,7 @@ def validate(defn: JobDefinition) -> list[Problem]:
     problems.extend(_check_datasets(defn))
     problems.extend(_check_summaries(defn))
     if isinstance(defn.sbatch_options, list):
-        problems.extend(_check_sbatch(defn.sbatch_options))
+        problems.extend(sbatch_problems(defn.sbatch_options))
     else:
         problems.append(("sbatch_options", "must be a list of options"))
     return problems

@@ -55,10 +55,10 @@ from uws_server.managers.slurm_cli import (
     batch_script,
     ending_message,
     job_name,
-    option_argv,
     runner_grace,
     time_limit,
 )
+from uws_server.managers.slurm_options import option_argv
 from uws_server.models import Job, Phase, WorkerEvent
 from uws_server.worker_events import JobStatus, read_status, status_to_event, write_status
 from workers.containment import CGROUP_ENV

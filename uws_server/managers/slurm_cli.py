@@ -101,21 +101,6 @@ def time_limit(seconds: int) -> str | None:
     return str(max(1, math.ceil(seconds / 60)))
 
 
-def option_argv(line: str) -> list[str]:
-    """An operator's option line as sbatch arguments.
-
-    ``--mem=8G``, ``-c4`` and ``--comment=two words`` stay one argument; ``--mem 8G`` and
-    ``-c 4`` (an option, blanks, a value) become two.
-    """
-    line = line.strip()
-    head, _, rest = line.partition(" ")
-    if "=" in head or not rest.strip() or not head.startswith("-"):
-        return [line]
-    if not head.startswith("--") and len(head) > 2:
-        return [line]
-    return [head, rest.strip()]
-
-
 def wait_status(raw: str) -> tuple[int | None, int | None]:
     """(exit code, signal) from squeue's ``exit_code`` (a raw wait status)."""
     try:
