@@ -171,3 +171,24 @@ def test_the_cta_job_steps_import_nothing_of_the_service(tmp_path: Path) -> None
         "step.py: uws_server.common",
         "sub/x.py: uws_client.client",
     ]
+
+
+# CPython's underscore modules that are documented interfaces (docs.python.org/3/library/).
+DOCUMENTED_UNDERSCORE_MODULES = {"__future__", "_thread"}
+
+
+def test_no_private_cpython_module_is_imported() -> None:
+    """Speed code stays on supported interfaces (issue 14.3): ``_json`` (the runner's
+    old ``jsonio``), ``_socket``, ``_signal``, ``_sha2`` and the like broke the code on a
+    minor CPython upgrade; nothing imports them any more."""
+    graph = grimp.build_graph(
+        *PACKAGES, include_external_packages=True, exclude_type_checking_imports=True
+    )
+    private = sorted(
+        f"{importer} -> {module}"
+        for module in graph.modules
+        if module.startswith("_") and module not in DOCUMENTED_UNDERSCORE_MODULES
+        for importer in graph.find_modules_that_directly_import(module)
+    )
+    assert private == []
+    assert "__future__" in graph.modules  # the check sees underscore modules at all

@@ -167,7 +167,7 @@ def prepare_environment(spec: SpecLike, base_env: dict[str, str] | None = None) 
     """
     python = spec.python or sys.executable
     if base_env is None:
-        env = dict(_server_environment(python))
+        env = _server_environment(python)
     else:
         env = _with_python_on_path(base_environment(base_env), python)
     for name, value in spec.parameters.items():
@@ -202,29 +202,10 @@ def _with_python_on_path(env: dict[str, str], python: str) -> dict[str, str]:
     return env
 
 
-# (process environment it was made from, python, cwd if python is relative, result)
-_server_env_cache: list[tuple[dict[bytes, bytes], str, str, dict[str, str]]] = []
-
-
 def _server_environment(python: str) -> dict[str, str]:
     """The whitelisted part of this process's environment with ``python`` on ``PATH``,
-    worked out again only when the environment (or the interpreter) changed.
-
-    Filtering ``os.environ`` decodes every variable and checks each name against the
-    secret words: the same work for every job of the local pool. The cache is keyed on
-    a copy of the environment's raw mapping (``os.environ._data``, compared in C), so a
-    variable set, changed or removed through ``os.environ`` is seen by the next job.
-    Callers get the cached dict: they must copy it before changing it.
-    """
-    raw = getattr(os.environ, "_data", None)
-    if not isinstance(raw, dict):  # not CPython's os.environ: no cache
-        return _with_python_on_path(base_environment(dict(os.environ)), python)
-    cwd = "" if os.path.isabs(python) else os.getcwd()
-    if _server_env_cache:
-        c_raw, c_python, c_cwd, env = _server_env_cache[0]
-        if c_python == python and c_cwd == cwd and c_raw == raw:
-            return env
-    snapshot = dict(raw)
-    env = _with_python_on_path(base_environment(dict(os.environ)), python)
-    _server_env_cache[:] = [(snapshot, python, cwd, env)]
-    return env
+    read afresh for every job: a variable set, changed or removed through ``os.environ``
+    is seen by the next job. (It was cached, keyed on CPython's private
+    ``os.environ._data``, for a saving in a local job's start that no user feels:
+    issue 14 keeps speed code on public interfaces only.)"""
+    return _with_python_on_path(base_environment(dict(os.environ)), python)
