@@ -1,11 +1,14 @@
 """Closure tests of the fast path's DL4 fits over many seeds (issue 15, Must show).
 
 Run: ``.venv/bin/python bench/bench_closure.py`` (8 seeds, a few minutes on 2 cores);
-``--scripts DIR`` runs another copy of ``scripts/cta`` (e.g. the code before a fix, from
-``git show``) through the same harness, ``--seeds N`` changes the number of seeds.
+``--scripts DIR`` runs another copy of ``scripts/`` (holding the ``cta`` package; e.g. the
+code before a fix, from ``git worktree``) through the same harness, in a new process per
+job (this process has imported this checkout's ``cta``), ``--seeds N`` changes the
+number of seeds.
 
 For each seed the job scripts run as the service runs them (``tests.cta_support``: job
-directory, parameters, environment; in this process so gammapy is imported once):
+directory, parameters, environment; in this process so gammapy is imported once, unless
+``--scripts``):
 ``simulate_dl3`` draws the truth into a temporary DL3 store, ``gammapy_spectra`` fits it
 (power law, and the held-out curved truths with their own model), ``gammapy_lightcurve``
 fits the constant flux over short bins (~10-20 counts each, where a weighted mean of
@@ -48,7 +51,10 @@ def _run(name: str, params: dict, work: Path, store: Path, scripts: Path | None)
     """Run one job in-process; its JSON result (summary, fit_result or lightcurve_summary)."""
     env = {"UWS_SCRIPTS_DIR": str(scripts)} if scripts else None
     job = work / f"{name}-{len(list(work.glob(name + '-*')))}"
-    done = cta_support.run_in_process(name, params, job, store, env=env)
+    if scripts:  # the script line's PYTHONPATH starts with $UWS_SCRIPTS_DIR: that copy
+        done = cta_support.run_job(name, params, job, store, env=env)
+    else:
+        done = cta_support.run_in_process(name, params, job, store)
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed: {done.stderr[-2000:]}")
     result = {

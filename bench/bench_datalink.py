@@ -3,7 +3,7 @@ service in the same run (the guide's anchors, GAVO DaCHS: DataLink 7 ms, cone se
 9-15 ms).
 
 A store of a few observations is simulated with the fast path
-(``scripts/cta/simulate_dl3.py``); the service starts as an operator starts it
+(``cta.simulate_dl3``); the service starts as an operator starts it
 (``python -m uws_server serve``, its own process, SQLite or ``--pg-url``) and one
 client sends, one after the other:
 
@@ -41,8 +41,9 @@ def simulate(store: Path, workdir: Path, n_obs: int) -> None:
     params = {"RA": str(SOURCE[0]), "Dec": str(SOURCE[1]), "n_obs": str(n_obs), "livetime": "2"}
     (workdir / "parameters.json").write_text(json.dumps(params))
     env = dict(os.environ, UWS_DL3_STORE=str(store), UWS_PARAMETERS_FILE="parameters.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "scripts"), str(ROOT)])  # cta, workers
     subprocess.run(
-        [PY, str(ROOT / "scripts" / "cta" / "simulate_dl3.py")],
+        [PY, "-P", "-m", "cta.simulate_dl3"],
         cwd=workdir, env=env, check=True, capture_output=True,
     )  # fmt: skip
 

@@ -31,10 +31,11 @@ def run_stage(name: str, params: dict, job: Path, store: Path) -> dict:
     job.mkdir(parents=True, exist_ok=False)
     (job / "parameters.json").write_text(json.dumps({k: str(v) for k, v in params.items()}))
     env = {**os.environ, "UWS_DL3_STORE": str(store), "UWS_SCRIPTS_DIR": str(SCRIPTS)}
+    env["PYTHONPATH"] = os.pathsep.join([str(SCRIPTS), str(REPO)])  # cta and workers
     start = time.perf_counter()
     with open(job / "stdout.log", "w") as out, open(job / "stderr.log", "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(SCRIPTS / "cta" / f"{name}.py")],
+            [sys.executable, "-P", "-m", f"cta.{name}"],
             cwd=job, env=env, stdout=out, stderr=err,
         )  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)

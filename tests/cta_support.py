@@ -6,10 +6,14 @@ definition, whitelisted environment, parameters and generated entities exported,
 
 * :func:`run_job`: the definition's script line under bash in a new process, exactly as
   the local pool does (minus the wrapper that reports to the service);
-* :func:`run_in_process`: the Python file that script line names, run as ``__main__``
-  in this process, with the same environment, working directory and exit code. Meant
-  for bad-input cases: each one is a fraction of a second instead of a new interpreter
-  importing the science stack (ctapipe, gammapy: several seconds each on 2 cores).
+* :func:`run_in_process`: the module that script line runs (``python -P -m cta.<step>``)
+  run as ``__main__`` in this process, with the same environment, working directory and
+  exit code. Meant for bad-input cases: each one is a fraction of a second instead of a
+  new interpreter importing the science stack (ctapipe, gammapy: several seconds each on
+  2 cores).
+
+Importing this module makes the ``cta`` package (``scripts/cta``) importable in the test
+process, as the script line's ``PYTHONPATH`` does for a job.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ import io
 import json
 import logging
 import os
+import re
 import runpy
-import shlex
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,17 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 CTA = SCRIPTS / "cta"
 JOBDEFS = REPO / "job_definitions"
+
+if str(SCRIPTS) not in sys.path:  # the folder holding the ``cta`` package
+    sys.path.append(str(SCRIPTS))
+# What a process running a step outside the service needs on its path (the script
+# line's ``$UWS_SCRIPTS_DIR:$UWS_LIB``): the ``cta`` package and ``workers``.
+PYTHONPATH = os.pathsep.join([str(SCRIPTS), str(REPO)])
+
+
+def step_command(step: str) -> list[str]:
+    """The command line running ``cta.<step>`` in a new interpreter (with :data:`PYTHONPATH`)."""
+    return [sys.executable, "-P", "-m", f"cta.{step}"]
 
 _DEFINITIONS: dict[str, JobDefinition] = {}
 
@@ -108,11 +124,18 @@ def run_job(
     return Finished(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
 
-def script_file(name: str, env: dict[str, str]) -> Path:
-    """The Python file the definition's script line runs (``python "$UWS_SCRIPTS_DIR/…"``)."""
-    argv = shlex.split(definition(name).script)
-    assert len(argv) == 2 and argv[0] == "python", argv  # nothing else would run in-process
-    return Path(argv[1].replace("$UWS_SCRIPTS_DIR", env["UWS_SCRIPTS_DIR"]))
+# The one form of a CTA step's script line (docs/architecture.md, "CTA job steps").
+SCRIPT_LINE = re.compile(
+    r'^PYTHONPATH="\$UWS_SCRIPTS_DIR:\$UWS_LIB" python -P -m (cta\.[a-z0-9_]+)$'
+)
+
+
+def step_module(name: str) -> str:
+    """The module the definition's script line runs (``cta.<step>``)."""
+    script = definition(name).script.strip()
+    match = SCRIPT_LINE.match(script)
+    assert match, script  # nothing else would run in-process
+    return match.group(1)
 
 
 def run_in_process(
@@ -133,7 +156,7 @@ def run_in_process(
     from astropy.utils import iers
 
     job_env = prepare(name, params, job_dir, store, env)
-    path = script_file(name, job_env)
+    module = step_module(name)
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
     saved_path = list(sys.path)
     root = logging.getLogger()
@@ -148,15 +171,18 @@ def run_in_process(
         os.environ.clear()
         os.environ.update(job_env)
         os.chdir(job_dir)
-        sys.argv = [str(path)]
-        sys.path.insert(0, str(path.parent))  # as python puts the script's folder first
+        sys.argv = [module]
         with contextlib.ExitStack() as stack:
             for key in ("auto_download", "auto_max_age", "iers_degraded_accuracy"):
                 stack.enter_context(iers.conf.set_temp(key, getattr(iers.conf, key)))
             stack.enter_context(contextlib.redirect_stdout(out))
             stack.enter_context(contextlib.redirect_stderr(err))
+            # a step another step imports (gammapy_spectra) is already in sys.modules:
+            # runpy then warns that ``__main__`` is a second copy, which is what we want
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", "'cta\\.", RuntimeWarning, "runpy")
             try:
-                runpy.run_path(str(path), run_name="__main__")
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
             except SystemExit as exc:
                 code = exc.code
     finally:

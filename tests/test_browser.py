@@ -293,7 +293,8 @@ def simulate_store(store: Path, work: Path) -> None:
     made by the project's simulate_dl3 script as a job would run it (no service)."""
     import json
     import subprocess
-    import sys
+
+    from tests import cta_support
 
     work.mkdir(parents=True)
     from uws_server.jdl.votable import read_votable
@@ -310,9 +311,9 @@ def simulate_store(store: Path, work: Path) -> None:
         "UWS_PARAMETERS_FILE": str(work / "parameters.json"),
         "MPLBACKEND": "Agg",
     }
-    script = PROJECT_ROOT / "scripts" / "cta" / "simulate_dl3.py"
+    env["PYTHONPATH"] = cta_support.PYTHONPATH
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        cta_support.step_command("simulate_dl3"),
         cwd=work,
         env=env,
         capture_output=True,

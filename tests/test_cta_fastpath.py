@@ -11,6 +11,7 @@ spares a gammapy import per job; the DL4 jobs run as processes through the API i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from astropy.table import Table
 
 from tests import cta_support
 from tests.cta_support import Finished
+from workers import jobside
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -36,8 +38,7 @@ SOURCE = {"RA": "329.717", "Dec": "-30.226"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GADF_HDUS = ("EVENTS", "GTI", "EFFECTIVE AREA", "ENERGY DISPERSION", "PSF_2D_TABLE", "BACKGROUND")
 
-sys.path.insert(0, str(SCRIPTS / "cta"))
-import dl3_store  # noqa: E402
+from cta import dl3_store  # noqa: E402  (on sys.path once tests.cta_support is imported)
 
 pytestmark = pytest.mark.science
 
@@ -154,7 +155,7 @@ def test_job_definition_is_valid_and_matches_script(name):
     resource = jdl_resource(name)
     assert resource.ID == name and resource.utype == "voprov:ActivityDescription"
     params = jdl_params(name)
-    assert params["script"] == f'python "$UWS_SCRIPTS_DIR/cta/{name}.py"'
+    assert params["script"] == f'PYTHONPATH="$UWS_SCRIPTS_DIR:$UWS_LIB" python -P -m cta.{name}'
     assert (SCRIPTS / "cta" / f"{name}.py").is_file()
     assert params["executionDuration"] > params["quote"] > 0
     groups = jdl_groups(name)
@@ -231,7 +232,7 @@ def test_simulate_writes_a_gadf_store_gammapy_reads(simulated, store):
         assert offset.deg == pytest.approx(0.5, abs=1e-3)  # wobble
     assert summary["truth"]["index"] == 3.0 and summary["truth"]["amplitude"] == 4e-11
     assert 0 < summary["n_source"] < summary["n_events"]
-    assert json.loads((job / ".uws" / "used.json").read_text()) == []
+    assert jobside.read_used(str(job)) == []  # nothing read: drawn from the model
 
 
 def test_simulate_refuses_obs_ids_already_in_store(work, store, simulated):
@@ -248,9 +249,8 @@ def test_simulate_refuses_obs_ids_already_in_store(work, store, simulated):
 ADD_COPY = """
 import sys
 from astropy.io import fits
-sys.path.insert(0, sys.argv[1])
-import dl3_store
-source, root, obs_id = sys.argv[2], sys.argv[3], int(sys.argv[4])
+from cta import dl3_store
+source, root, obs_id = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = dl3_store.DL3Store(root)
 staged = store.staging_path(obs_id)
 with fits.open(source) as hdul:
@@ -262,8 +262,11 @@ store.add({obs_id: staged})
 
 def start_writer(source: str, root: Path, obs_id: int) -> subprocess.Popen:
     """Another process adding a copy of ``source`` under a new obs_id to the store."""
-    args = [sys.executable, "-c", ADD_COPY, str(SCRIPTS / "cta"), source, str(root), str(obs_id)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [sys.executable, "-P", "-c", ADD_COPY, source, str(root), str(obs_id)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS), str(REPO)])}
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def test_concurrent_writers_do_not_clobber_each_other(work, simulated):

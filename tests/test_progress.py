@@ -398,13 +398,13 @@ def test_uws_client_wait_shows_this_services_progress(progress_live: LiveServer)
 def test_cta_scripts_report_through_one_helper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """scripts/cta/common.report_progress (what the simulation, calibration,
-    reconstruction and maps scripts call) writes what workers.progress reads."""
-    import sys
+    """cta.job.report_progress (what the simulation, calibration, reconstruction and
+    maps steps call) writes what workers.progress reads."""
+    # isort: off
+    import tests.cta_support  # noqa: F401  (puts the cta package on sys.path)
+    from cta import job as common
 
-    monkeypatch.syspath_prepend(str(Path(__file__).parent.parent / "scripts" / "cta"))
-    sys.modules.pop("common", None)
-    import common  # scripts/cta/common.py
+    # isort: on
 
     target = tmp_path / "progress.json"
     monkeypatch.delenv("UWS_PROGRESS_FILE", raising=False)
@@ -419,4 +419,3 @@ def test_cta_scripts_report_through_one_helper(
     assert not (tmp_path / "progress.json.tmp").exists()  # renamed into place
     monkeypatch.setenv("UWS_PROGRESS_FILE", str(tmp_path / "missing" / "p.json"))
     common.report_progress(0.5, "never the job's failure")  # cannot write: a warning only
-    sys.modules.pop("common", None)

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,18 @@ from astropy.io.votable import parse_single_table
 from astropy.time import Time, TimeDelta
 from lxml import etree
 
+from tests import cta_support
 from tests.conftest import PG_URL, Client, LiveServer, make_settings, need, reset_postgres
 from uws_server.config import PROJECT_ROOT, Settings
 from uws_server.models import User
 from uws_server.vo.ingest import store_did
 from uws_server.vo.obscore import HC_TEV_M
 from uws_server.vo.routes import catalogue_for
+
+# isort: off
+from cta import dl3_store as cta_dl3_store  # on sys.path once tests.cta_support is imported
+
+# isort: on
 
 SOURCE = (329.717, -30.226)
 MAP_SCRIPT = r"""
@@ -119,8 +124,9 @@ def simulate(store: Path, workdir: Path, **params: str) -> None:
     values.update(params)
     (workdir / "parameters.json").write_text(json.dumps(values))
     env = dict(os.environ, UWS_DL3_STORE=str(store), UWS_PARAMETERS_FILE="parameters.json")
+    env["PYTHONPATH"] = cta_support.PYTHONPATH
     subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "scripts" / "cta" / "simulate_dl3.py")],
+        cta_support.step_command("simulate_dl3"),
         cwd=workdir,
         env=env,
         check=True,
@@ -132,10 +138,9 @@ def simulate(store: Path, workdir: Path, **params: str) -> None:
 ADD_SCRIPT = r"""
 import shutil, sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-from dl3_store import DL3Store
+from cta.dl3_store import DL3Store
 staged = DL3Store().staging_path(2001)
-shutil.copyfile(sys.argv[2], staged)
+shutil.copyfile(sys.argv[1], staged)
 added = DL3Store().add({2001: staged})
 shutil.copyfile(added[2001], "copy_obs_002001.fits.gz")
 """
@@ -147,12 +152,7 @@ def dl3_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     job adds later. One simulation (the fast path) for the whole module."""
     base = tmp_path_factory.mktemp("vo_store")
     simulate(base / "sim_store", base / "sim", obs_ids="1001 1002 2001", livetime="1")
-    sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
-    try:
-        from dl3_store import DL3Store
-    finally:
-        sys.path.pop(0)
-    store = DL3Store(base / "store")
+    store = cta_dl3_store.DL3Store(base / "store")
     staged = {}
     for obs_id in (1001, 1002):
         staged[obs_id] = store.staging_path(obs_id)
@@ -183,7 +183,7 @@ def vo_settings(tmp_path: Path, dl3_store: tuple[Path, Path], database: str) -> 
     )
     add = tmp_path / "add_obs.py"
     add.write_text(ADD_SCRIPT)
-    script = f'python {add} "$UWS_SCRIPTS_DIR/cta" {dl3_store[1]}'
+    script = f'PYTHONPATH="$UWS_SCRIPTS_DIR:$UWS_LIB" python -P {add} {dl3_store[1]}'
     (jdl / "vo_add_vot.xml").write_text(ADD_JDL.format(script=script))
     return settings
 
@@ -497,12 +497,7 @@ def test_a_private_dl3_product_is_its_owners(vo_lite: LiveServer) -> None:
 
 
 def _dl3_store_module() -> Any:
-    sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
-    try:
-        import dl3_store
-    finally:
-        sys.path.pop(0)
-    return dl3_store
+    return cta_dl3_store
 
 
 def test_an_observation_added_outside_the_service_is_found(

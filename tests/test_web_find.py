@@ -10,7 +10,6 @@ browser test (``test_browser.py``) runs a job on ticked observations.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from datetime import datetime
 from html import unescape
@@ -31,8 +30,11 @@ from uws_server.vo.routes import catalogue_for
 from uws_server.web.find_query import date_of_mjd, mjd_of, parse_date, parse_query
 from uws_server.web.forms import ObsChoice, build_fields, split_ids
 
-sys.path.insert(0, str(PROJECT_ROOT / "scripts" / "cta"))
-import dl3_store  # noqa: E402
+# isort: off
+import tests.cta_support  # noqa: F401  (puts the cta package on sys.path)
+from cta import dl3_store
+
+# isort: on
 
 CRAB = (83.633, 22.015)
 PKS = (329.717, -30.226)

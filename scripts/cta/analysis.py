@@ -24,14 +24,15 @@ import logging
 import shutil
 
 import astropy.units as u
-import dl3_writer
-import gadf_irf
-import jobutil
 import numpy as np
 import tables
 from astropy.coordinates import AltAz, SkyCoord
-from dl3_store import DL3Store
-from selection import (
+
+from workers import jobside
+
+from . import ctapipe_tool, dl3_writer, gadf_irf, job
+from .dl3_store import DL3Store
+from .selection import (
     CLASSIFIER_PREFIX,
     ENERGY_PREFIX,
     GEOMETRY_PREFIX,
@@ -54,47 +55,47 @@ def check_dl2(path) -> None:
         with tables.open_file(path, "r") as h5:
             missing = [what for node, what in needed.items() if node not in h5]
     except (tables.HDF5ExtError, OSError):
-        raise jobutil.JobError(f"input 'dl2' ({path.name}) is not an HDF5 file") from None
+        raise job.JobError(f"input 'dl2' ({path.name}) is not an HDF5 file") from None
     if missing:
-        raise jobutil.JobError(
+        raise job.JobError(
             f"input 'dl2' ({path.name}) lacks reconstructed {', '.join(missing)}: "
             "run reconstruction with apply_models=true"
         )
 
 
-def analyse(p: jobutil.ChainParams) -> None:
+def analyse(p: job.Params) -> None:
     """Select events, write the GADF file, add it to the store."""
     from ctapipe.io import read_table
 
-    dl2 = jobutil.resolve_input(p.text("dl2", ""), "dl2")
+    dl2 = job.resolve_input(p.text("dl2", ""), "dl2")
     check_dl2(dl2)
-    cuts_path = jobutil.resolve_input(p.text("cuts", ""), "cuts", jobutil.MODELS_DIR / "cuts.fits")
-    irf_path = jobutil.resolve_input(p.text("irf", ""), "irf", jobutil.MODELS_DIR / "irf.fits.gz")
+    cuts_path = job.resolve_input(p.text("cuts", ""), "cuts", job.MODELS_DIR / "cuts.fits")
+    irf_path = job.resolve_input(p.text("irf", ""), "irf", job.MODELS_DIR / "irf.fits.gz")
     for path, role in ((dl2, "DL2/Event"), (cuts_path, "cuts"), (irf_path, "irf")):
-        jobutil.record_used(path, role)
+        job.record_used(path, role)
     cuts = load_cuts(cuts_path)
     if cuts.clf_prefix != CLASSIFIER_PREFIX:
-        raise jobutil.JobError(
+        raise job.JobError(
             f"cuts are for classifier {cuts.clf_prefix}, DL2 has {CLASSIFIER_PREFIX}"
         )
     try:
         irf_pointing = gadf_irf.read_irf_pointing(irf_path)
     except (OSError, KeyError, ValueError) as exc:
-        raise jobutil.JobError(f"input 'irf' ({irf_path.name}) unusable: {exc}") from None
+        raise job.JobError(f"input 'irf' ({irf_path.name}) unusable: {exc}") from None
     max_dzen = p.number("max_zenith_difference", 5.0, lo=0.0, hi=90.0)
     object_name = p.text("object_name", "TOY-SOURCE")
 
     events, subarray = read_events(dl2)
     block = read_table(dl2, "/configuration/observation/observation_block")
     if len(block) != 1 or len(np.unique(events["obs_id"])) > 1:
-        raise jobutil.JobError("input 'dl2' must hold exactly one observation")
+        raise job.JobError("input 'dl2' must hold exactly one observation")
     ob = block[0]
     obs_id = p.integer("obs_id", 0, lo=0) or int(ob["obs_id"])
     pnt_alt = u.Quantity(ob["subarray_pointing_lat"], u.deg).to_value(u.deg)
     pnt_az = u.Quantity(ob["subarray_pointing_lon"], u.deg).to_value(u.deg)
     dzen = abs((90.0 - pnt_alt) - irf_pointing["zenith"])
     if dzen > max_dzen:
-        raise jobutil.JobError(
+        raise job.JobError(
             f"observation zenith {90 - pnt_alt:.1f} deg differs from the IRF's "
             f"{irf_pointing['zenith']:.1f} deg by more than {max_dzen} deg: "
             "produce IRFs for this zenith with irf_production"
@@ -152,7 +153,7 @@ def analyse(p: jobutil.ChainParams) -> None:
         n_tels=len(tel_ids),
         tel_ids=tel_ids,
     )
-    output = jobutil.output_path("dl3", "dl3.fits.gz")
+    output = job.output_path("dl3", "dl3.fits.gz")
     dl3_writer.write_observation(output, obs, cols, sel["time"], radec, irf_path)
     log.info(
         "DL3 written: %s (%d events, pointing RA %.3f Dec %.3f)",
@@ -176,7 +177,7 @@ def analyse(p: jobutil.ChainParams) -> None:
         store = DL3Store()
         staged = store.staging_path(obs_id)
         # stamped before the copy: the result and the store's file stay the same bytes
-        jobutil.common.jobside.stamp(str(output))
+        jobside.stamp(str(output))
         shutil.copy2(output, staged)
         try:
             added = store.add({obs_id: staged})
@@ -185,10 +186,10 @@ def analyse(p: jobutil.ChainParams) -> None:
         summary["store"] = str(store.root)
         summary["store_file"] = str(added[obs_id])
         log.info("obs_id %d added to the DL3 store %s", obs_id, store.root)
-    jobutil.output_path("dl3_summary", "dl3_summary.json").write_text(
+    job.output_path("dl3_summary", "dl3_summary.json").write_text(
         json.dumps(summary, indent=2) + "\n"
     )
 
 
 if __name__ == "__main__":
-    jobutil.run(analyse)
+    job.run(analyse, context=ctapipe_tool.chain_context)

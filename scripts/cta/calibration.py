@@ -2,7 +2,7 @@
 
 Why: calibration (pedestal subtraction, ADC -> p.e., charge extraction), image
 cleaning and image parameters are ctapipe's real algorithms; this script only checks
-the input, runs the tool through ``ctapipe_tool.py`` (which registers the toy DL0
+the input, runs the tool through :mod:`cta.ctapipe_tool` (which registers the toy DL0
 EventSource) and records provenance.
 
 Parameters: ``dl0`` (used entity: the DL0 file), ``write_images`` (bool: also keep the
@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 
-import jobutil
 import tables
-import toy_io
+
+from . import ctapipe_tool, job
+from .toy import dl0 as toy_dl0
 
 log = logging.getLogger("calibration")
 
@@ -31,20 +32,20 @@ def count_dl1(path) -> dict[str, int]:
     return {"n_events": int(n_events), "n_images": int(n_images)}
 
 
-def calibrate(p: jobutil.ChainParams) -> None:
+def calibrate(p: job.Params) -> None:
     """Validate the DL0 input, run ctapipe-process, report counts."""
-    dl0 = jobutil.resolve_input(p.text("dl0", ""), "dl0")
+    dl0 = job.resolve_input(p.text("dl0", ""), "dl0")
     try:
-        header = toy_io.read_header(dl0)
+        header = toy_dl0.read_header(dl0)
     except (ValueError, OSError, tables.HDF5ExtError) as exc:
-        raise jobutil.JobError(f"input 'dl0' is not a toy DL0 file: {exc}") from None
-    jobutil.record_used(dl0, "DL0/Event")
+        raise job.JobError(f"input 'dl0' is not a toy DL0 file: {exc}") from None
+    job.record_used(dl0, "DL0/Event")
     picture = p.number("picture_threshold", 10.0, lo=0.0)
     boundary = p.number("boundary_threshold", 5.0, lo=0.0)
     if boundary > picture:
-        raise jobutil.JobError("boundary_threshold must not exceed picture_threshold")
+        raise job.JobError("boundary_threshold must not exceed picture_threshold")
     max_events = p.integer("max_events", 0, lo=0)
-    output = jobutil.output_path("dl1", "events.dl1.h5")
+    output = job.output_path("dl1", "events.dl1.h5")
     log.info(
         "DL0 %s: obs_id %d, %s, %d triggered events",
         dl0.name,
@@ -63,7 +64,7 @@ def calibrate(p: jobutil.ChainParams) -> None:
             },
         },
     }
-    config_path = jobutil.uws_dir() / "calibration_config.json"
+    config_path = job.uws_dir() / "calibration_config.json"
     config_path.write_text(json.dumps(config, indent=2))
     args = [
         "--input",
@@ -81,9 +82,9 @@ def calibrate(p: jobutil.ChainParams) -> None:
     ]
     if max_events:
         args += ["--max-events", max_events]
-    jobutil.report_progress(0.05, f"calibrating {header['n_triggered']} events (ctapipe-process)")
-    jobutil.run_ctapipe_tool("ctapipe-process", args, "ctapipe-process-dl1")
-    jobutil.report_progress(0.95, "counting the DL1 images")
+    job.report_progress(0.05, f"calibrating {header['n_triggered']} events (ctapipe-process)")
+    ctapipe_tool.run_ctapipe_tool("ctapipe-process", args, "ctapipe-process-dl1")
+    job.report_progress(0.95, "counting the DL1 images")
     counts = count_dl1(output)
     log.info(
         "DL1 written: %d events, %d telescope images with parameters -> %s",
@@ -94,4 +95,4 @@ def calibrate(p: jobutil.ChainParams) -> None:
 
 
 if __name__ == "__main__":
-    jobutil.run(calibrate)
+    job.run(calibrate, context=ctapipe_tool.chain_context)

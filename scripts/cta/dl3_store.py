@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers import jobside
+
+from .job import JobError
+
 log = logging.getLogger("uws.cta.store")
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-
-
-class JobError(Exception):
-    """A failure the user can act on (bad parameter, unknown obs_id...).
-
-    Its message becomes the job's one-line error summary.
-    """
 
 
 HDU_INDEX = "hdu-index.fits.gz"
@@ -67,11 +62,8 @@ _RESPONSE_TYPES = {
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's SHA-256 (hex), as the service records it."""
+    return jobside.sha256_of(str(path))
 
 
 def format_ids(ids: Iterable[int], limit: int = 12) -> str:
@@ -103,19 +95,6 @@ class ObservationFiles:
             if "events" in types:
                 return path
         raise JobError(f"obs_id {self.obs_id} has no EVENTS HDU in the store index")
-
-    def used_records(self) -> list[dict[str, Any]]:
-        """Provenance records: role ``dl3_observation`` for the file with the events."""
-        return [
-            {
-                "path": str(path),
-                "role": "dl3_observation" if "events" in types else "dl3_irf",
-                "obs_id": self.obs_id,
-                "hdu_types": sorted(types),
-                "sha256": sha256_of(path),
-            }
-            for path, types in sorted(self.files.items())
-        ]
 
 
 def _hdu_type_class(header: Any) -> tuple[str, str] | None:
@@ -373,28 +352,77 @@ class DL3Store:
         os.replace(tmp, path)
 
 
-def job_side_module():  # type: ignore[no-untyped-def]
-    """The service's job-side module (``workers/jobside.py``): the one definition of the
-    files a job leaves for the service. ``$UWS_LIB`` (exported by the runner) holds the
-    ``workers`` package; outside the service (or in the service's own process, which
-    also reads this store), this checkout's."""
-    lib = os.environ.get("UWS_LIB") or str(Path(__file__).resolve().parents[2])
-    if lib not in sys.path:
-        sys.path.append(lib)
-    from workers import jobside
-
-    return jobside
-
-
 def _stamp(path: Path) -> None:
     """Provenance references (job URL, activity, entity id, ProvSAP URL) into a file
     entering the store, unless the job stamped it already (analysis stamps its result
     first): the store's file and the job's published copy are then the same bytes, so
     a DL4 job reading the store is still matched to that result by SHA-256."""
-    jobside = job_side_module()
     earlier = jobside.read_fits_refs(str(path))
     this_job = jobside.provenance_refs("")["activity_id"]
     # a stamp of this job is kept; one from elsewhere (a file copied in) is replaced
     if earlier.get("entity_id") and earlier.get("activity_id", "") == this_job:
         return
     jobside.stamp_fits(str(path), jobside.provenance_refs(jobside.new_entity_id()))
+
+
+# ------------------------------------------------------------ what a job reads and writes
+
+
+def record_observations(observations: Iterable[ObservationFiles]) -> None:
+    """Record every DL3 file of ``observations`` as used (``.uws/used.json``), with its
+    obs_id and HDU types, so that provenance links DL4 products to the DL3 observations."""
+    for obs in observations:
+        for path, types in sorted(obs.files.items()):
+            role = "dl3_observation" if "events" in types else "dl3_irf"
+            jobside.record_used(str(path), role, obs_id=obs.obs_id, hdu_types=sorted(types))
+
+
+def load_observations(obs_ids: list[int], store: DL3Store | None = None) -> Any:
+    """Read observations from the DL3 store with gammapy, recording them as used.
+
+    Resolving through the index first gives one clear error for unknown obs_ids (gammapy
+    would only warn and skip them); observations lacking a full-enclosure IRF are refused
+    for the same reason.
+    """
+    from gammapy.data import DataStore
+
+    store = store or DL3Store()
+    resolved = store.resolve(obs_ids)
+    record_observations(resolved)
+    observations = DataStore.from_dir(store.root).get_observations(
+        obs_ids, required_irf="full-enclosure"
+    )
+    found = {int(obs.obs_id) for obs in observations}
+    lacking = [i for i in obs_ids if i not in found]
+    if lacking:
+        raise JobError(
+            f"obs_ids {format_ids(lacking)} lack events, GTI or a full-enclosure IRF "
+            "(aeff, edisp, psf, bkg) in the DL3 store"
+        )
+    n_events = sum(len(obs.events.table) for obs in observations)
+    log.info("read %d observation(s) from %s: %d events", len(observations), store.root, n_events)
+    return observations
+
+
+def publish_observations(written: dict[int, Path], prefix: str = "dl3_obs_") -> list[Path]:
+    """Copy the observation files a job added to the DL3 store into its own directory.
+
+    They then become the job's results (the definition declares ``dl3_obs_*.fits.gz``),
+    byte for byte the files in the store: a later job that reads an observation from
+    the store is matched to this job's result by its SHA-256, which is what chains the
+    provenance of a DL4 product back to the job that made its DL3 input.
+    """
+    import shutil
+
+    out = []
+    for obs_id, path in sorted(written.items()):
+        target = Path(f"{prefix}{obs_id:06d}.fits.gz")
+        target.unlink(missing_ok=True)
+        # A copy, never a hard link: the service refuses linked results (a link would
+        # let the job's file and the store's change together after the job ended).
+        shutil.copyfile(path, target)
+        entity_id = jobside.read_fits_refs(str(target)).get("entity_id")
+        if entity_id:  # stamped when it entered the store: the result gets that id
+            jobside.record_stamp(str(target), entity_id)
+        out.append(target)
+    return out

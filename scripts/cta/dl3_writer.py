@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import astropy.units as u
-import gadf_irf
 import numpy as np
-import toy_instrument as ti
 from astropy.coordinates import EarthLocation, SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time
-from dl3_store import STORE_MJDREFF, STORE_MJDREFI
+
+from . import gadf_irf
+from .dl3_store import STORE_MJDREFF, STORE_MJDREFI
+from .toy import instrument as ti
 
 GADF = {
     "HDUCLASS": "GADF",
@@ -105,7 +106,7 @@ def events_hdu(
     h["ORIGIN"] = "uws-server toy CTA chain"
     h["TELESCOP"] = "CTAO-TOY"
     h["INSTRUME"] = ti.SUBARRAY_NAME
-    h["CREATOR"] = "uws-server scripts/cta/analysis.py"
+    h["CREATOR"] = "uws-server cta.analysis"
     h["OBJECT"] = obs.object_name
     h["N_TELS"] = obs.n_tels
     h["TELLIST"] = ",".join(str(t) for t in obs.tel_ids)

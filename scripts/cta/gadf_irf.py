@@ -20,9 +20,10 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-import toy_instrument as ti
 from astropy.io import fits
 from astropy.table import QTable, Table
+
+from .toy import instrument as ti
 
 log = logging.getLogger("uws.cta.gadf_irf")
 

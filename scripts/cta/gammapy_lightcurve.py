@@ -24,13 +24,10 @@ and its p-value; the weighted mean for comparison).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
-from gammapy_spectra import (  # noqa: E402
+from . import dl3_store, job
+from .gammapy_spectra import (
     DEFAULT_ON_RADIUS_DEG,
     fit_power_law,
     make_onoff_datasets,
@@ -59,7 +56,7 @@ def time_bins(observations, bin_s: float) -> list:
             edges = start + np.linspace(0.0, duration, n + 1) * u.s
             bins += [Time([edges[k], edges[k + 1]]) for k in range(n)]
             if len(bins) > MAX_TIME_BINS:
-                raise common.JobError(
+                raise job.JobError(
                     f"more than {MAX_TIME_BINS} time bins: choose a larger time_bin"
                 )
     return sorted(bins, key=lambda interval: interval[0].mjd)
@@ -152,7 +149,7 @@ def plot_lightcurve(lc, mean: float | None, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(params: job.Params) -> None:
     import astropy.units as u
     import numpy as np
     from astropy.coordinates import SkyCoord
@@ -160,7 +157,6 @@ def main() -> None:
     from gammapy.estimators import LightCurveEstimator
     from gammapy.maps import MapAxis
 
-    params = common.Params.load()
     obs_ids = params.obs_ids()
     ra, dec = params.sky_position()
     emin, emax = params.energy_range(0.5, 30.0)
@@ -168,8 +164,8 @@ def main() -> None:
     on_radius = params.number("on_radius", DEFAULT_ON_RADIUS_DEG, lo=0.0, hi=0.5, lo_open=True)
     fixed_index = params.number("index", lo=0.5, hi=6.0) if params.given("index") else None
 
-    common.write_context()
-    observations = common.load_observations(obs_ids)
+    job.write_context()
+    observations = dl3_store.load_observations(obs_ids)
     target = SkyCoord(ra, dec, unit="deg", frame="icrs")
 
     intervals = time_bins(observations, bin_min * 60.0)
@@ -180,7 +176,7 @@ def main() -> None:
     energy_axis = MapAxis.from_energy_bounds(emin, emax, nbin=nbin, unit="TeV")
     datasets = make_onoff_datasets(short, target, on_radius, energy_axis, names=names)
 
-    common.report_progress(0.5, "fitting the spectral shape")
+    job.report_progress(0.5, "fitting the spectral shape")
     datasets, model, _ = fit_power_law(datasets, freeze_index=fixed_index)
     index, index_err = model.spectral_model.index.value, model.spectral_model.index.error
     model.spectral_model.index.frozen = True
@@ -192,7 +188,7 @@ def main() -> None:
         time_intervals=intervals,
         selection_optional=["ul"],
     )
-    common.report_progress(0.6, f"fluxes in {len(intervals)} time bins")
+    job.report_progress(0.6, f"fluxes in {len(intervals)} time bins")
     lc = estimator.run(datasets)
     band = lc.geom.axes["energy"].edges.to_value("TeV")
     table = lc.to_table(sed_type="flux", format="lightcurve")
@@ -206,12 +202,12 @@ def main() -> None:
         {"energy_min_tev": float(band[0]), "energy_max_tev": float(band[-1]), "index": index}
     )
     table.write(
-        common.output_path("lightcurve", "lightcurve.ecsv"), format="ascii.ecsv", overwrite=True
+        job.output_path("lightcurve", "lightcurve.ecsv"), format="ascii.ecsv", overwrite=True
     )
 
     flux = np.asarray(table["flux"]).reshape(len(table), -1)[:, 0]
     flux_err = np.asarray(table["flux_err"]).reshape(len(table), -1)[:, 0]
-    common.report_progress(0.85, "constant flux and variability test")
+    job.report_progress(0.85, "constant flux and variability test")
     test = constant_flux_fit(datasets, model, band)
     test.update(weighted_mean_test(flux, flux_err))
     log.info(
@@ -223,7 +219,7 @@ def main() -> None:
     plot_lightcurve(
         lc,
         test.get("mean_flux"),
-        common.output_path("lightcurve_preview", "lightcurve_preview.png"),
+        job.output_path("lightcurve_preview", "lightcurve_preview.png"),
         title,
     )
     summary = {
@@ -239,9 +235,9 @@ def main() -> None:
         "flux_unit": str(table["flux"].unit),
         **test,
     }
-    common.write_json(common.output_path("lightcurve_summary", "lightcurve_summary.json"), summary)
+    job.write_json(job.output_path("lightcurve_summary", "lightcurve_summary.json"), summary)
     log.info("light curve: %d bins, band %.2f-%.1f TeV", len(table), band[0], band[-1])
 
 
 if __name__ == "__main__":
-    common.run_job(main)
+    job.run(main)

@@ -12,12 +12,11 @@ Results: ``count_map`` (FITS) and ``count_preview`` (PNG), ``significance_map`` 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workers import jobside
 
-import common  # noqa: E402
+from . import dl3_store, job
 
 log = logging.getLogger("uws.cta.gammapy_maps")
 
@@ -63,7 +62,7 @@ def make_stacked_dataset(observations, geom, target, offset_max_deg: float = OFF
         dataset = bkg_maker.run(dataset)
         stacked.stack(dataset)
         used.append(int(obs.obs_id))
-        common.report_progress(
+        job.report_progress(
             0.6 * (i + 1) / len(observations), f"binned run {i + 1}/{len(observations)}"
         )
         log.info(
@@ -71,7 +70,7 @@ def make_stacked_dataset(observations, geom, target, offset_max_deg: float = OFF
             i + 1, len(observations), obs.obs_id, int(dataset.counts.data[dataset.mask].sum()),
         )  # fmt: skip
     if not used:
-        raise common.JobError(
+        raise job.JobError(
             "empty selection: none of the observations has its field of view on the map"
         )
     return stacked, used
@@ -96,14 +95,13 @@ def plot_map(image, path: Path, title: str, label: str, target, cmap: str, stret
     plt.close(fig)
 
 
-def main() -> None:
+def main(params: job.Params) -> None:
     import astropy.units as u
     import numpy as np
     from astropy.coordinates import SkyCoord
     from gammapy.estimators import ExcessMapEstimator
     from gammapy.maps import MapAxis, WcsGeom
 
-    params = common.Params.load()
     obs_ids = params.obs_ids()
     ra, dec = params.sky_position()
     nxpix = params.integer("nxpix", 200, lo=10, hi=2000)
@@ -112,12 +110,12 @@ def main() -> None:
     emin, emax = params.energy_range(0.3, 100.0)
     radius = params.number("correlation_radius", 0.1, lo=0.0, hi=1.0, lo_open=True)
     if nxpix * nypix * binsz**2 > 400:
-        raise common.JobError(
+        raise job.JobError(
             f"map of {nxpix * binsz:.1f} x {nypix * binsz:.1f} deg: at most 20 x 20"
         )
 
-    common.write_context()
-    observations = common.load_observations(obs_ids)
+    job.write_context()
+    observations = dl3_store.load_observations(obs_ids)
 
     target = SkyCoord(ra, dec, unit="deg", frame="icrs")
     energy = MapAxis.from_energy_bounds(
@@ -130,40 +128,40 @@ def main() -> None:
     # provenance API of its own): their DL3 inputs, configuration and map outputs.
     packages = ("gammapy", "astropy", "numpy", "regions")
     config = {"nxpix": nxpix, "nypix": nypix, "binsz_deg": binsz, "energy_tev": [emin, emax]}
-    with common.jobside.activity("gammapy-map-binning", config, packages) as act:
-        for entry in common.jobside.read_used():
+    with jobside.activity("gammapy-map-binning", config, packages) as act:
+        for entry in jobside.read_used():
             act.used(str(entry["path"]), str(entry.get("role") or "DL3"))
         stacked, used = make_stacked_dataset(observations, geom, target)
         counts = stacked.counts.sum_over_axes(keepdims=False)
-        counts_path = common.output_path("count_map", "count_map.fits")
+        counts_path = job.output_path("count_map", "count_map.fits")
         counts.write(counts_path, overwrite=True)
         act.generated(str(counts_path), "count_map")
 
     config = {"correlation_radius_deg": radius, "estimator": "ExcessMapEstimator"}
-    with common.jobside.activity("gammapy-excess-map", config, packages) as act:
+    with jobside.activity("gammapy-excess-map", config, packages) as act:
         act.used(str(counts_path), "count_map")
         estimator = ExcessMapEstimator(
             correlation_radius=radius * u.deg,
             energy_edges=[emin, emax] * u.TeV,
             selection_optional=[],
         )
-        common.report_progress(0.65, "excess and significance maps")
+        job.report_progress(0.65, "excess and significance maps")
         result = estimator.run(stacked)
         # One energy bin (the whole band): drop the axis to get plain 2D images.
         sqrt_ts = result["sqrt_ts"].slice_by_idx({"energy": 0})
         excess = result["npred_excess"].slice_by_idx({"energy": 0})
-        significance_path = common.output_path("significance_map", "significance_map.fits")
+        significance_path = job.output_path("significance_map", "significance_map.fits")
         sqrt_ts.write(significance_path, overwrite=True)
         act.generated(str(significance_path), "significance_map")
-    common.report_progress(0.85, "plotting the maps")
+    job.report_progress(0.85, "plotting the maps")
 
     plot_map(
-        counts, common.output_path("count_preview", "count_preview.png"),
-        f"Counts {emin:g}-{emax:g} TeV, obs {common.format_ids(used)}",
+        counts, job.output_path("count_preview", "count_preview.png"),
+        f"Counts {emin:g}-{emax:g} TeV, obs {dl3_store.format_ids(used)}",
         "sqrt(counts)", target, "viridis", stretch=np.sqrt,
     )  # fmt: skip
     plot_map(
-        sqrt_ts, common.output_path("significance_preview", "significance_preview.png"),
+        sqrt_ts, job.output_path("significance_preview", "significance_preview.png"),
         f"Significance (r = {radius:g} deg), {len(used)} run(s)",
         "sqrt(TS)", target, "RdBu_r",
     )  # fmt: skip
@@ -188,7 +186,7 @@ def main() -> None:
         "target_significance": float(at_target),
         "target_excess": float(excess.get_by_coord({"skycoord": target})[0]),
     }
-    common.write_json(common.output_path("map_summary", "map_summary.json"), summary)
+    job.write_json(job.output_path("map_summary", "map_summary.json"), summary)
     log.info(
         "maps done: %d counts, peak %.1f sigma at %.3f deg from the target",
         summary["total_counts"], data[iy, ix], summary["peak_offset_from_target_deg"],
@@ -196,4 +194,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    common.run_job(main)
+    job.run(main)

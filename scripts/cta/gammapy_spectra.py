@@ -17,12 +17,9 @@ comparison with the power law).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from . import dl3_store, job
 
 log = logging.getLogger("uws.cta.gammapy_spectra")
 
@@ -67,7 +64,7 @@ def make_onoff_datasets(observations, target, on_radius_deg: float, energy_axis,
     datasets = []
     for i, obs in enumerate(observations):
         name = names[i] if names else f"obs-{obs.obs_id}"
-        common.report_progress(
+        job.report_progress(
             0.05 + 0.45 * i / max(len(observations), 1),
             f"ON/OFF spectrum of run {i + 1}/{len(observations)} ({name})",
         )
@@ -88,7 +85,7 @@ def make_onoff_datasets(observations, target, on_radius_deg: float, energy_axis,
             info["alpha"], info["excess"],
         )  # fmt: skip
     if not datasets:
-        raise common.JobError(
+        raise job.JobError(
             "empty selection: no observation has reflected OFF regions around the target "
             "(is the target inside the fields of view, away from the pointing centre?)"
         )
@@ -129,7 +126,7 @@ def spectral_model(
         return ExpCutoffPowerLawSpectralModel(
             index=index, amplitude=amp, reference=1 * u.TeV, lambda_=(1 / e_cut_tev) / u.TeV
         )
-    raise common.JobError(
+    raise job.JobError(
         f"parameter 'spectral_model': '{name}' is not one of {', '.join(SPECTRAL_MODELS)}"
     )
 
@@ -154,7 +151,7 @@ def fit_spectrum(
     result = Fit().run(datasets)
     if not result.success:
         label = model_name.replace("_", " ")
-        raise common.JobError(f"{label} fit did not converge: {result.message}")
+        raise job.JobError(f"{label} fit did not converge: {result.message}")
     return datasets, model, result
 
 
@@ -253,13 +250,12 @@ def counts_summary(datasets) -> dict:
     }
 
 
-def main() -> None:
+def main(params: job.Params) -> None:
     import astropy.units as u
     from astropy.coordinates import SkyCoord
     from gammapy.estimators import FluxPointsEstimator
     from gammapy.maps import MapAxis
 
-    params = common.Params.load()
     obs_ids = params.obs_ids()
     ra, dec = params.sky_position()
     emin, emax = params.energy_range(0.3, 30.0)
@@ -268,14 +264,14 @@ def main() -> None:
     model_name = params.text("spectral_model", "power_law") or "power_law"
     spectral_model(model_name)  # a clear error for an unknown model before any work
 
-    common.write_context()
-    observations = common.load_observations(obs_ids)
+    job.write_context()
+    observations = dl3_store.load_observations(obs_ids)
     target = SkyCoord(ra, dec, unit="deg", frame="icrs")
     energy_axis = MapAxis.from_energy_bounds(emin, emax, nbin=nbins, unit="TeV")
     datasets = make_onoff_datasets(observations, target, on_radius, energy_axis)
 
     comparison_input = [d.copy(name=d.name) for d in datasets]
-    common.report_progress(0.5, f"fitting a {model_name.replace('_', ' ')}")
+    job.report_progress(0.5, f"fitting a {model_name.replace('_', ' ')}")
     datasets, model, result = fit_spectrum(datasets, model_name)
     spectral = model.spectral_model
     slope = spectral.alpha if model_name == "log_parabola" else spectral.index
@@ -291,7 +287,7 @@ def main() -> None:
             comparison["p_value"],
         )  # fmt: skip
 
-    common.report_progress(0.7, f"flux points in {nbins} energy bins")
+    job.report_progress(0.7, f"flux points in {nbins} energy bins")
     estimator = FluxPointsEstimator(
         energy_edges=energy_axis.edges, source="source", selection_optional=["ul"]
     )
@@ -299,12 +295,12 @@ def main() -> None:
     table = flux_points.to_table(sed_type="dnde", format="gadf-sed")
     table.meta.update({"obs_ids": " ".join(str(d.name) for d in datasets), "ra": ra, "dec": dec})
     table.write(
-        common.output_path("spectrum", "spectrum.ecsv"), format="ascii.ecsv", overwrite=True
+        job.output_path("spectrum", "spectrum.ecsv"), format="ascii.ecsv", overwrite=True
     )
 
     title = f"{len(datasets)} run(s), {model_name}, index {slope.value:.2f} ± {slope.error:.2f}"
     plot_spectrum(
-        flux_points, model, common.output_path("spectrum_preview", "spectrum_preview.png"), title
+        flux_points, model, job.output_path("spectrum_preview", "spectrum_preview.png"), title
     )
 
     safe_ranges = [d.energy_range_safe for d in datasets]
@@ -333,8 +329,8 @@ def main() -> None:
         "n_flux_points": int(len(table)),
         **counts_summary(datasets),
     }
-    common.write_json(common.output_path("fit_result", "fit_result.json"), fit)
+    job.write_json(job.output_path("fit_result", "fit_result.json"), fit)
 
 
 if __name__ == "__main__":
-    common.run_job(main)
+    job.run(main)

@@ -32,12 +32,12 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
-import gadf_irf
-import jobutil
 import numpy as np
 import tables
 import yaml
-from selection import (
+
+from . import ctapipe_tool, gadf_irf, job
+from .selection import (
     CLASSIFIER_PREFIX,
     ENERGY_PREFIX,
     GEOMETRY_PREFIX,
@@ -74,7 +74,7 @@ TRUE_BINS = {
 }
 
 
-def training_config(kind: str, p: jobutil.ChainParams) -> dict:
+def training_config(kind: str, p: job.Params) -> dict:
     """ctapipe's own training config with the toy's model size and prefixes."""
     name = "train_energy_regressor.yaml" if kind == "energy" else "train_particle_classifier.yaml"
     config = yaml.safe_load(files("ctapipe.resources").joinpath(name).read_text())
@@ -95,7 +95,7 @@ def training_config(kind: str, p: jobutil.ChainParams) -> dict:
     return config
 
 
-def selection_config(p: jobutil.ChainParams) -> dict:
+def selection_config(p: job.Params) -> dict:
     """Shared by cut optimisation and IRF computation (same prefixes and quality cuts)."""
     efficiency = p.integer("gh_efficiency", 70, lo=10, hi=99)
     return {
@@ -137,7 +137,7 @@ def irf_config() -> dict:
 
 
 def write_config(name: str, config: dict) -> Path:
-    path = jobutil.uws_dir() / name
+    path = job.uws_dir() / name
     path.write_text(json.dumps(config, indent=2))
     return path
 
@@ -148,19 +148,19 @@ def check_dl2_geometry(path: Path, name: str, particle: str) -> int:
         with tables.open_file(path, "r") as h5:
             node = f"/dl2/event/subarray/geometry/{GEOMETRY_PREFIX}"
             if node not in h5 or "/dl1/event/telescope/parameters" not in h5:
-                raise jobutil.JobError(
+                raise job.JobError(
                     f"input '{name}' ({path.name}) lacks DL1 parameters or "
                     f"{GEOMETRY_PREFIX} geometry: run reconstruction with apply_models=false"
                 )
             if "/simulation/event/subarray/shower" not in h5:
-                raise jobutil.JobError(f"input '{name}' ({path.name}) has no simulation truth")
+                raise job.JobError(f"input '{name}' ({path.name}) has no simulation truth")
             ids = np.unique(h5.root.simulation.event.subarray.shower.col("true_shower_primary_id"))
             n_valid = int(np.count_nonzero(h5.get_node(node).col(f"{GEOMETRY_PREFIX}_is_valid")))
     except (tables.HDF5ExtError, OSError):
-        raise jobutil.JobError(f"input '{name}' ({path.name}) is not an HDF5 file") from None
+        raise job.JobError(f"input '{name}' ({path.name}) is not an HDF5 file") from None
     expected = {"gamma": 0, "proton": 101}[particle]
     if set(ids.tolist()) != {expected}:
-        raise jobutil.JobError(
+        raise job.JobError(
             f"input '{name}' ({path.name}) must hold only {particle}s "
             f"(primary ids found: {sorted(ids.tolist())})"
         )
@@ -190,7 +190,7 @@ def background_without_gh_cut(
     no_gh = work / "cuts_no_gh.fits"
     without_gh_cut(cuts_path, no_gh)
     raw = work / "irf_no_gh.fits.gz"
-    jobutil.run_ctapipe_tool(
+    ctapipe_tool.run_ctapipe_tool(
         "ctapipe-compute-irf",
         [
             "--cuts",
@@ -210,7 +210,7 @@ def background_without_gh_cut(
     return raw, scale
 
 
-def produce(p: jobutil.ChainParams) -> None:
+def produce(p: job.Params) -> None:
     """Train, apply, optimise cuts, compute and post-process the IRFs."""
     inputs: dict[str, Path] = {}
     for name, particle, required in (
@@ -222,10 +222,10 @@ def produce(p: jobutil.ChainParams) -> None:
         value = p.text(name, "")
         if not value and not required:
             continue
-        path = jobutil.resolve_input(value, name)
+        path = job.resolve_input(value, name)
         n_valid = check_dl2_geometry(path, name, particle)
         log.info("%s: %s, %d events with a valid geometry", name, path.name, n_valid)
-        jobutil.record_used(path, name)
+        job.record_used(path, name)
         inputs[name] = path
     for particle in ("gamma", "proton"):
         if f"{particle}_test" not in inputs:
@@ -235,7 +235,7 @@ def produce(p: jobutil.ChainParams) -> None:
             inputs[f"{particle}_test"] = inputs[f"{particle}_train"]
 
     out = {
-        e: jobutil.output_path(e, d)
+        e: job.output_path(e, d)
         for e, d in (
             ("energy_model", "energy_regressor.pkl"),
             ("classifier_model", "particle_classifier.pkl"),
@@ -247,7 +247,7 @@ def produce(p: jobutil.ChainParams) -> None:
     }
     work = Path("work")
     work.mkdir(exist_ok=True)
-    run = jobutil.run_ctapipe_tool
+    run = ctapipe_tool.run_ctapipe_tool
 
     cfg = write_config("train_energy.json", training_config("energy", p))
     run(
@@ -385,4 +385,4 @@ def produce(p: jobutil.ChainParams) -> None:
 
 
 if __name__ == "__main__":
-    jobutil.run(produce)
+    job.run(produce, context=ctapipe_tool.chain_context)

@@ -3,13 +3,15 @@
 Why a driver: the committed files are the output of the same job scripts the service
 runs (simulation -> calibration -> reconstruction without models -> irf_production), so
 regenerating them exercises exactly the production path. Each step runs as a job in its
-own directory under ``--workdir`` (``parameters.json`` + the script as a subprocess), the
+own directory under ``--workdir`` (``parameters.json`` + ``python -P -m cta.<step>``), the
 way the service's runner would, and the final products are copied into the models
 directory together with a ``MANIFEST.json`` recording sizes, seeds and checksums.
 
 Usage::
 
-    python scripts/cta/make_models.py [--scale 1.0] [--workdir /tmp/cta-models] [--dry-run]
+    PYTHONPATH=scripts:. python -P -m cta.make_models [--scale 1.0] [--workdir DIR] [--dry-run]
+
+(or ``scripts/cta/make_models.sh``, which sets the path).
 
 ``--scale`` multiplies the numbers of showers (1.0: about 10 minutes on 2 cores).
 """
@@ -26,8 +28,12 @@ import sys
 import time
 from pathlib import Path
 
+from .job import MODELS_DIR
+
 SCRIPT_DIR = Path(__file__).resolve().parent
-MODELS_DIR = SCRIPT_DIR / "models"
+# what a step's interpreter needs on its path: the folder holding ``cta`` and the
+# repository (``workers``)
+_PYTHONPATH = os.pathsep.join([str(SCRIPT_DIR.parent), str(SCRIPT_DIR.parents[1])])
 PRODUCTS = {
     "energy_model": "energy_regressor.pkl",
     "classifier_model": "particle_classifier.pkl",
@@ -60,8 +66,8 @@ SAMPLES = {
 }
 
 
-def run_job(script: str, workdir: Path, params: dict, env: dict | None = None) -> float:
-    """Run ``scripts/cta/<script>`` as a job in ``workdir``; returns the wall time."""
+def run_job(step: str, workdir: Path, params: dict, env: dict | None = None) -> float:
+    """Run step ``cta.<step>`` as a job in ``workdir``; returns the wall time."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "parameters.json").write_text(
         json.dumps({k: str(v) for k, v in params.items()}, indent=2)
@@ -69,17 +75,17 @@ def run_job(script: str, workdir: Path, params: dict, env: dict | None = None) -
     start = time.monotonic()
     with open(workdir / "stdout.log", "w") as out, open(workdir / "stderr.log", "w") as err:
         proc = subprocess.run(
-            [sys.executable, str(SCRIPT_DIR / script)],
+            [sys.executable, "-P", "-m", f"cta.{step}"],
             cwd=workdir,
             stdout=out,
             stderr=err,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "PYTHONPATH": _PYTHONPATH, **(env or {})},
         )
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         error = (workdir / "stderr.log").read_text().strip().splitlines()
-        raise SystemExit(f"{script} failed in {workdir}: {error[-1] if error else '?'}")
-    print(f"  {script:<20} {elapsed:6.1f} s  ({workdir.name})", flush=True)
+        raise SystemExit(f"{step} failed in {workdir}: {error[-1] if error else '?'}")
+    print(f"  {step:<20} {elapsed:6.1f} s  ({workdir.name})", flush=True)
     return elapsed
 
 
@@ -93,25 +99,25 @@ def produce(workdir: Path, scale: float, n_jobs: int) -> dict[str, Path]:
     for name, sim in SAMPLES.items():
         params = dict(sim, n_showers=max(50, int(sim["n_showers"] * scale)))
         base = workdir / name
-        run_job("simulation.py", base / "simulation", params)
+        run_job("simulation", base / "simulation", params)
         run_job(
-            "calibration.py", base / "calibration", {"dl0": base / "simulation" / "events.dl0.h5"}
+            "calibration", base / "calibration", {"dl0": base / "simulation" / "events.dl0.h5"}
         )
         run_job(
-            "reconstruction.py",
+            "reconstruction",
             base / "reconstruction",
             {"dl1": base / "calibration" / "events.dl1.h5", "apply_models": "false"},
         )
         dl2[name] = base / "reconstruction" / "events.dl2.h5"
     irf_dir = workdir / "irf_production"
-    run_job("irf_production.py", irf_dir, {**dl2, "n_jobs": n_jobs})
+    run_job("irf_production", irf_dir, {**dl2, "n_jobs": n_jobs})
     return {entity: irf_dir / fname for entity, fname in PRODUCTS.items()}
 
 
 def install(products: dict[str, Path], scale: float) -> None:
     """Copy the products into ``scripts/cta/models`` and write ``MANIFEST.json``."""
     MODELS_DIR.mkdir(exist_ok=True)
-    import toy_instrument
+    from .toy import instrument
 
     try:
         commit = subprocess.run(
@@ -121,7 +127,7 @@ def install(products: dict[str, Path], scale: float) -> None:
         commit = ""
     manifest = {
         "scale": scale,
-        "instrument": toy_instrument.INSTRUMENT_VERSION,
+        "instrument": instrument.INSTRUMENT_VERSION,
         "code_commit": commit or None,
         "samples": SAMPLES,
         "files": {},

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import shutil
 
-import jobutil
 import numpy as np
 import tables
+
+from . import ctapipe_tool, job
 
 log = logging.getLogger("uws.cta.reconstruction")
 
@@ -33,13 +34,13 @@ def check_dl1(path) -> int:
     try:
         with tables.open_file(path, "r") as h5:
             if "/dl1/event/telescope/parameters" not in h5:
-                raise jobutil.JobError(
+                raise job.JobError(
                     f"input 'dl1' ({path.name}) has no DL1 image parameters "
                     "(/dl1/event/telescope/parameters): not a calibration output"
                 )
             return int(h5.root.dl1.event.subarray.trigger.nrows)
     except (tables.HDF5ExtError, OSError):
-        raise jobutil.JobError(f"input 'dl1' ({path.name}) is not an HDF5 file") from None
+        raise job.JobError(f"input 'dl1' ({path.name}) is not an HDF5 file") from None
 
 
 def check_model(path, name: str) -> None:
@@ -50,7 +51,7 @@ def check_model(path, name: str) -> None:
     with open(path, "rb") as f:
         head = f.read(2)
     if not (head[:1] == b"\x80" or head in (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")):
-        raise jobutil.JobError(f"input '{name}' ({path.name}) is not a ctapipe model (joblib)")
+        raise job.JobError(f"input '{name}' ({path.name}) is not a ctapipe model (joblib)")
 
 
 def dl2_summary(path, prefixes: list[str]) -> dict[str, int]:
@@ -67,11 +68,11 @@ def dl2_summary(path, prefixes: list[str]) -> dict[str, int]:
     return out
 
 
-def reconstruct(p: jobutil.ChainParams) -> None:
+def reconstruct(p: job.Params) -> None:
     """Geometry with ctapipe-process, then the ML models with ctapipe-apply-models."""
-    dl1 = jobutil.resolve_input(p.text("dl1", ""), "dl1")
+    dl1 = job.resolve_input(p.text("dl1", ""), "dl1")
     n_events = check_dl1(dl1)
-    jobutil.record_used(dl1, "DL1/Event")
+    job.record_used(dl1, "DL1/Event")
     apply_models = p.boolean("apply_models", True)
     models = []
     if apply_models:
@@ -79,11 +80,11 @@ def reconstruct(p: jobutil.ChainParams) -> None:
             ("energy_model", ENERGY_MODEL),
             ("classifier_model", CLASSIFIER_MODEL),
         ):
-            path = jobutil.resolve_input(p.text(name, ""), name, jobutil.MODELS_DIR / default)
+            path = job.resolve_input(p.text(name, ""), name, job.MODELS_DIR / default)
             check_model(path, name)
-            jobutil.record_used(path, name)
+            job.record_used(path, name)
             models.append(path)
-    output = jobutil.output_path("dl2", "events.dl2.h5")
+    output = job.output_path("dl2", "events.dl2.h5")
     log.info(
         "DL1 %s: %d events; models: %s",
         dl1.name,
@@ -92,8 +93,8 @@ def reconstruct(p: jobutil.ChainParams) -> None:
     )
 
     geometry_file = output.with_name(output.name + ".geometry.tmp") if models else output
-    jobutil.report_progress(0.05, "reconstructing the geometry (ctapipe-process)")
-    jobutil.run_ctapipe_tool(
+    job.report_progress(0.05, "reconstructing the geometry (ctapipe-process)")
+    ctapipe_tool.run_ctapipe_tool(
         "ctapipe-process",
         [
             "--input",
@@ -123,13 +124,13 @@ def reconstruct(p: jobutil.ChainParams) -> None:
         ]
         for model in models:
             args += ["--reconstructor", model]
-        jobutil.report_progress(0.5, "energy and particle type (ctapipe-apply-models)")
-        jobutil.run_ctapipe_tool("ctapipe-apply-models", args, "ctapipe-apply-models")
+        job.report_progress(0.5, "energy and particle type (ctapipe-apply-models)")
+        ctapipe_tool.run_ctapipe_tool("ctapipe-apply-models", args, "ctapipe-apply-models")
         geometry_file.unlink(missing_ok=True)
         prefixes += ["ExtraTreesRegressor", "ExtraTreesClassifier"]
     elif geometry_file != output:
         shutil.move(geometry_file, output)
-    jobutil.report_progress(0.95, "summarising the DL2 events")
+    job.report_progress(0.95, "summarising the DL2 events")
     summary = dl2_summary(output, prefixes)
     log.info(
         "DL2 written: %d events; valid: %s -> %s",
@@ -140,4 +141,4 @@ def reconstruct(p: jobutil.ChainParams) -> None:
 
 
 if __name__ == "__main__":
-    jobutil.run(reconstruct)
+    job.run(reconstruct, context=ctapipe_tool.chain_context)

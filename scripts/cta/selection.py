@@ -14,7 +14,8 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
-from common import JobError
+
+from .job import JobError
 
 ENERGY_PREFIX = "ExtraTreesRegressor"
 CLASSIFIER_PREFIX = "ExtraTreesClassifier"

@@ -21,13 +21,10 @@ Results: ``observations`` (ECSV, one row per observation file written to the sto
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common  # noqa: E402
+from . import dl3_store, job
 
 log = logging.getLogger("uws.cta.simulate_dl3")
 
@@ -134,7 +131,7 @@ def check_visibility(
             f"min_altitude={min_alt:g} deg: choose another tstart or site"
         )
         if refuse:
-            raise common.JobError(message + " (or visibility=warn)")
+            raise job.JobError(message + " (or visibility=warn)")
         log.warning("%s; simulated anyway (visibility=warn)", message)
     return [float(a) for a in alt]
 
@@ -151,7 +148,8 @@ def source_model(
     """The simulated point source at 1 TeV (the truth of the DL4 fits)."""
     import astropy.units as u
     from gammapy.modeling.models import Models, PointSpatialModel, SkyModel
-    from gammapy_spectra import spectral_model
+
+    from .gammapy_spectra import spectral_model
 
     spectral = spectral_model(model_name, index, amplitude, beta=beta, e_cut_tev=e_cut_tev)
     spatial = PointSpatialModel(lon_0=ra * u.deg, lat_0=dec * u.deg, frame="icrs")
@@ -263,13 +261,12 @@ def write_observation(observation, path: Path, object_name: str) -> None:
     hdul.writeto(path, overwrite=True)
 
 
-def main() -> None:
+def main(params: job.Params) -> None:
     import astropy.units as u
     import numpy as np
     from astropy.table import Table
     from astropy.time import Time
 
-    params = common.Params.load()
     ra, dec = params.sky_position()
     livetime_min = params.number("livetime", 30.0, lo=0.0, hi=600.0, lo_open=True)
     wobble = params.number("wobble", 0.5, lo=0.0, hi=2.5)
@@ -282,18 +279,18 @@ def main() -> None:
     e_cut = params.number("e_cut", 10.0, lo=0.1, hi=1000.0)
     site_name = params.text("site", "south").strip().lower()
     if site_name not in SITES:
-        raise common.JobError(f"parameter 'site': '{site_name}' is not one of south, north")
+        raise job.JobError(f"parameter 'site': '{site_name}' is not one of south, north")
     min_alt = params.number("min_altitude", 30.0, lo=-90.0, hi=90.0)
     visibility = params.text("visibility", "refuse").strip().lower()
     if visibility not in ("refuse", "warn"):
-        raise common.JobError(f"parameter 'visibility': '{visibility}' is not refuse or warn")
+        raise job.JobError(f"parameter 'visibility': '{visibility}' is not refuse or warn")
     tstart_text = params.text("tstart", DEFAULT_TSTART)
     try:
         tstart = Time(tstart_text, scale="utc")
     except ValueError:
-        raise common.JobError(f"parameter 'tstart': '{tstart_text}' is not an ISO date") from None
+        raise job.JobError(f"parameter 'tstart': '{tstart_text}' is not an ISO date") from None
 
-    store = common.DL3Store()
+    store = dl3_store.DL3Store()
     existing = set(store.obs_ids())
     if params.given("obs_ids"):
         obs_ids = params.obs_ids()
@@ -304,11 +301,11 @@ def main() -> None:
             first = max([*existing, 1000]) + 1
         obs_ids = list(range(first, first + n_obs))
     if len(obs_ids) > 100:
-        raise common.JobError(f"at most 100 observations per job, got {len(obs_ids)}")
+        raise job.JobError(f"at most 100 observations per job, got {len(obs_ids)}")
     taken = sorted(set(obs_ids) & existing)
     if taken:
-        raise common.JobError(
-            f"obs_ids {common.format_ids(taken)} already in the DL3 store {store.root}"
+        raise job.JobError(
+            f"obs_ids {dl3_store.format_ids(taken)} already in the DL3 store {store.root}"
         )
 
     from astropy.coordinates import SkyCoord
@@ -327,8 +324,7 @@ def main() -> None:
     )
     models = source_model(ra, dec, index, amplitude, model_name, beta=beta, e_cut_tev=e_cut)
 
-    common.write_context({"simulation": "gammapy MapDatasetEventSampler, analytic IRFs"})
-    common.write_used([])  # nothing read: the runs are drawn from the model below
+    job.write_context({"simulation": "gammapy MapDatasetEventSampler, analytic IRFs"})
 
     irfs = make_irfs()
     rows, staged = [], {}
@@ -338,7 +334,7 @@ def main() -> None:
             start = starts[i]
             pointing = wobble_pointing(ra, dec, wobble, i)
             run_seed = int(np.random.SeedSequence([seed, obs_id]).generate_state(1)[0])
-            common.report_progress(
+            job.report_progress(
                 0.05 + 0.85 * i / len(obs_ids), f"simulating run {i + 1}/{len(obs_ids)} ({obs_id})"
             )
             obs, n_src, n_bkg = simulate_run(
@@ -367,15 +363,15 @@ def main() -> None:
         for path in staged.values():
             path.unlink(missing_ok=True)
 
-    common.report_progress(0.92, "publishing the observations")
-    common.publish_observations(written)
+    job.report_progress(0.92, "publishing the observations")
+    dl3_store.publish_observations(written)
     table = Table(rows=rows)
     table["path"] = [str(written[i]) for i in table["obs_id"]]
-    table["sha256"] = [common.sha256_of(written[i]) for i in table["obs_id"]]
+    table["sha256"] = [dl3_store.sha256_of(written[i]) for i in table["obs_id"]]
     table["ra_pnt"].unit = table["dec_pnt"].unit = u.deg
     table["livetime_s"].unit = u.s
     table.meta = {"dl3_store": str(store.root), "description": "observations added to the store"}
-    table.write(common.output_path("observations", "observations.ecsv"), overwrite=True)
+    table.write(job.output_path("observations", "observations.ecsv"), overwrite=True)
 
     summary = {
         "dl3_store": str(store.root),
@@ -410,9 +406,9 @@ def main() -> None:
         "wobble_deg": wobble,
         "runs": rows,
     }
-    common.write_json(common.output_path("summary", "summary.json"), summary)
+    job.write_json(job.output_path("summary", "summary.json"), summary)
     log.info("wrote %d observation(s) to %s", len(obs_ids), store.root)
 
 
 if __name__ == "__main__":
-    common.run_job(main)
+    job.run(main)

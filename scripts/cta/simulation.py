@@ -1,7 +1,7 @@
 """Job script: simulate DL0 (raw ADC waveforms + truth) for the toy array.
 
 Why: no IACT simulation or data can be downloaded here, so the chain starts from showers
-the project simulates itself (physics in ``toy_showers``). Gammas come from a point
+the project simulates itself (physics in :mod:`cta.toy.showers`). Gammas come from a point
 source, protons diffusely from a cone around the pointing; ``mixed`` makes an
 "observation" with both. The array points at a fixed AltAz position: the wobble position
 next to the source at the run's mid time (ctapipe's IRF tools only accept AltAz
@@ -11,7 +11,7 @@ Parameters (``parameters.json``): particle, n_showers, energy_min, energy_max (T
 spectral_index (dN/dE ~ E^index, negative), source_ra, source_dec (deg), wobble_offset,
 wobble_angle (deg), obs_start (ISO UTC), obs_duration (s), obs_id, max_scatter (m),
 viewcone (deg, protons), proton_fraction (mixed), seed.
-Output: ``$dl0`` (default ``events.dl0.h5``), the format read by ``toy_io``.
+Output: ``$dl0`` (default ``events.dl0.h5``), the format read by :mod:`cta.toy.dl0`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import logging
 import time
 
 import astropy.units as u
-import jobutil
 import numpy as np
 import tables
-import toy_instrument as ti
-import toy_showers as ts
 from astropy.coordinates import AltAz, SkyCoord
 from astropy.time import Time
+
+from . import ctapipe_tool, job
+from .toy import instrument as ti
+from .toy import showers as ts
 
 log = logging.getLogger("simulation")
 
@@ -92,12 +93,12 @@ def sample_cone(
     return np.arcsin(np.clip(z1, -1, 1)), np.arctan2(y2, x2) % (2 * np.pi)
 
 
-def observation_geometry(p: jobutil.ChainParams) -> dict:
+def observation_geometry(p: job.Params) -> dict:
     """Source and pointing in ICRS and AltAz at the run's mid time."""
     try:
         start = Time(p.text("obs_start", "2024-08-10T05:10:00"), scale="utc")
     except ValueError as exc:
-        raise jobutil.JobError(f"parameter 'obs_start' is not an ISO time: {exc}") from None
+        raise job.JobError(f"parameter 'obs_start' is not an ISO time: {exc}") from None
     duration = p.number("obs_duration", 1800.0, lo=1.0, hi=86400.0)
     source = SkyCoord(
         p.number("source_ra", 329.717, lo=0, hi=360) * u.deg,
@@ -110,7 +111,7 @@ def observation_geometry(p: jobutil.ChainParams) -> dict:
     src_altaz = source.transform_to(frame)
     pnt_altaz = pointing.transform_to(frame)
     if pnt_altaz.alt < 30 * u.deg:
-        raise jobutil.JobError(
+        raise job.JobError(
             f"pointing altitude {pnt_altaz.alt.deg:.1f} deg at mid-run is below 30 deg: "
             "choose another obs_start or source"
         )
@@ -124,14 +125,14 @@ def observation_geometry(p: jobutil.ChainParams) -> dict:
     )
 
 
-def simulate(p: jobutil.ChainParams) -> None:
+def simulate(p: job.Params) -> None:
     """Simulate the showers and write the DL0 file."""
     particle = p.choice("particle", "gamma", PARTICLES)
     n_showers = p.integer("n_showers", 2000, lo=1, hi=2_000_000)
     e_min = p.number("energy_min", 0.05, lo=0.001, hi=1000)
     e_max = p.number("energy_max", 50.0, lo=0.001, hi=1000)
     if e_max <= e_min:
-        raise jobutil.JobError("parameter 'energy_max' must exceed 'energy_min'")
+        raise job.JobError("parameter 'energy_max' must exceed 'energy_min'")
     index = p.number("spectral_index", -2.0, lo=-5.0, hi=-1.0)
     obs_id = p.integer("obs_id", 1, lo=1)
     seed = p.integer("seed", 0, lo=0)
@@ -139,7 +140,7 @@ def simulate(p: jobutil.ChainParams) -> None:
     proton_fraction = p.number("proton_fraction", 0.8, lo=0.0, hi=1.0)
     max_scatter = p.number("max_scatter", 400.0, lo=10.0, hi=3000.0)
     geo = observation_geometry(p)
-    output = jobutil.output_path("dl0", "events.dl0.h5")
+    output = job.output_path("dl0", "events.dl0.h5")
 
     rng = np.random.default_rng(seed)
     sub = ti.subarray()
@@ -289,7 +290,7 @@ def simulate(p: jobutil.ChainParams) -> None:
             row["n_tels"] = len(triggered)
             row.append()
             if (i + 1) % max(1, n_showers // 50) == 0:  # the runner relays <= 1/s
-                jobutil.report_progress(
+                job.report_progress(
                     0.97 * (i + 1) / n_showers, f"{i + 1}/{n_showers} showers simulated"
                 )
             if (i + 1) % max(1, n_showers // 10) == 0:
@@ -313,4 +314,4 @@ def simulate(p: jobutil.ChainParams) -> None:
 
 
 if __name__ == "__main__":
-    jobutil.run(simulate)
+    job.run(simulate, context=ctapipe_tool.chain_context)

@@ -1,17 +1,21 @@
-"""Shared helpers for the CTA job scripts (fast path and DL4 products).
+"""The one job helper of the CTA steps: parameters, outputs, progress, used inputs, errors.
 
-A job script runs in its job directory (see ``docs/architecture.md``). It reads its
-parameters from ``parameters.json`` (never from shell text), writes its results under the
-file names the service exports as environment variables (one per generated entity), and
-leaves three side files for the service:
+A step runs in its job directory (``docs/architecture.md``, "CTA job steps") as
+``python -P -m cta.<step>``, its ``main(params)`` wrapped by :func:`run`. Everything it
+tells the service goes through the service's own job-side module, :mod:`workers.jobside`
+(the same module reads it back at job end, so writer and reader cannot drift apart):
 
-* ``.uws/context.json``: versions of the software that produced the results (provenance);
-* ``.uws/used.json``: every DL3 file read, as ``{"path", "role", "obs_id", "sha256"}``, so
-  that provenance links DL4 products to the DL3 observations;
-* ``.uws/error.txt``: one line saying why the job failed (the job's error summary).
+* parameters: :meth:`Params.load` reads ``$UWS_PARAMETERS_FILE``; typed accessors raise
+  :class:`JobError` with a message naming the parameter;
+* outputs: :func:`output_path` (the file name the service exported for an entity);
+* progress: :func:`report_progress` (``$UWS_PROGRESS_FILE``);
+* used inputs: :func:`record_used` (``.uws/used.json``), :func:`resolve_input`;
+* context: :func:`write_context` (``.uws/context.json``, software versions);
+* failure: a :class:`JobError` raised anywhere becomes ``.uws/error.txt`` and exit 1,
+  any other exception ``internal error: ...`` and exit 2 (:func:`run`).
 
-The DL3 store (``DL3Store``: the GADF directory shared with the ctapipe chain, its
-format and locking protocol) lives in :mod:`dl3_store` and is re-exported here.
+``workers`` is importable because the definition's script line puts ``$UWS_LIB`` on
+``PYTHONPATH``; the job directory itself is never on ``sys.path`` (``-P``).
 """
 
 from __future__ import annotations
@@ -21,46 +25,35 @@ import logging
 import os
 import platform
 import re
+import shutil
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dl3_store import (
-    DL3Store,
-    JobError,
-    ObservationFiles,
-    format_ids,
-    job_side_module,
-    sha256_of,
-)
-
-jobside = job_side_module()
+from workers import jobside
 
 __all__ = [
-    "DL3Store",
+    "MODELS_DIR",
     "JobError",
-    "ObservationFiles",
     "Params",
-    "format_ids",
-    "load_observations",
     "output_path",
     "parse_obs_ids",
+    "record_used",
     "report_progress",
-    "run_job",
-    "sha256_of",
+    "resolve_input",
+    "run",
+    "uws_dir",
     "write_context",
     "write_json",
-    "write_used",
 ]
 
 log = logging.getLogger("uws.cta")
 
-UWS_DIR = Path(".uws")
-
+# The committed models and IRFs of the ctapipe chain (:mod:`cta.make_models` regenerates them).
+MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # Packages whose versions are recorded in .uws/context.json. Looked up through
 # importlib.metadata so that recording a version never imports a heavy package.
@@ -77,6 +70,16 @@ CONTEXT_PACKAGES = (
 )
 
 
+class JobError(Exception):
+    """A failure the user can act on (bad parameter, unknown obs_id...).
+
+    Its message becomes the job's one-line error summary.
+    """
+
+
+# ------------------------------------------------------------------------------ running
+
+
 def setup_runtime() -> None:
     """Make the scientific stack safe to run on an offline worker.
 
@@ -86,6 +89,7 @@ def setup_runtime() -> None:
     from astropy.utils import iers
 
     iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
     # Dates past the bundled IERS-B table only degrade precision (irrelevant here).
     iers.conf.iers_degraded_accuracy = "warn"
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -103,56 +107,41 @@ def setup_runtime() -> None:
     warnings.filterwarnings("ignore", message=".*dubious year.*")
 
 
-def _write_uws_file(name: str, content: str) -> Path:
-    UWS_DIR.mkdir(exist_ok=True)
-    path = UWS_DIR / name
-    path.write_text(content)
-    return path
+def run(
+    main: Callable[[Params], None], context: Callable[[], dict[str, str]] | None = None
+) -> None:
+    """Run a step's ``main(params)`` with the service's error conventions.
+
+    ``context`` (extra software versions) is written to ``.uws/context.json`` first. A
+    :class:`JobError` (bad input the user can fix) exits with code 1; anything else is a
+    bug: the traceback goes to stderr for the operator and the summary names the
+    exception, exit code 2.
+    """
+    setup_runtime()
+    try:
+        params = Params.load()
+        if context is not None:
+            write_context(context())
+        main(params)
+    except JobError as exc:
+        jobside.fail(str(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - last-resort reporting for the service
+        traceback.print_exc()
+        jobside.fail(f"internal error: {type(exc).__name__}: {exc}", 2)
 
 
 def report_progress(fraction: float | None, message: str = "") -> None:
-    """Tell the service how far the job is: ``$UWS_PROGRESS_FILE`` (README, "Progress").
+    """Tell the service how far the job is (README, "Progress").
 
-    Written to a temporary file then renamed, so the runner never reads half of it; the
-    runner relays a change at most once a second, so calling this per event chunk is
-    cheap. Outside the service (no variable) nothing happens, and a failure to write is
-    never the job's failure.
+    The runner relays a change at most once a second, so calling this per event chunk is
+    cheap. Outside the service nothing happens, and a failure to write is never the
+    job's failure.
     """
     value = None if fraction is None else min(1.0, max(0.0, float(fraction)))
     try:
         jobside.progress(value, message[:200])
     except OSError as exc:
         log.warning("progress not reported: %s", exc)
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Report a failure the way the service expects, then exit non-zero.
-
-    The message is flattened to one line: it becomes the job's error summary.
-    """
-    line = " ".join(message.split()) or "job failed"
-    try:
-        jobside.write_error(line)
-    finally:
-        print(f"ERROR: {line}", file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
-def run_job(main: Callable[[], None]) -> None:
-    """Run a job script's ``main`` with the error conventions of the service.
-
-    A :class:`JobError` (bad input the user can fix) exits with code 1; anything else is
-    a bug: the traceback goes to stderr for the operator and the summary names the
-    exception, exit code 2.
-    """
-    setup_runtime()
-    try:
-        main()
-    except JobError as exc:
-        fail(str(exc), 1)
-    except Exception as exc:  # noqa: BLE001 - last-resort reporting for the service
-        traceback.print_exc()
-        fail(f"internal error: {type(exc).__name__}: {exc}", 2)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -191,7 +180,7 @@ def parse_obs_ids(text: str, name: str = "obs_ids") -> list[int]:
 
 
 class Params:
-    """Typed, validated access to the job's ``parameters.json`` (all values are strings).
+    """Typed, validated access to the job's parameters (all values are strings).
 
     An empty string counts as "not given" so that the service may pass every parameter
     of the definition, filled or not.
@@ -201,18 +190,14 @@ class Params:
         self.values = {k: "" if v is None else str(v) for k, v in values.items()}
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Params:
-        """Read the parameters file named by ``UWS_PARAMETERS_FILE`` (default ./parameters.json)."""
-        path = Path(path or os.environ.get("UWS_PARAMETERS_FILE") or "parameters.json")
+    def load(cls) -> Params:
+        """The parameters file the service wrote (``$UWS_PARAMETERS_FILE``)."""
         try:
-            values = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise JobError(f"parameters file not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise JobError(f"parameters file {path} is not valid JSON: {exc}") from None
-        if not isinstance(values, dict):
-            raise JobError(f"parameters file {path} must hold a JSON object")
-        return cls(values)
+            return cls(jobside.parameters())
+        except FileNotFoundError as exc:
+            raise JobError(f"parameters file not found: {exc.filename}") from None
+        except ValueError as exc:
+            raise JobError(f"parameters file is not valid JSON: {exc}") from None
 
     def given(self, name: str) -> bool:
         return self.values.get(name, "").strip() != ""
@@ -266,6 +251,22 @@ class Params:
             raise JobError(f"parameter '{name}' = {value} out of range [{lo}, {hi}]")
         return value
 
+    def boolean(self, name: str, default: bool = False) -> bool:
+        if not self.given(name):
+            return default
+        value = self.values[name].strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise JobError(f"parameter '{name}': '{self.values[name]}' is not a boolean")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        if value not in choices:
+            raise JobError(f"parameter '{name}' = '{value}' must be one of {', '.join(choices)}")
+        return value
+
     def obs_ids(self, name: str = "obs_ids") -> list[int]:
         if not self.given(name):
             raise JobError(f"{name}: empty selection, give at least one observation id")
@@ -289,7 +290,41 @@ class Params:
         return emin, emax
 
 
-# ------------------------------------------------------------------------------ outputs
+# ------------------------------------------------------------------- inputs and outputs
+
+
+def uws_dir() -> Path:
+    """``.uws`` in the job directory (the working directory), created on demand."""
+    path = Path(jobside.UWS_DIR)
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def resolve_input(value: str | None, name: str, default: Path | None = None) -> Path:
+    """A used entity's file: relative to the job dir (where the service puts it) or absolute.
+
+    ``default`` (a committed model, for instance) is used when the parameter is empty; it
+    is copied into the job directory first, because the service only links reported
+    inputs found inside the job directory or the DL3 store (by their SHA-256).
+    """
+    if not value:
+        if default is None:
+            raise JobError(f"input '{name}' is required")
+        if not default.is_file():
+            raise JobError(f"input '{name}' not given and no default at {default}")
+        local = Path("defaults") / default.name
+        local.parent.mkdir(exist_ok=True)
+        shutil.copy2(default, local)
+        return local.resolve()
+    path = Path(value.removeprefix("file://"))
+    if not path.is_file():
+        raise JobError(f"input '{name}' not found: {value}")
+    return path.resolve()
+
+
+def record_used(path: Path, role: str, **extra: object) -> None:
+    """Add an input to ``.uws/used.json`` (the job's provenance lists it as used)."""
+    jobside.record_used(str(path), role, **extra)
 
 
 def output_path(entity: str, default: str) -> Path:
@@ -298,65 +333,20 @@ def output_path(entity: str, default: str) -> Path:
     The service exports each generated entity's default file name under the entity's
     name (OPUS's ``$output``); the name must stay inside the job directory.
     """
-    name = os.environ.get(entity) or default
-    path = Path(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise JobError(f"output name for '{entity}' must be relative to the job dir: {name}")
-    if path.parent != Path("."):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    try:
+        return Path(jobside.output_path(entity, default))
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
 
 
 def software_versions() -> dict[str, str]:
     """Versions of Python and of the scientific packages, for provenance."""
-    versions = {"python": platform.python_version()}
-    for name in CONTEXT_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return {"python": platform.python_version(), **jobside.package_versions(CONTEXT_PACKAGES)}
 
 
-def write_context(extra: dict[str, str] | None = None) -> Path:
-    """Write the flat dict of software versions the service records for provenance.
-
-    The runner names the file in ``UWS_CONTEXT_FILE``; ``.uws/context.json`` otherwise.
-    """
-    context = software_versions()
-    context.update(extra or {})
-    jobside.write_context(context)
-    return Path(os.environ.get("UWS_CONTEXT_FILE") or jobside.CONTEXT_FILE)
-
-
-def write_used(observations: Iterable[ObservationFiles]) -> Path:
-    """Write ``.uws/used.json``: one record per DL3 file read, for provenance."""
-    records = [record for obs in observations for record in obs.used_records()]
-    return _write_uws_file(Path(jobside.USED_FILE).name, json.dumps(records, indent=2) + "\n")
-
-
-def publish_observations(written: dict[int, Path], prefix: str = "dl3_obs_") -> list[Path]:
-    """Copy the observation files a job added to the DL3 store into its own directory.
-
-    They then become the job's results (the definition declares ``dl3_obs_*.fits.gz``),
-    byte for byte the files in the store: a later job that reads an observation from
-    the store is matched to this job's result by its SHA-256, which is what chains the
-    provenance of a DL4 product back to the job that made its DL3 input.
-    """
-    import shutil
-
-    out = []
-    for obs_id, path in sorted(written.items()):
-        target = Path(f"{prefix}{obs_id:06d}.fits.gz")
-        target.unlink(missing_ok=True)
-        # A copy, never a hard link: the service refuses linked results (a link would
-        # let the job's file and the store's change together after the job ended).
-        shutil.copyfile(path, target)
-        entity_id = jobside.read_fits_refs(str(target)).get("entity_id")
-        if entity_id:  # stamped when it entered the store: the result gets that id
-            jobside.record_stamp(str(target), entity_id)
-        out.append(target)
-    return out
+def write_context(extra: dict[str, str] | None = None) -> None:
+    """Record the software versions (plus ``extra``) as the job's provenance context."""
+    jobside.write_context({**software_versions(), **(extra or {})})
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -372,33 +362,3 @@ def write_json(path: Path, content: Any) -> None:
         return value
 
     path.write_text(json.dumps(clean(content), indent=2) + "\n")
-
-
-# ------------------------------------------------------------------------- observations
-
-
-def load_observations(obs_ids: list[int], store: DL3Store | None = None) -> Any:
-    """Read observations from the DL3 store with gammapy, recording them in used.json.
-
-    Resolving through the index first gives one clear error for unknown obs_ids (gammapy
-    would only warn and skip them); observations lacking a full-enclosure IRF are refused
-    for the same reason.
-    """
-    from gammapy.data import DataStore
-
-    store = store or DL3Store()
-    resolved = store.resolve(obs_ids)
-    write_used(resolved)
-    observations = DataStore.from_dir(store.root).get_observations(
-        obs_ids, required_irf="full-enclosure"
-    )
-    found = {int(obs.obs_id) for obs in observations}
-    lacking = [i for i in obs_ids if i not in found]
-    if lacking:
-        raise JobError(
-            f"obs_ids {format_ids(lacking)} lack events, GTI or a full-enclosure IRF "
-            "(aeff, edisp, psf, bkg) in the DL3 store"
-        )
-    n_events = sum(len(obs.events.table) for obs in observations)
-    log.info("read %d observation(s) from %s: %d events", len(observations), store.root, n_events)
-    return observations

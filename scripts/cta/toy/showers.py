@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import toy_instrument as ti
 from scipy.spatial import cKDTree
+
+from . import instrument as ti
 
 C_M_PER_NS = 0.299792458
 SCALE_HEIGHT_KM = 8.4

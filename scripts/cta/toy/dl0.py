@@ -1,14 +1,14 @@
-"""ctapipe EventSource for the project's toy DL0 format (written by ``simulation.py``).
+"""ctapipe EventSource for the project's toy DL0 format (written by :mod:`cta.simulation`).
 
 Why: with this source, ctapipe's own ``ProcessorTool`` (``ctapipe-process``) reads our
 DL0 files unmodified, so calibration, image cleaning, Hillas parameters and stereo
 reconstruction are ctapipe's real algorithms, not re-implementations.
 
 Registration: ctapipe finds EventSources among the *imported* subclasses of
-``EventSource`` (plus the ``ctapipe_io`` entry points). The job scripts import this
-module before running the tool class in-process, which needs no installation step.
-For the stand-alone ``ctapipe-process`` command, the package would need an entry point
-``ctapipe_io = ToyDL0EventSource = toy_io:ToyDL0EventSource`` with this directory
+``EventSource`` (plus the ``ctapipe_io`` entry points). :mod:`cta.ctapipe_tool` imports
+this module before running a tool, which needs no installation step. For the
+stand-alone ``ctapipe-process`` command, the package would need an entry point
+``ctapipe_io = ToyDL0EventSource = cta.toy.dl0:ToyDL0EventSource`` with ``cta``
 importable; the chain does not depend on it.
 
 Data flow: R0 = raw ADC; R1 = the same samples as float (no R1 calibration, like
@@ -26,7 +26,6 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 import tables
-import toy_instrument as ti
 from astropy.time import Time
 from ctapipe.containers import (
     ArrayEventContainer,
@@ -58,6 +57,8 @@ from ctapipe.coordinates import shower_impact_distance
 from ctapipe.core import Provenance
 from ctapipe.instrument import SubarrayDescription
 from ctapipe.io import DataLevel, EventSource
+
+from . import instrument as ti
 
 DL0_FORMAT = "UWS-TOY-DL0"
 SUPPORTED_VERSIONS = (1,)
