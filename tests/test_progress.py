@@ -96,12 +96,14 @@ def _progress(client: Client, job: str) -> dict[str, Any]:
 
 
 def _follow(client: Client, job: str, timeout: float = 40) -> list[dict[str, Any]]:
-    """Every distinct progress value seen until the job is final (short steps)."""
+    """Every distinct (phase, fraction, message) seen until the job is final (short steps);
+    the last one is the final phase even when its fraction and message did not change."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         p = _progress(client, job)
-        if not seen or (p["fraction"], p["message"]) != (seen[-1]["fraction"], seen[-1]["message"]):
+        key = (p["phase"], p["fraction"], p["message"])
+        if not seen or key != (seen[-1]["phase"], seen[-1]["fraction"], seen[-1]["message"]):
             seen.append(p)
         if p["phase"] in ("COMPLETED", "ERROR", "ABORTED"):
             break
