@@ -12,7 +12,8 @@ converted to ICRS at that mid time (the toy neglects drift and field rotation wi
 run), which puts the simulated source back at its RA/Dec.
 
 Parameters: ``dl2`` (used: DL2 with models applied), ``cuts``, ``irf`` (used; empty =
-the committed ones), ``obs_id`` (0 = the DL2 file's), ``object_name``,
+the committed ones), ``obs_id`` (0 = the DL2 file's), ``object_name`` (empty = the
+target ``simulation`` recorded in the observation block, which travels DL0 -> DL2),
 ``max_zenith_difference`` (deg), ``add_to_store`` (store at ``$UWS_DL3_STORE``).
 Outputs: ``$dl3`` (default ``dl3.fits.gz``), ``$dl3_summary`` (``dl3_summary.json``).
 """
@@ -83,13 +84,18 @@ def analyse(p: job.Params) -> None:
     except (OSError, KeyError, ValueError) as exc:
         raise job.JobError(f"input 'irf' ({irf_path.name}) unusable: {exc}") from None
     max_dzen = p.number("max_zenith_difference", 5.0, lo=0.0, hi=90.0)
-    object_name = p.text("object_name", "TOY-SOURCE")
 
     events, subarray = read_events(dl2)
     block = read_table(dl2, "/configuration/observation/observation_block")
     if len(block) != 1 or len(np.unique(events["obs_id"])) > 1:
         raise job.JobError("input 'dl2' must hold exactly one observation")
     ob = block[0]
+    object_name = p.text("object_name", "").strip() or str(block.meta.get("TARGET_NAME", ""))
+    if not object_name:
+        raise job.JobError(
+            "input 'dl2' records no target (simulated before targets were recorded): "
+            "give the parameter 'object_name'"
+        )
     obs_id = p.integer("obs_id", 0, lo=0) or int(ob["obs_id"])
     pnt_alt = u.Quantity(ob["subarray_pointing_lat"], u.deg).to_value(u.deg)
     pnt_az = u.Quantity(ob["subarray_pointing_lon"], u.deg).to_value(u.deg)
@@ -171,6 +177,7 @@ def analyse(p: job.Params) -> None:
         "zenith": 90.0 - pnt_alt,
         "irf_zenith": irf_pointing["zenith"],
         "ontime_s": duration.to_value(u.s),
+        "object": object_name,
         "store": None,
     }
     if p.boolean("add_to_store", True):

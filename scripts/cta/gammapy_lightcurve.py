@@ -18,7 +18,8 @@ actually used is read back from the result and written in the outputs.
 
 Results: ``lightcurve`` (ECSV), ``lightcurve_preview`` (PNG), ``lightcurve_summary`` (JSON:
 band used, index, likelihood constant flux with asymmetric errors, TS_var of the constant
-and its p-value; the weighted mean for comparison).
+and its p-value; the weighted mean for comparison; the IRF statistical uncertainty of the
+observations over the band, ``irf_uncertainty``, and ``mean_flux_err_irf``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import dl3_store, job
+from . import dl3_store, irf_uncertainty, job
 from .gammapy_spectra import (
     DEFAULT_ON_RADIUS_DEG,
     fit_power_law,
@@ -222,6 +223,10 @@ def main(params: job.Params) -> None:
         job.output_path("lightcurve_preview", "lightcurve_preview.png"),
         title,
     )
+    irf_unc = irf_uncertainty.for_obs_ids(
+        [int(o.obs_id) for o in observations], (float(band[0]), float(band[-1])), (ra, dec)
+    )
+    test["mean_flux_err_irf"] = irf_uncertainty.scaled_error(test["mean_flux"], irf_unc)
     summary = {
         "obs_ids": [int(o.obs_id) for o in observations],
         "energy_range_requested_tev": [emin, emax],
@@ -234,6 +239,7 @@ def main(params: job.Params) -> None:
         "index_fixed_by_user": fixed_index is not None,
         "flux_unit": str(table["flux"].unit),
         **test,
+        "irf_uncertainty": irf_unc,
     }
     job.write_json(job.output_path("lightcurve_summary", "lightcurve_summary.json"), summary)
     log.info("light curve: %d bins, band %.2f-%.1f TeV", len(table), band[0], band[-1])

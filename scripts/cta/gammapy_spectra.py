@@ -10,8 +10,10 @@ contains by a likelihood ratio (Wilks: TS ~ chi2 with one degree of freedom), so
 user sees whether the curvature is needed. Flux points come from the same datasets.
 
 Results: ``spectrum`` (ECSV flux points, GADF SED format), ``spectrum_preview`` (PNG) and
-``fit_result`` (JSON: every parameter with its error, counts, energy range, and the
-comparison with the power law).
+``fit_result`` (JSON: every parameter with its error, counts, energy range, the
+comparison with the power law, and the IRF statistical uncertainty of the observations
+used, ``irf_uncertainty``, with ``amplitude_err_irf`` = amplitude x the effective area's
+relative MC error over the fitted range).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import dl3_store, job
+from . import dl3_store, irf_uncertainty, job
 
 log = logging.getLogger("uws.cta.gammapy_spectra")
 
@@ -304,6 +306,17 @@ def main(params: job.Params) -> None:
     )
 
     safe_ranges = [d.energy_range_safe for d in datasets]
+    safe_min = min(float(r[0].quantity.to_value("TeV").min()) for r in safe_ranges)
+    irf_unc = irf_uncertainty.for_obs_ids(
+        [int(o.obs_id) for o in observations], (max(emin, safe_min), emax), (ra, dec)
+    )
+    if irf_unc["stated"]:
+        log.info(
+            "IRF statistics over %.2f-%.1f TeV: effective area relative error %.1f %% "
+            "(mean %.1f %%, max %.1f %%)",
+            *irf_unc["energy_range_tev"], 100 * irf_unc["aeff_relerr_combined"],
+            100 * irf_unc["aeff_relerr_mean"], 100 * irf_unc["aeff_relerr_max"],
+        )  # fmt: skip
     fit = {
         "model": type(spectral).__name__,
         "spectral_model": model_name,
@@ -313,6 +326,8 @@ def main(params: job.Params) -> None:
         "comparison_with_power_law": comparison,
         "amplitude": float(spectral.amplitude.value),
         "amplitude_err": float(spectral.amplitude.error),
+        "amplitude_err_irf": irf_uncertainty.scaled_error(spectral.amplitude.value, irf_unc),
+        "irf_uncertainty": irf_unc,
         "amplitude_unit": str(spectral.amplitude.unit),
         "reference_tev": float(spectral.reference.quantity.to_value(u.TeV)),
         "correlation_index_amplitude": float(
@@ -325,7 +340,7 @@ def main(params: job.Params) -> None:
         "datasets_used": [d.name for d in datasets],
         "on_radius_deg": on_radius,
         "energy_range_tev": [emin, emax],
-        "safe_energy_min_tev": min(float(r[0].quantity.to_value("TeV").min()) for r in safe_ranges),
+        "safe_energy_min_tev": safe_min,
         "n_flux_points": int(len(table)),
         **counts_summary(datasets),
     }

@@ -14,12 +14,24 @@ Why this order (each step is an unmodified ctapipe tool):
 6. ``ctapipe-compute-irf`` (full enclosure: effective area, energy dispersion, PSF,
    background; benchmarks);
 7. post-processing for gammapy (``gadf_irf``): the single FoV-offset bin of point-like
-   MC copied over 0-3 deg, a floor under an all-zero background, pointing in the header.
+   MC copied over 0-3 deg, a floor under an all-zero background, pointing in the header;
+8. the MC statistics of every bin (``irf_stats``): thrown and selected gammas with the
+   binomial error of the effective area, selected protons and electrons with the Poisson
+   error of the background, A_eff capped at the thrown area (with a warning).
+
+Offset dependence: a gamma test set thrown over a cone (``simulation`` with
+``particle=gamma_diffuse``) gives effective area, energy dispersion and PSF in
+``offset_bins`` FoV-offset bins out to the cone's radius (ctapipe refuses more than one
+bin for point-like gammas). The background is computed over the whole field of view
+(0-3 deg, one bin: smoothed over the FoV, so each energy bin rests on all the selected
+cosmic rays) from protons and, if ``electron_test`` is given, electrons, weighted to the
+measured spectra (pyirf's ``IRFDOC_PROTON_SPECTRUM`` and ``IRFDOC_ELECTRON_SPECTRUM``).
 
 Parameters: ``gamma_train``, ``proton_train`` (used, required), ``gamma_test``,
-``proton_test`` (used, optional): DL2 files of ``reconstruction`` with
-``apply_models=false``; ``n_estimators``, ``max_depth`` (trees), ``gh_efficiency`` (%
-of gammas kept by the gammaness cut), ``n_jobs``.
+``proton_test``, ``electron_test`` (used, optional): DL2 files of ``reconstruction``
+with ``apply_models=false``; ``n_estimators``, ``max_depth`` (trees), ``gh_efficiency``
+(% of gammas kept by the gammaness cut), ``offset_bins`` (diffuse gamma test set),
+``n_jobs``.
 Outputs: ``$energy_model``, ``$classifier_model``, ``$cuts``, ``$irf``, ``$benchmarks``,
 ``$irf_summary``.
 """
@@ -36,7 +48,7 @@ import numpy as np
 import tables
 import yaml
 
-from . import ctapipe_tool, gadf_irf, job
+from . import ctapipe_tool, gadf_irf, irf_stats, job
 from .selection import (
     CLASSIFIER_PREFIX,
     ENERGY_PREFIX,
@@ -117,9 +129,17 @@ def selection_config(p: job.Params) -> dict:
     }
 
 
-def irf_config() -> dict:
-    """One FoV-offset bin everywhere: ctapipe refuses more for point-like gammas."""
-    one_bin = {"fov_offset_min": "0 deg", "fov_offset_max": "1 deg", "fov_offset_n_bins": 1}
+def irf_config(viewcone_deg: float = 0.0, offset_bins: int = 3) -> dict:
+    """FoV-offset bins: ``offset_bins`` out to the gammas' cone, or one bin for point-like
+    gammas (ctapipe refuses more); the background always in one bin over the FoV."""
+    if viewcone_deg > 0:
+        one_bin = {
+            "fov_offset_min": "0 deg",
+            "fov_offset_max": f"{viewcone_deg} deg",
+            "fov_offset_n_bins": offset_bins,
+        }
+    else:
+        one_bin = {"fov_offset_min": "0 deg", "fov_offset_max": "1 deg", "fov_offset_n_bins": 1}
     return {
         "EffectiveArea2dMaker": {**one_bin, **TRUE_BINS},
         "EnergyDispersion2dMaker": {**one_bin, **TRUE_BINS},
@@ -158,7 +178,7 @@ def check_dl2_geometry(path: Path, name: str, particle: str) -> int:
             n_valid = int(np.count_nonzero(h5.get_node(node).col(f"{GEOMETRY_PREFIX}_is_valid")))
     except (tables.HDF5ExtError, OSError):
         raise job.JobError(f"input '{name}' ({path.name}) is not an HDF5 file") from None
-    expected = {"gamma": 0, "proton": 101}[particle]
+    expected = {"gamma": 0, "electron": 1, "proton": 101}[particle]
     if set(ids.tolist()) != {expected}:
         raise job.JobError(
             f"input '{name}' ({path.name}) must hold only {particle}s "
@@ -168,7 +188,7 @@ def check_dl2_geometry(path: Path, name: str, particle: str) -> int:
 
 
 def background_without_gh_cut(
-    protons: Path, gammas: Path, cuts_path: Path, config: Path, work: Path
+    protons: Path, gammas: Path, cuts_path: Path, config: Path, work: Path, electrons: list
 ) -> tuple[Path, float]:
     """Background shape from protons passing the quality cuts only, scaled to the cuts.
 
@@ -199,6 +219,7 @@ def background_without_gh_cut(
             gammas,
             "--proton-file",
             protons,
+            *electrons,
             "--output",
             raw,
             "--config",
@@ -218,6 +239,7 @@ def produce(p: job.Params) -> None:
         ("proton_train", "proton", True),
         ("gamma_test", "gamma", False),
         ("proton_test", "proton", False),
+        ("electron_test", "electron", False),
     ):
         value = p.text(name, "")
         if not value and not required:
@@ -301,7 +323,9 @@ def produce(p: job.Params) -> None:
         "train-classifier",
     )
     test = {}
-    for name in ("gamma_test", "proton_test"):
+    for name in ("gamma_test", "proton_test", "electron_test"):
+        if name not in inputs:
+            continue
         test[name] = work / f"{name}.dl2.h5"
         run(
             "ctapipe-apply-models",
@@ -336,7 +360,21 @@ def produce(p: job.Params) -> None:
         ],
         "optimize-cuts",
     )
-    cfg_irf = write_config("irf.json", {**selection_config(p), **irf_config()})
+    gamma_info = irf_stats.simulation_info(test["gamma_test"])
+    viewcone = float(gamma_info.viewcone_max.to_value("deg"))
+    offset_bins = p.integer("offset_bins", 3, lo=1, hi=10)
+    if viewcone > 0:
+        log.info(
+            "diffuse gamma test set (%.2f deg cone): %d FoV-offset bins", viewcone, offset_bins
+        )
+    else:
+        log.warning("point-like gamma test set: IRFs flat in FoV offset (one MC offset)")
+    cfg_irf = write_config(
+        "irf.json", {**selection_config(p), **irf_config(viewcone, offset_bins)}
+    )
+    electrons = ["--electron-file", test["electron_test"]] if "electron_test" in test else []
+    if not electrons:
+        log.warning("no electron_test given: background from protons only")
     raw_irf = work / "irf_raw.fits.gz"
     run(
         "ctapipe-compute-irf",
@@ -347,6 +385,7 @@ def produce(p: job.Params) -> None:
             test["gamma_test"],
             "--proton-file",
             test["proton_test"],
+            *electrons,
             "--output",
             raw_irf,
             "--benchmark-output",
@@ -361,10 +400,27 @@ def produce(p: job.Params) -> None:
     background = None
     if gadf_irf.background_is_empty(raw_irf):
         background = background_without_gh_cut(
-            test["proton_test"], test["gamma_test"], out["cuts"], cfg_irf, work
+            test["proton_test"], test["gamma_test"], out["cuts"], cfg_irf, work, electrons
         )
     pointing = gadf_irf.pointing_of(inputs["gamma_test"])
     summary = gadf_irf.finalise_irf(raw_irf, out["irf"], pointing, background)
+    cuts = load_cuts(out["cuts"])
+    samples = {irf_stats.PROTON_ID: test["proton_test"]}
+    if electrons:
+        samples[irf_stats.ELECTRON_ID] = test["electron_test"]
+    summary.update(
+        irf_stats.annotate_irf(
+            out["irf"],
+            irf_stats.load_events(test["gamma_test"], cuts),
+            gamma_info,
+            {
+                pid: (irf_stats.load_events(path, cuts), irf_stats.simulation_info(path))
+                for pid, path in samples.items()
+            },
+            background_single_bin=True,
+        )
+    )
+    summary.update(gadf_irf.irf_figures(out["irf"]))  # after the cap
     summary.update(gadf_irf.benchmark_summary(out["benchmarks"]))
     summary["inputs"] = {k: v.name for k, v in inputs.items()}
     summary["separate_test_sets"] = inputs["gamma_test"] != inputs["gamma_train"]

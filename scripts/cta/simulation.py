@@ -2,15 +2,24 @@
 
 Why: no IACT simulation or data can be downloaded here, so the chain starts from showers
 the project simulates itself (physics in :mod:`cta.toy.showers`). Gammas come from a point
-source, protons diffusely from a cone around the pointing; ``mixed`` makes an
-"observation" with both. The array points at a fixed AltAz position: the wobble position
-next to the source at the run's mid time (ctapipe's IRF tools only accept AltAz
-pointing, and a fixed one keeps the MC and the observation consistent).
+source (``gamma``) or diffusely from a cone around the pointing (``gamma_diffuse``, the
+MC of offset-dependent IRFs), protons and electrons diffusely from that cone; ``mixed``
+makes an "observation": source gammas plus cosmic rays whose energies follow the measured
+proton and electron spectra pyirf and ctapipe weight the background IRF with
+(``IRFDOC_PROTON_SPECTRUM``, ``IRFDOC_ELECTRON_SPECTRUM``), in their physical ratio --
+not the source's spectral index. The target must be above ``min_altitude`` from the toy
+array's site (CTAO South) during the whole run, the check ``simulate_dl3`` makes. The
+array points at a fixed AltAz position: the wobble position next to the source at the
+run's mid time (ctapipe's IRF tools only accept AltAz pointing, and a fixed one keeps the
+MC and the observation consistent).
 
 Parameters (``parameters.json``): particle, n_showers, energy_min, energy_max (TeV),
-spectral_index (dN/dE ~ E^index, negative), source_ra, source_dec (deg), wobble_offset,
-wobble_angle (deg), obs_start (ISO UTC), obs_duration (s), obs_id, max_scatter (m),
-viewcone (deg, protons), proton_fraction (mixed), seed.
+spectral_index (dN/dE ~ E^index, negative: the source's, or the MC's for single-particle
+sets), source_ra, source_dec (deg), object (OBJECT of the DL3, default from the position),
+wobble_offset, wobble_angle (deg), obs_start (ISO UTC), obs_duration (s), obs_id,
+max_scatter (m), viewcone (deg, diffuse particles), proton_fraction (mixed: fraction of
+cosmic rays), electron_fraction (mixed, of the cosmic rays; empty = the spectra's ratio),
+min_altitude (deg), visibility (refuse|warn), seed.
 Output: ``$dl0`` (default ``events.dl0.h5``), the format read by :mod:`cta.toy.dl0`.
 """
 
@@ -27,6 +36,7 @@ from astropy.coordinates import AltAz, SkyCoord
 from astropy.time import Time
 
 from . import ctapipe_tool, job
+from .simulate_dl3 import check_visibility, object_name_for
 from .toy import instrument as ti
 from .toy import showers as ts
 
@@ -34,7 +44,14 @@ log = logging.getLogger("simulation")
 
 DL0_FORMAT = "UWS-TOY-DL0"
 DL0_FORMAT_VERSION = 1
-PARTICLES = ("gamma", "proton", "mixed")
+PARTICLES = ("gamma", "gamma_diffuse", "proton", "electron", "mixed")
+#: Primaries drawn from a cone around the pointing (all but the point source's gammas).
+DIFFUSE = {"gamma_diffuse": ts.GAMMA_ID, "proton": ts.PROTON_ID, "electron": ts.ELECTRON_ID}
+#: The altitude limit: 30 deg (zenith 60 deg), the largest zenith of CTAO's prod3b/prod5
+#: IRF sets; the toy's flat-atmosphere showers are not meant for lower altitudes either.
+DEFAULT_MIN_ALTITUDE = 30.0
+#: Below this the toy's flat atmosphere is meaningless: refused even with visibility=warn.
+MIN_TOY_ALTITUDE = 10.0
 
 
 class EventRow(tables.IsDescription):
@@ -73,6 +90,46 @@ def sample_energies(
     return (e_min**a + u_ * (e_max**a - e_min**a)) ** (1.0 / a)
 
 
+def cosmic_ray_spectra() -> dict[int, object]:
+    """The measured cosmic-ray spectra ctapipe's IRF tool weights the background with.
+
+    ``IRFDOC_PROTON_SPECTRUM``: protons + helium interpolated from DAMPE;
+    ``IRFDOC_ELECTRON_SPECTRUM``: the electron (e+ + e-) spectrum of the CTA prod3b IRF
+    description, a power law (index -3.43) with a log-normal bump fitted to the
+    H.E.S.S. and Fermi-LAT measurements (the break near 1 TeV). Both from pyirf.
+    """
+    from pyirf.spectral import IRFDOC_ELECTRON_SPECTRUM, IRFDOC_PROTON_SPECTRUM
+
+    return {ts.PROTON_ID: IRFDOC_PROTON_SPECTRUM, ts.ELECTRON_ID: IRFDOC_ELECTRON_SPECTRUM}
+
+
+def spectrum_table(spectrum, e_min: float, e_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """(energies in TeV, cumulative integral) of a pyirf spectrum on a fine log grid."""
+    energy = np.geomspace(e_min, e_max, 2001)
+    flux = np.asarray(spectrum(energy * u.TeV).value, dtype=float)
+    cumulative = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (flux[1:] + flux[:-1]) * np.diff(energy))]
+    )
+    return energy, cumulative
+
+
+def sample_spectrum(
+    rng: np.random.Generator, n: int, e_min: float, e_max: float, spectrum
+) -> np.ndarray:
+    """Energies (TeV) following a tabulated spectrum, by inverse transform of its CDF
+    (log-log interpolation between grid points is below 0.2 % at 2000 points)."""
+    energy, cumulative = spectrum_table(spectrum, e_min, e_max)
+    return np.interp(rng.uniform(0.0, cumulative[-1], n), cumulative, energy)
+
+
+def electron_share(e_min: float, e_max: float) -> float:
+    """Fraction of electrons among cosmic rays (p + e) of the same energy range and cone."""
+    spectra = cosmic_ray_spectra()
+    n_p = spectrum_table(spectra[ts.PROTON_ID], e_min, e_max)[1][-1]
+    n_e = spectrum_table(spectra[ts.ELECTRON_ID], e_min, e_max)[1][-1]
+    return float(n_e / (n_e + n_p))
+
+
 def sample_cone(
     rng: np.random.Generator, n: int, alt0: float, az0: float, radius: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -106,16 +163,27 @@ def observation_geometry(p: job.Params) -> dict:
     )
     wobble = p.number("wobble_offset", 0.5, lo=0.0, hi=3.0)
     pointing = source.directional_offset_by(p.number("wobble_angle", 0.0) * u.deg, wobble * u.deg)
+    min_alt = p.number("min_altitude", DEFAULT_MIN_ALTITUDE, lo=0.0, hi=89.0)
+    # the fast path's check (start, middle and end of the run), on the toy array's site
+    visibility = p.choice("visibility", "refuse", ("refuse", "warn"))
+    altitudes = check_visibility(
+        source, [start], duration, ti.SITE, min_alt, "South (toy array)", visibility == "refuse"
+    )
     mid = start + duration / 2 * u.s
     frame = AltAz(obstime=mid, location=ti.SITE)
     src_altaz = source.transform_to(frame)
     pnt_altaz = pointing.transform_to(frame)
-    if pnt_altaz.alt < 30 * u.deg:
+    floor = min_alt if visibility == "refuse" else MIN_TOY_ALTITUDE
+    if pnt_altaz.alt.deg < floor:
         raise job.JobError(
-            f"pointing altitude {pnt_altaz.alt.deg:.1f} deg at mid-run is below 30 deg: "
-            "choose another obs_start or source"
+            f"pointing altitude {pnt_altaz.alt.deg:.1f} deg at mid-run is below "
+            f"{floor:g} deg: choose another obs_start or source"
         )
+    name = p.text("object", "").strip() or object_name_for(source.ra.deg, source.dec.deg)
     return dict(
+        object=name,
+        min_altitude=min_alt,
+        source_altitudes=altitudes,
         start=start,
         duration=duration,
         source=source,
@@ -138,6 +206,13 @@ def simulate(p: job.Params) -> None:
     seed = p.integer("seed", 0, lo=0)
     viewcone = p.number("viewcone", 3.0, lo=0.0, hi=10.0)
     proton_fraction = p.number("proton_fraction", 0.8, lo=0.0, hi=1.0)
+    e_share = (
+        p.number("electron_fraction", lo=0.0, hi=1.0)
+        if p.given("electron_fraction")
+        else electron_share(e_min, e_max)
+        if particle == "mixed"
+        else 0.0
+    )
     max_scatter = p.number("max_scatter", 400.0, lo=10.0, hi=3000.0)
     geo = observation_geometry(p)
     output = job.output_path("dl0", "events.dl0.h5")
@@ -153,17 +228,23 @@ def simulate(p: job.Params) -> None:
 
     if particle == "gamma":
         primaries = np.full(n_showers, ts.GAMMA_ID)
-    elif particle == "proton":
-        primaries = np.full(n_showers, ts.PROTON_ID)
+    elif particle in DIFFUSE:
+        primaries = np.full(n_showers, DIFFUSE[particle])
     else:
-        primaries = np.where(
-            rng.uniform(size=n_showers) < proton_fraction, ts.PROTON_ID, ts.GAMMA_ID
-        )
+        draw = rng.uniform(size=n_showers)
+        primaries = np.where(draw < proton_fraction, ts.PROTON_ID, ts.GAMMA_ID)
+        primaries[draw < proton_fraction * e_share] = ts.ELECTRON_ID
     energies = sample_energies(rng, n_showers, e_min, e_max, index)
+    if particle == "mixed":  # cosmic rays follow their measured spectra, not the source's
+        for pid, spectrum in cosmic_ray_spectra().items():
+            sel = primaries == pid
+            energies[sel] = sample_spectrum(rng, int(sel.sum()), e_min, e_max, spectrum)
     alts = np.full(n_showers, s_alt)
     azs = np.full(n_showers, s_az)
-    is_p = primaries == ts.PROTON_ID
-    alts[is_p], azs[is_p] = sample_cone(rng, int(is_p.sum()), p_alt, p_az, np.deg2rad(viewcone))
+    diffuse = (primaries != ts.GAMMA_ID) | (particle == "gamma_diffuse")
+    alts[diffuse], azs[diffuse] = sample_cone(
+        rng, int(diffuse.sum()), p_alt, p_az, np.deg2rad(viewcone)
+    )
     r = max_scatter * np.sqrt(rng.uniform(size=n_showers))
     phi = rng.uniform(0, 2 * np.pi, n_showers)
     core_x, core_y = r * np.cos(phi), r * np.sin(phi)
@@ -181,6 +262,19 @@ def simulate(p: job.Params) -> None:
         viewcone=viewcone if particle != "gamma" else 0.0,
         max_scatter=max_scatter,
         proton_fraction=proton_fraction if particle == "mixed" else None,
+        electron_fraction=e_share if particle == "mixed" else None,
+        cosmic_ray_spectra="IRFDOC_PROTON_SPECTRUM, IRFDOC_ELECTRON_SPECTRUM (pyirf)"
+        if particle == "mixed"
+        else None,
+        n_primaries={
+            name: int(np.count_nonzero(primaries == pid))
+            for name, pid in (
+                ("gamma", ts.GAMMA_ID), ("electron", ts.ELECTRON_ID), ("proton", ts.PROTON_ID)
+            )
+        },
+        object=geo["object"],
+        min_altitude=geo["min_altitude"],
+        source_altitude_min=min(geo["source_altitudes"]),
         source_ra=geo["source"].ra.deg,
         source_dec=geo["source"].dec.deg,
         pointing_ra=geo["pointing"].ra.deg,
@@ -253,7 +347,7 @@ def simulate(p: job.Params) -> None:
                 h_first_int=0.0,
             )
             x_mean = ts.x_max_mean(shower.energy, shower.primary_id)
-            spread = 20.0 if shower.primary_id == ts.GAMMA_ID else 60.0
+            spread = 20.0 if shower.primary_id in ts.ELECTROMAGNETIC else 60.0
             shower.x_max = float(rng.normal(x_mean, spread))
             first = max(shower.x_max - rng.uniform(150.0, 300.0), 5.0)
             shower.h_first_int = float(

@@ -95,6 +95,15 @@ def read_header(path: str | Path) -> dict:
         )
 
 
+def target_meta(config: dict) -> dict[str, object]:
+    """The simulated target (name, RA, Dec) for the observation block's metadata."""
+    return {
+        "TARGET_NAME": str(config.get("object") or ""),
+        "TARGET_RA": float(config.get("source_ra", float("nan"))),
+        "TARGET_DEC": float(config.get("source_dec", float("nan"))),
+    }
+
+
 class ToyDL0EventSource(EventSource):
     """Reads ``UWS-TOY-DL0`` HDF5 files: R0/R1 waveforms, calibration, truth."""
 
@@ -148,6 +157,9 @@ class ToyDL0EventSource(EventSource):
                 actual_duration=cfg["obs_duration"] * u.s,
             )
         }
+        # ctapipe's containers have no target field: the target travels as table metadata
+        # of the observation block (written to DL1/DL2 as HDF5 attributes), for OBJECT
+        self._observation_blocks[self._obs_id].meta.update(target_meta(cfg))
         particle = cfg["particle"]
         self._simulation_config = {
             self._obs_id: SimulationConfigContainer(

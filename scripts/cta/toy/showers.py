@@ -32,10 +32,16 @@ SCALE_HEIGHT_KM = 8.4
 SEA_LEVEL_DEPTH = 1030.0  # g / cm2
 SITE_HEIGHT_KM = ti.SITE.height.to_value("km")
 
-GAMMA_ID = 0  # CORSIKA / ctapipe convention
+GAMMA_ID = 0  # sim_telarray / ctapipe convention (true_shower_primary_id)
+ELECTRON_ID = 1
 PROTON_ID = 101
+#: Primaries whose showers are purely electromagnetic: a gamma-like image.
+ELECTROMAGNETIC = (GAMMA_ID, ELECTRON_ID)
 
-YIELD_PE_PER_TEV = {GAMMA_ID: 1000.0, PROTON_ID: 330.0}
+YIELD_PE_PER_TEV = {GAMMA_ID: 1000.0, ELECTRON_ID: 1000.0, PROTON_ID: 330.0}
+#: An electron starts its cascade at once, a gamma only after converting (about 9/7
+#: radiation lengths of 36.7 g/cm2): electron maxima sit that much higher.
+ELECTRON_XMAX_SHIFT = -47.0
 NSB_RATE_PE_PER_NS = 0.05
 ELECTRONIC_NOISE_ADC = 1.0
 ADC_MAX = 4095
@@ -106,6 +112,8 @@ def x_max_mean(energy: float, primary_id: int) -> float:
     """Mean slant depth of maximum: elongation rate ~80 (gamma) / 60 (proton) per decade."""
     if primary_id == GAMMA_ID:
         return 340.0 + 80.0 * np.log10(energy)
+    if primary_id == ELECTRON_ID:
+        return 340.0 + ELECTRON_XMAX_SHIFT + 80.0 * np.log10(energy)
     return 420.0 + 60.0 * np.log10(energy)
 
 
@@ -153,7 +161,7 @@ class ToyCameraSimulator:
         """(axis, core, light fraction, x_max) of each component of the shower."""
         axis = direction_vector(shower.alt, shower.az)
         core = np.array([shower.core_x, shower.core_y, 0.0])
-        if shower.primary_id == GAMMA_ID:
+        if shower.primary_id in ELECTROMAGNETIC:
             return [(axis, core, 1.0, shower.x_max)]
         n_sub = self.rng.integers(1, 4)
         fractions = self.rng.dirichlet(np.full(n_sub, 1.5))
@@ -178,7 +186,7 @@ class ToyCameraSimulator:
         the readout window.
         """
         result: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {t: [] for t in self.tel_ids}
-        is_gamma = shower.primary_id == GAMMA_ID
+        is_gamma = shower.primary_id in ELECTROMAGNETIC  # electrons look like gammas
         fluct = self.rng.lognormal(0.0, 0.12 if is_gamma else 0.4)
         lateral_sigma = 22.0 if is_gamma else 32.0
         long_sigma = 90.0 if is_gamma else 120.0
