@@ -1,0 +1,155 @@
+"""Benchmark of the chain's IRF production: MC statistics, errors and the time they cost.
+
+Why a benchmark and not a test: the production that gives stated, small errors (a few
+per cent per bin in the core energy range) throws tens of thousands of showers and takes
+tens of minutes on 2 cores; the test suite only checks, on synthetic counts, that the
+errors are computed and honest (tests/test_cta_irf.py).
+
+What it runs: the MC sets of ``cta.make_models.SAMPLES`` (point-like gammas and protons
+to train, diffuse gammas over a 3 deg cone, protons and electrons to compute the IRFs),
+each through ``simulation`` -> ``calibration`` -> ``reconstruction`` (geometry only) as
+jobs (``python -P -m cta.<step>`` in a job directory, as the service runs them; two sets
+at a time), then ``irf_production``. It records the wall time of every job and the
+``irf_statistics`` of ``irf_summary.json`` (selected gammas, relative error of the
+effective area per offset bin in the core energy range, background events and
+electrons, capped bins) to ``bench/out/irf/results.json`` and prints a Markdown table.
+The products stay in ``--workdir`` (``irf_production/``), in the layout
+``scripts/cta/make_models.py --install-only --workdir DIR`` installs as the committed
+models.
+
+    .venv/bin/python bench/bench_irf.py [--scale 1.0] [--workdir /tmp/uws-bench-irf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+from cta.make_models import SAMPLES  # noqa: E402
+
+OUT = REPO / "bench" / "out" / "irf"
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(SCRIPTS), str(REPO)]),
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def run_step(step: str, job_dir: Path, params: dict) -> float:
+    """One job, as the service runs it; returns its wall time (s)."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / "parameters.json").write_text(json.dumps({k: str(v) for k, v in params.items()}))
+    start = time.monotonic()
+    with open(job_dir / "stdout.log", "w") as out, open(job_dir / "stderr.log", "w") as err:
+        command = [sys.executable, "-P", "-m", f"cta.{step}"]
+        proc = subprocess.run(command, cwd=job_dir, stdout=out, stderr=err, env=ENV)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        lines = (job_dir / "stderr.log").read_text().strip().splitlines()
+        raise SystemExit(f"{step} failed in {job_dir}: {lines[-1] if lines else '?'}")
+    print(f"  {step:<16} {elapsed:7.1f} s  {job_dir.parent.name}", flush=True)
+    return elapsed
+
+
+def mc_set(workdir: Path, name: str, scale: float) -> tuple[str, Path, dict]:
+    """simulation -> calibration -> reconstruction (geometry only) of one MC set."""
+    params = dict(SAMPLES[name])
+    params["n_showers"] = max(50, int(params["n_showers"] * scale))
+    base = workdir / name
+    times = {"n_showers": params["n_showers"]}
+    times["simulation"] = run_step("simulation", base / "simulation", params)
+    dl0 = base / "simulation" / "events.dl0.h5"
+    times["calibration"] = run_step("calibration", base / "calibration", {"dl0": dl0})
+    dl1 = base / "calibration" / "events.dl1.h5"
+    times["reconstruction"] = run_step(
+        "reconstruction", base / "reconstruction", {"dl1": dl1, "apply_models": "false"}
+    )
+    return name, base / "reconstruction" / "events.dl2.h5", times
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f} %"
+
+
+def markdown(result: dict) -> str:
+    s = result["irf_statistics"]
+    lines = [
+        "| MC set | showers | simulation (s) | calibration (s) | reconstruction (s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, t in result["mc_sets"].items():
+        lines.append(
+            f"| {name} | {t['n_showers']} | {t['simulation']:.0f} | {t['calibration']:.0f} "
+            f"| {t['reconstruction']:.0f} |"
+        )
+    lines += [
+        "",
+        f"irf_production: {result['irf_production_s']:.0f} s; total wall time "
+        f"{result['total_s'] / 60:.1f} min (scale {result['scale']}).",
+        "",
+        "| FoV offset bin (deg) | selected gammas, core range | A_eff rel. error median | max |",
+        "|---|---:|---:|---:|",
+    ]
+    edges = s["aeff_offset_bins_deg"]
+    for i, stats in enumerate(s["aeff_relerr_core_by_offset"]):
+        lines.append(
+            f"| {edges[i]:.2f}-{edges[i + 1]:.2f} | {s['aeff_selected_core_by_offset'][i]} "
+            f"| {percent(stats['median'])} | {percent(stats['max'])} |"
+        )
+    lines += [
+        "",
+        f"Gammas: {s['gammas_selected']} of {s['gammas_thrown']} thrown selected; "
+        f"A_eff bins capped at the thrown area: {s['aeff_bins_capped']}. Background: "
+        f"{s['background_events']} selected MC events ({s['background_electrons']} electrons), "
+        f"{s['background_bins_measured']} of {s['background_bins']} bins measured; Poisson "
+        f"relative error in the core range median {percent(s['bkg_relerr_core_median'], 0)}.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="shower number factor")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/uws-bench-irf"))
+    parser.add_argument("--parallel", type=int, default=2, help="MC sets at a time")
+    parser.add_argument("--n-jobs", type=int, default=2, help="threads for the ML training")
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with ThreadPoolExecutor(args.parallel) as pool:
+        done = list(pool.map(lambda n: mc_set(args.workdir, n, args.scale), SAMPLES))
+    dl2 = {name: path for name, path, _ in done}
+    irf_dir = args.workdir / "irf_production"
+    irf_s = run_step("irf_production", irf_dir, {**dl2, "n_jobs": args.n_jobs})
+    summary = json.loads((irf_dir / "irf_summary.json").read_text())
+    result = {
+        "scale": args.scale,
+        "mc_sets": {name: times for name, _, times in done},
+        "irf_production_s": irf_s,
+        "total_s": time.monotonic() - start,
+        "load_average": os.getloadavg(),
+        "irf_statistics": summary["irf_statistics"],
+        "aeff_1tev_m2": summary.get("aeff_1tev_m2"),
+        "psf68_1tev_deg": summary.get("psf68_1tev_deg"),
+        "energy_resolution_1tev": summary.get("energy_resolution_1tev"),
+        "background_floor_applied": summary.get("background_floor_applied"),
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (OUT / "results.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
