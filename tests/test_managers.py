@@ -182,3 +182,38 @@ def test_the_sbatch_option_rules_are_the_slurm_managers_own() -> None:
     from uws_server.managers.slurm_options import option_argv
 
     assert option_argv("--mem 8G") == ["--mem", "8G"] and option_argv("-c4") == ["-c4"]
+
+
+def manager_names_tested(source: str, names: set[str]) -> list[int]:
+    """Lines of ``source`` comparing something with a manager's name (``== "slurm"``,
+    ``in ("local", ...)``, ``!= 'local'``): what a registry makes unnecessary."""
+    import ast
+
+    def named(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(named(e) for e in node.elts)
+        return False
+
+    return sorted(
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare) and any(named(n) for n in [node.left, *node.comparators])
+    )
+
+
+def test_no_module_outside_the_managers_tests_a_manager_name() -> None:
+    """Adding an executor is one module and one registry entry (issue 14.4): no module
+    of the service outside ``uws_server/managers/`` compares a value with a manager's
+    name; it asks the registry or the manager class."""
+    names = set(managers.names())
+    found = [
+        f"{path.relative_to(PROJECT_ROOT)}:{line}"
+        for path in sorted((PROJECT_ROOT / "uws_server").rglob("*.py"))
+        if "managers" not in path.relative_to(PROJECT_ROOT).parts
+        for line in manager_names_tested(path.read_text(), names)
+    ]
+    assert found == []
+    sample = "if m == 'slurm': pass\nif x in ('local', 'other'): pass\nmanager = 'local'\n"
+    assert manager_names_tested(sample, names) == [1, 2]  # the check can fail
