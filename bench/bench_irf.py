@@ -160,7 +160,21 @@ def observation(workdir: Path, irf_dir: Path, n_showers: int) -> dict:
     )
     summary = json.loads((base / "analysis" / "dl3_summary.json").read_text())
     fit = fov_background_fit(base / "analysis" / "dl3.fits.gz", store, obs_id, target)
-    return {"times": times, "dl3": summary, "fov_background_fit": fit}
+    # the spectrum of that observation: its fit result states the IRF's MC uncertainty
+    ra, dec = target
+    params = {"obs_ids": obs_id, "RA": ra, "Dec": dec, "emin": 0.3, "emax": 20, "nbins": 6}
+    times["gammapy_spectra"] = run_step("gammapy_spectra", base / "spectra", params)
+    spectrum = json.loads((base / "spectra" / "fit_result.json").read_text())
+    keys = ("index", "index_err", "amplitude", "amplitude_err", "amplitude_err_irf")
+    return {
+        "times": times,
+        "dl3": summary,
+        "fov_background_fit": fit,
+        "spectrum": {k: spectrum[k] for k in keys},
+        "irf_uncertainty": {
+            k: v for k, v in spectrum["irf_uncertainty"].items() if k != "observations"
+        },
+    }
 
 
 def percent(value: float | None, digits: int = 1) -> str:
