@@ -109,3 +109,29 @@ def test_the_module_check_can_fail() -> None:
     assert listed(Path("workers/node.py"), doc)
     assert not listed(Path("uws_server/web/admin.py"), doc)
     assert not listed(Path("workers/jobdir.py"), doc)
+
+
+# A measured figure: a number with a time unit or a rate, or "N x faster" (issue 14.3:
+# figures belong in docs/benchmarks.md, with the command that measured them).
+FIGURE = re.compile(
+    r"\b\d[\d.,]*\s?(?:ms|µs|μs|ns|req/s)\b|\b\d+(?:\.\d+)?\s?x (?:faster|slower|cheaper)"
+    r"|\b\d+ times (?:faster|slower|cheaper)"
+)
+
+
+def figures(text: str) -> list[int]:
+    return [n for n, line in enumerate(text.splitlines(), 1) if FIGURE.search(line)]
+
+
+def test_no_benchmark_figure_in_the_code() -> None:
+    """Docstrings and comments of the service and the job side say why; the numbers
+    that justify them are in docs/benchmarks.md (its table of figures moved out of the
+    code), where they are measured again rather than left to rot. (The CTA steps' physical
+    constants, "a 4 ns pulse", are no benchmark figures: scripts/cta is not scanned.)"""
+    service = [m for m in modules() if m.parts[0] in ("uws_server", "workers", "uws_client")]
+    found = [
+        f"{m.as_posix()}:{n}" for m in service for n in figures((PROJECT_ROOT / m).read_text())
+    ]
+    assert found == []
+    sample = "x = 1\n# a creation costs 10 µs\n# 4x faster than strftime\n# 2,300 req/s\n"
+    assert figures(sample) == [2, 3, 4]  # the check can fail
