@@ -119,8 +119,10 @@ def entity_readable(owner: User | None, owner_name: str, row: EntityRow) -> bool
     """Whether a job's owner may read an entity, so that their job may be linked to it:
     entities belong to the user whose job generated, uploaded or reported them (there
     are no public entities; the DL3 store's files become each user's own entity when
-    their job reports reading one); an admin owner may read every entity."""
-    return row.owner == owner_name or (owner is not None and owner.is_admin)
+    their job reports reading one); an admin owner may read every entity. The one
+    ownership rule (``common.can_read``); an account since removed reads as a plain
+    user of that name."""
+    return can_read(owner or User(owner_name, ""), row.owner or "")
 
 
 class ProvenanceService:
