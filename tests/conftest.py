@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from uws_server.common import new_job_id, utcnow
 from uws_server.config import PROJECT_ROOT, Settings, load_settings
 from uws_server.db import make_engine
 from uws_server.models import Job, User
+from uws_server.provenance import background
 from uws_server.server import make_wsgi_server
 from uws_server.service import UWSService
 from uws_server.storage import Store
@@ -106,6 +108,38 @@ def worker_database_url(base_url: str, worker: str) -> str:
     return url.set(database=name).render_as_string(hide_password=False)
 
 
+class SuiteRenderWorker(background.Worker):
+    """The provenance renderer of the test processes, at their own CPU priority.
+
+    The service renders provenance in one process under ``SCHED_IDLE``: it gets the CPU
+    only when nothing else wants it, so that jobs and requests go first. In a test run the
+    "anything else" is the rest of the suite: several pytest workers and their science
+    jobs keep both cores busy, and a render then waited minutes (``dot`` killed after
+    60 s, provenance GETs timing out, teardowns held: the first parallel run). The tests
+    read what is rendered, not when, so their renderer runs like the test itself; the
+    priority is tested on a :class:`background.Worker` of its own
+    (``tests/test_provenance.py``)."""
+
+    CODE = (
+        "from uws_server.provenance import background as b\n"
+        "b.lower_priority = lambda: ''  # see tests/conftest.py, SuiteRenderWorker\n"
+        "b.main()\n"
+    )
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", self.CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=PROJECT_ROOT,
+        )
+
+
+assert callable(getattr(background.Worker, "_start", None)), "see SuiteRenderWorker"
+assert callable(getattr(background, "lower_priority", None)), "see SuiteRenderWorker"
+background.WORKER = SuiteRenderWorker()
+
+
 PG_URL = worker_database_url(os.environ.get("UWS_TEST_DATABASE_URL", ""), WORKER)
 """This process's PostgreSQL database (empty: none); also its ``UWS_TEST_DATABASE_URL``."""
 if PG_URL:
@@ -137,21 +171,49 @@ def service_markers(item: pytest.Item) -> set[str]:
     return markers
 
 
-def module_rank(markers: set[str]) -> int:
-    """When a module's tests start, from the markers of all its tests: the science stack's
-    (minutes of CPU, one long module fixture) first, then Slurm's (waiting for the
-    scheduler's passes), then the rest. Under xdist (``tests/parallel.py``) modules are
-    handed out in this order, so a long module does not start last and hold up the end."""
-    if "science" in markers:
-        return 0
-    if "slurm" in markers:
-        return 1
-    return 2
+SCIENCE_GROUPS = 3
+"""How many science modules run at once under xdist (see :func:`science_groups`)."""
+
+SCIENCE_WALL = {
+    "test_cta_pipeline_api.py": 444,
+    "test_provenance_subactivities.py": 155,
+    "test_cta_chain.py": 112,
+    "test_cta_service.py": 71,
+    "test_cta_fastpath.py": 45,
+}
+"""Wall seconds of science modules, each alone in the coordinator's per-module run of
+the old layout (load ~10): a hint for balancing the groups; a module not listed counts
+``SCIENCE_WALL_DEFAULT``. Nothing breaks if it is out of date."""
+SCIENCE_WALL_DEFAULT = 60
 
 
+def science_groups(modules: list[str]) -> dict[str, str]:
+    """``{module: xdist group}``: the science modules (the CTA stack: minutes of CPU each,
+    one long module fixture) in :data:`SCIENCE_GROUPS` groups, each group's modules one
+    after another on one worker, the longest first, each module to the group with the
+    least wall time so far. With every worker at science at once (the first parallel run:
+    six chains on 2 cores) each got a sixth of the CPU and module fixtures hit pytest's
+    300-s timeout; the other workers run the tests that mostly wait."""
+    load = [0.0] * SCIENCE_GROUPS
+    groups: dict[str, str] = {}
+
+    def wall(module: str) -> float:
+        return SCIENCE_WALL.get(module.rsplit("/", 1)[-1], SCIENCE_WALL_DEFAULT)
+
+    for module in sorted(modules, key=wall, reverse=True):
+        g = load.index(min(load))
+        load[g] += wall(module)
+        groups[module] = f"science{g + 1}"
+    return groups
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist appends the groups to the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that need real services (see :func:`service_markers`) and order
-    the modules (:func:`module_rank`; stable: within a rank, the collection's order).
+    """Mark the tests that need real services (see :func:`service_markers`), put the
+    science modules in groups (:func:`science_groups`) and order the modules: science
+    first (longest first: none starts last and holds up the end), then Slurm's (they mostly
+    wait), then the rest in the collection's order. Under xdist (``tests/parallel.py``)
+    modules and groups are handed out in this order.
 
     Browser tests run last: Playwright's sync API leaves greenlets behind, and a
     greenlet freed by the collector in another thread (a server's worker) has crashed
@@ -163,10 +225,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(marker)
         module = item.nodeid.split("::", 1)[0]
         by_module.setdefault(module, set()).update(m.name for m in item.iter_markers())
+    groups = science_groups([m for m, marks in by_module.items() if "science" in marks])
+    science = sorted(groups, key=lambda m: (groups[m], -SCIENCE_WALL.get(m.rsplit("/")[-1], 0)))
+    rest = [m for m in by_module if m not in groups]
+    rest.sort(key=lambda m: "slurm" not in by_module[m])
+    rank = {m: i for i, m in enumerate(science + rest)}
+    for item in items:
+        group = groups.get(item.nodeid.split("::", 1)[0])
+        if group and not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(
         key=lambda item: (
             item.nodeid.startswith("tests/test_browser"),
-            module_rank(by_module[item.nodeid.split("::", 1)[0]]),
+            rank[item.nodeid.split("::", 1)[0]],
         )
     )
 
