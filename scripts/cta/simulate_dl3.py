@@ -1,7 +1,8 @@
 """simulate_dl3: CTA-like DL3 observations straight from gammapy (the fast path).
 
-No shower simulation: analytic IRFs (HESS-like effective area with a Gaussian offset
-fall-off, Gaussian energy dispersion and PSF, power-law background) and
+No shower simulation: IRFs built from CTA's published prod3b-v2 performance curves
+(``prod3b``: effective area, angular and energy resolution, background rate of the
+site's baseline array at the tabulated zenith nearest to each run's) and
 ``MapDatasetEventSampler`` draw the events of a point source seen in wobble mode. The
 observations go into the shared DL3 store, so every DL4 job (maps, spectra, light curves)
 can run on them exactly as on the output of the ctapipe chain.
@@ -24,19 +25,14 @@ import logging
 import time
 from pathlib import Path
 
-from . import dl3_store, job
+from . import dl3_store, job, prod3b
 
 log = logging.getLogger("uws.cta.simulate_dl3")
 
-# Observatory and instrument labels written into the files (aeff.meta is where the sampler
-# looks for TELESCOP/INSTRUME).
-TELESCOP = "CTA"
-INSTRUME = "uws-fastpath-toy"
 DEFAULT_TSTART = "2024-08-21T03:00:00"  # PKS 2155-304 culminates near Paranal midnight
 GAP_S = 120.0  # seconds between consecutive runs
 MAX_OFFSET_DEG = 4.0
 SITES = {"south": "ctao_south", "north": "ctao_north"}
-TOY_N_TELS = 4  # the toy array the analytic IRFs stand for (TELLIST 1..N_TELS)
 # Named sources used to label the OBJECT key when no ``object`` parameter is given.
 KNOWN_SOURCES = {
     "PKS 2155-304": (329.717, -30.226),
@@ -48,52 +44,28 @@ KNOWN_SOURCES = {
 }
 
 
-def make_irfs() -> dict:
-    """Analytic full-enclosure IRFs, flat in time, radially symmetric in the FoV.
+def pointing_zenith(pointing, start, duration_s: float, site: str) -> float:
+    """Zenith angle (deg) of the pointing at the middle of the run."""
+    import astropy.units as u
+    from astropy.coordinates import AltAz
+    from gammapy.data import observatory_locations
 
-    They are deliberately simple so that the truth is known exactly and the DL4 fits can be
-    checked against the simulated spectrum.
-    """
-    import numpy as np
-    from gammapy.irf import PSF3D, Background2D, EffectiveAreaTable2D, EnergyDispersion2D
-    from gammapy.maps import MapAxis
+    middle = start + 0.5 * duration_s * u.s
+    frame = AltAz(obstime=middle, location=observatory_locations[site])
+    return float(90.0 - pointing.transform_to(frame).alt.deg)
 
-    energy_true = MapAxis.from_energy_bounds(
-        0.03, 300, nbin=10, per_decade=True, unit="TeV", name="energy_true"
-    )
-    energy = MapAxis.from_energy_bounds(0.03, 300, nbin=10, per_decade=True, unit="TeV")
-    offset = MapAxis.from_bounds(0, MAX_OFFSET_DEG, nbin=16, unit="deg", name="offset")
 
-    base = EffectiveAreaTable2D.from_parametrization(energy_true, instrument="HESS")
-    fall_off = np.exp(-0.5 * (offset.center.to_value("deg") / 1.5) ** 2)
-    aeff = EffectiveAreaTable2D(
-        axes=[energy_true, offset],
-        data=base.data[:, :1] * fall_off[np.newaxis, :],
-        unit=base.unit,
-        meta={"TELESCOP": TELESCOP, "INSTRUME": INSTRUME},
-    )
+def run_irfs(site_name: str, zenith_deg: float) -> tuple[object, dict]:
+    """The IRFs of a run: CTA prod3b-v2 performance of the site at the tabulated zenith
+    nearest to the run's (the published curves have no zenith interpolation)."""
+    perf = prod3b.load(site_name, prod3b.nearest_zenith(zenith_deg))
+    key = (perf.site, perf.zenith)
+    if key not in _IRF_CACHE:
+        _IRF_CACHE[key] = prod3b.make_irfs(perf, max_offset_deg=MAX_OFFSET_DEG)
+    return perf, _IRF_CACHE[key]
 
-    migra = MapAxis.from_bounds(0.2, 5, nbin=150, node_type="edges", name="migra")
-    edisp = EnergyDispersion2D.from_gauss(
-        energy_axis_true=energy_true, migra_axis=migra, offset_axis=offset, bias=0, sigma=0.1
-    )
 
-    rad = MapAxis.from_bounds(0, 1.0, nbin=100, unit="deg", name="rad")
-    e_tev = energy_true.center.to_value("TeV")
-    sigma = np.clip(0.06 * e_tev**-0.2, 0.03, 0.15)  # deg, sharper at high energy
-    r = rad.center.to_value("deg")
-    sigma_rad = np.deg2rad(sigma)[:, None, None]
-    profile = np.exp(-0.5 * (r[None, None, :] / sigma[:, None, None]) ** 2)
-    psf_data = profile / (2 * np.pi * sigma_rad**2) * np.ones((1, offset.nbin, 1))
-    psf = PSF3D(axes=[energy_true, offset, rad], data=psf_data, unit="sr-1")
-
-    # Residual hadron background: a steep power law with the same kind of FoV fall-off,
-    # about 1.5 Hz above 0.3 TeV in the field of view (HESS-like after cuts).
-    e_reco = energy.center.to_value("TeV")
-    bkg_off = np.exp(-0.5 * (offset.center.to_value("deg") / 1.8) ** 2)
-    bkg_data = 7e-5 * e_reco[:, None] ** -2.7 * bkg_off[None, :]  # s-1 MeV-1 sr-1
-    bkg = Background2D(axes=[energy, offset], data=bkg_data, unit="s-1 MeV-1 sr-1")
-    return {"aeff": aeff, "edisp": edisp, "psf": psf, "bkg": bkg}
+_IRF_CACHE: dict[tuple[str, int], dict] = {}
 
 
 def object_name_for(ra: float, dec: float) -> str:
@@ -179,6 +151,7 @@ def simulate_run(
     """Sample the events of one observation; returns (observation with events, n_src, n_bkg)."""
     import astropy.units as u
     import numpy as np
+    from astropy.time import Time
     from gammapy.data import FixedPointingInfo, Observation, observatory_locations
     from gammapy.datasets import MapDataset, MapDatasetEventSampler
     from gammapy.makers import MapDatasetMaker
@@ -193,7 +166,10 @@ def simulate_run(
         tstart=tstart,
         livetime=livetime_s * u.s,
         irfs=irfs,
-        reference_time=tstart,
+        # the store's clock (2001-01-01 TT, as the obs index and the ctapipe chain's DL3)
+        reference_time=Time(
+            dl3_store.STORE_MJDREFI, dl3_store.STORE_MJDREFF, format="mjd", scale="tt"
+        ),
     )
     # Reco energies below 0.1 TeV would only add background events no analysis uses.
     energy = MapAxis.from_energy_bounds(0.1, 200, nbin=8, per_decade=True, unit="TeV")
@@ -217,10 +193,11 @@ def simulate_run(
     return observation, int(np.sum(mc_id > 0)), int(np.sum(mc_id == 0))
 
 
-def write_observation(observation, path: Path, object_name: str) -> None:
+def write_observation(observation, path: Path, object_name: str, perf) -> None:
     """Write one GADF observation file (as ``Observation.write`` does), with the GADF
     header keys gammapy leaves out: N_TELS/TELLIST, RADECSYS (not RADESYSA), EQUINOX as
-    a float, ALT/AZ of the pointing, and the GTI's time keys (TIMEUNIT, TIMEREF)."""
+    a float, ALT/AZ of the pointing, and the GTI's time keys (TIMEUNIT, TIMEREF); every
+    HDU names the CTA performance its IRFs come from (``perf``, ``prod3b.Performance``)."""
     from astropy.coordinates import AltAz
     from astropy.io import fits
 
@@ -229,8 +206,9 @@ def write_observation(observation, path: Path, object_name: str) -> None:
     h = events.header
     h["OBJECT"] = object_name
     h["CREATOR"] = "uws-server simulate_dl3 (gammapy fast path)"
-    h["N_TELS"] = (TOY_N_TELS, "telescopes the analytic IRFs stand for")
-    h["TELLIST"] = ",".join(str(i) for i in range(1, TOY_N_TELS + 1))
+    n_tels = prod3b.N_TELS[perf.site]
+    h["N_TELS"] = (n_tels, "telescopes of the prod3b baseline array")
+    h["TELLIST"] = ",".join(str(i) for i in range(1, n_tels + 1))
     frame = h.pop("RADESYSA", None) or h.get("RADECSYS") or "ICRS"
     h["RADECSYS"] = str(frame).strip().upper()
     h["EQUINOX"] = 2000.0
@@ -241,11 +219,12 @@ def write_observation(observation, path: Path, object_name: str) -> None:
     )
     h["ALT_PNT"] = (float(altaz.alt.deg), "deg, middle of the run")
     h["AZ_PNT"] = (float(altaz.az.deg), "deg, middle of the run")
+    h["ZEN_PNT"] = (90.0 - float(altaz.alt.deg), "deg, middle of the run")
     h["OBS_MODE"] = "POINTING"
+    h["TIMESYS"] = str(h.get("TIMESYS", "TT")).upper()  # FITS spells time scales in capitals
     gti = observation.gti.to_table_hdu(format="gadf")
-    for key in ("MJDREFI", "MJDREFF", "TIMESYS"):
-        if key in h and key not in gti.header:
-            gti.header[key] = h[key]
+    for key in ("MJDREFI", "MJDREFF", "TIMESYS"):  # the GTI on the events' clock
+        gti.header[key] = h[key]
     gti.header["TIMEUNIT"] = "s"
     gti.header["TIMEREF"] = str(h.get("TIMEREF", "LOCAL"))
     gti.header["OBS_ID"] = observation.obs_id
@@ -254,10 +233,16 @@ def write_observation(observation, path: Path, object_name: str) -> None:
         hdu.header["HDUDOC"] = "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
         hdu.header["HDUVERS"] = "0.3"
         hdu.header["HDUCLAS1"] = hdu.name
-    irfs = [getattr(observation, name) for name in ("aeff", "edisp", "psf", "bkg")]
-    hdul = fits.HDUList(
-        [fits.PrimaryHDU(), events, gti, *(irf.to_table_hdu(format="gadf-dl3") for irf in irfs)]
-    )
+    irfs = [
+        getattr(observation, name).to_table_hdu(format="gadf-dl3")
+        for name in ("aeff", "edisp", "psf", "bkg")
+    ]
+    for hdu in (events, *irfs):
+        for key, (value, comment) in prod3b.header_keywords(perf).items():
+            hdu.header[key] = (value, comment)
+    for hdu in irfs:
+        hdu.header["OBS_ID"] = observation.obs_id
+    hdul = fits.HDUList([fits.PrimaryHDU(), events, gti, *irfs])
     hdul.writeto(path, overwrite=True)
 
 
@@ -324,10 +309,19 @@ def main(params: job.Params) -> None:
     )
     models = source_model(ra, dec, index, amplitude, model_name, beta=beta, e_cut_tev=e_cut)
 
-    job.write_context({"simulation": "gammapy MapDatasetEventSampler, analytic IRFs"})
+    try:  # before anything is written: the tables must be there
+        ctaplot_version = prod3b.data_version()
+    except prod3b.PerformanceNotFound as exc:
+        raise job.JobError(str(exc)) from None
+    job.write_context(
+        {
+            "simulation": "gammapy MapDatasetEventSampler",
+            "irfs": f"CTA {prod3b.VERSION} performance curves",
+            "ctaplot": ctaplot_version,
+        }
+    )
 
-    irfs = make_irfs()
-    rows, staged = [], {}
+    rows, staged, irf_sets = [], {}, {}
     t0 = time.perf_counter()
     try:
         for i, obs_id in enumerate(obs_ids):
@@ -337,11 +331,14 @@ def main(params: job.Params) -> None:
             job.report_progress(
                 0.05 + 0.85 * i / len(obs_ids), f"simulating run {i + 1}/{len(obs_ids)} ({obs_id})"
             )
+            zenith = pointing_zenith(pointing, start, livetime_min * 60.0, site)
+            perf, irfs = run_irfs(site_name, zenith)
+            irf_sets.setdefault(perf.name, prod3b.describe(perf))
             obs, n_src, n_bkg = simulate_run(
                 obs_id, pointing, start, livetime_min * 60.0, irfs, models, run_seed, site
             )
             staged[obs_id] = path = store.staging_path(obs_id)  # removed if anything fails
-            write_observation(obs, path, object_name)
+            write_observation(obs, path, object_name, perf)
             rows.append(
                 {
                     "obs_id": obs_id,
@@ -349,6 +346,8 @@ def main(params: job.Params) -> None:
                     "dec_pnt": pointing.dec.deg,
                     "tstart": start.utc.isot,
                     "livetime_s": livetime_min * 60.0,
+                    "zenith_deg": round(zenith, 2),
+                    "irf": perf.name,
                     "n_events": n_src + n_bkg,
                     "n_source": n_src,
                     "n_background": n_bkg,
@@ -398,10 +397,12 @@ def main(params: job.Params) -> None:
             **({"e_cut_tev": e_cut} if model_name == "exp_cutoff_power_law" else {}),
         },
         "irfs": {
-            "aeff": "EffectiveAreaTable2D.from_parametrization(HESS) x exp(-off^2/2/1.5deg^2)",
-            "edisp": "EnergyDispersion2D.from_gauss(bias=0, sigma=0.1)",
-            "psf": "Gaussian PSF3D, sigma = clip(0.06 deg (E/TeV)^-0.2, 0.03, 0.15)",
-            "bkg": "Background2D 7e-5 (E/TeV)^-2.7 s-1 MeV-1 sr-1 x exp(-off^2/2/1.8deg^2)",
+            "choice": (
+                f"CTA {prod3b.VERSION} performance of the site at the tabulated zenith "
+                f"({', '.join(map(str, prod3b.ZENITHS))} deg) nearest to each run's pointing "
+                f"zenith at mid-run; cuts optimised for {prod3b.CUTS}"
+            ),
+            "sets": irf_sets,
         },
         "wobble_deg": wobble,
         "runs": rows,
