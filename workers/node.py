@@ -56,6 +56,8 @@ _OPTIONS = {
     "--callback-retry": "seconds to keep retrying a callback while the server is unreachable",
     "--grace": "seconds between SIGTERM and SIGKILL when the job is stopped",
 }
+
+
 def read_spec(job_dir: str) -> SimpleNamespace:
     """``job.json`` as an object with its keys as attributes: read generically, so the
     service's ``JobSpec`` dataclass (and its :meth:`to_json`) is the only declaration of
