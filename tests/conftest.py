@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,14 @@ class Client:
         return phase
 
 
+def drop_queued_hooks(service: UWSService) -> None:
+    """Cancel the final hooks not yet started (the running one still ends). The queue is
+    the lifecycle's private executor: an assertion fails if it is renamed."""
+    hooks = getattr(service.lifecycle, "_hooks", None)
+    assert isinstance(hooks, ThreadPoolExecutor), "Lifecycle._hooks changed: see LiveServer.stop"
+    hooks.shutdown(wait=False, cancel_futures=True)
+
+
 class LiveServer:
     """The whole service (storage, manager, routes) on the production server, in a thread."""
 
@@ -394,9 +403,16 @@ class LiveServer:
     def client(self, name: str) -> Client:
         return Client(self.base, self.tokens[name], name)
 
-    def stop(self, kill_manager: bool = True) -> None:
+    def stop(self, kill_manager: bool = True, finish_hooks: bool = True) -> None:
+        """Stop as the service stops. ``finish_hooks=False`` (the ``live`` fixture's
+        teardown) first drops the final hooks still queued (provenance renders, catalogue
+        updates of ended jobs): once a test is over nobody reads what they would write,
+        and the service's stop waits for every one of them (seconds each on a loaded
+        machine; a test ending with a dozen jobs held its teardown for a minute)."""
         self.service.notifier.notify_all()
         self.server.stop()
+        if not finish_hooks:
+            drop_queued_hooks(self.service)
         stop_background(self.service)
         self.service.store.engine.dispose()
 
@@ -492,8 +508,10 @@ class InProcessServer(LiveServer):
         session.mount(self.BASE, WSGIAdapter(self.app))
         return Client(self.base, self.tokens[name], name, session)
 
-    def stop(self, kill_manager: bool = True) -> None:
+    def stop(self, kill_manager: bool = True, finish_hooks: bool = True) -> None:
         self.service.notifier.notify_all()
+        if not finish_hooks:
+            drop_queued_hooks(self.service)
         stop_background(self.service)
         self.service.store.engine.dispose()
 
@@ -514,7 +532,7 @@ def live(settings: Settings, request: pytest.FixtureRequest) -> Iterator[LiveSer
     server.add_user("root", admin=True)
     server.add_user("oper", roles=("operator",))
     yield server
-    server.stop()
+    server.stop(finish_hooks=False)
 
 
 @pytest.fixture
