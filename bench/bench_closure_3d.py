@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/bench_closure_3d.py --seeds 8`` (every case of
 :data:`CASES` per seed; a few minutes on 2 cores); ``--merge a.json b.json`` redraws the
 table and plot from saved runs.
 
-The data are drawn in this process with the fast path's own pieces, binned: the analytic
-IRFs of ``cta.simulate_dl3`` (``make_irfs``) for two wobble runs around the cube centre,
+The data are drawn in this process with the fast path's own pieces, binned: the IRFs of
+``cta.simulate_dl3`` (CTA prod3b South, ``run_irfs``) for two wobble runs around the cube centre,
 reduced to a stacked cube by the job's own ``stack_observations`` (IRFs only), the true
 source (point or Gaussian, a spectral model of ``cta.gammapy_spectra``) plus the
 background template at norm 1 give the expected counts, and the counts are a Poisson draw
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 # isort: off
-import tests.cta_support  # noqa: E402, F401  (puts the cta package on sys.path)
+from tests import cta_support  # noqa: E402  (also puts the cta package on sys.path)
 
 # isort: on
 
@@ -65,7 +65,7 @@ MAIN_PULLS = ("index", "amplitude", "ra", "dec")
 @lru_cache(maxsize=4)
 def reduced_irfs(geometry: tuple[tuple[str, float], ...] = tuple(GEOMETRY.items())):
     """The stacked cube's exposure, background, PSF and energy dispersion (no counts)
-    for :data:`RUNS` wobble runs of the fast path's analytic IRFs, made once."""
+    for :data:`RUNS` wobble runs of the fast path's IRFs (CTA prod3b), made once."""
     import astropy.units as u
     from astropy.coordinates import SkyCoord
     from astropy.time import Time
@@ -102,14 +102,11 @@ def reduced_irfs(geometry: tuple[tuple[str, float], ...] = tuple(GEOMETRY.items(
 
 def fast_path_irfs(pointing, start):
     """The IRFs ``simulate_dl3`` gives a run of this pointing and start: CTA prod3b
-    performance at the nearest tabulated zenith (``run_irfs``), or the analytic ones of
-    the code before it (``make_irfs``)."""
+    performance of the South site at the tabulated zenith nearest to the run's."""
     from cta import simulate_dl3
 
-    if hasattr(simulate_dl3, "run_irfs"):
-        zenith = simulate_dl3.pointing_zenith(pointing, start, RUN_MINUTES * 60, "ctao_south")
-        return simulate_dl3.run_irfs("south", zenith)[1]
-    return simulate_dl3.make_irfs()
+    zenith = simulate_dl3.pointing_zenith(pointing, start, RUN_MINUTES * 60, "ctao_south")
+    return simulate_dl3.run_irfs("south", zenith)[1]
 
 
 def true_position(case: dict[str, Any]):
@@ -194,6 +191,51 @@ def closure(case: dict[str, Any], seed: int, compare: bool = False) -> dict[str,
     }
 
 
+# The event path (--dl3): one held-out truth simulated by the simulate_dl3 job into a DL3
+# store, fitted by the gammapy_3d_fit job at a target 0.15 deg away, as the service runs
+# them (tests.cta_support.run_in_process: job directory, parameters, environment).
+DL3_CASE = {"index": 2.4, "amplitude": 5e-12, "offset": 0.15, "pa": 90, "model": "power_law"}
+DL3_CUBE = {"width": "1.6", "binsz": "0.02", "nbins": "6", "ts_downsampling": "4"}
+
+
+def dl3_closure(seed: int, work: Path) -> dict[str, Any]:
+    """simulate_dl3 (2 x 15 min, source at the cube centre) then gammapy_3d_fit with the
+    target ``DL3_CASE['offset']`` away: pulls of index, amplitude, RA, Dec."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    store = work / f"store-{seed}"
+    sim = {"RA": str(TARGET[0]), "Dec": str(TARGET[1]), "n_obs": "2", "livetime": "15"}
+    sim.update(seed=str(seed), index=str(DL3_CASE["index"]), amplitude=str(DL3_CASE["amplitude"]))
+    t0 = time.process_time()
+    done = cta_support.run_in_process("simulate_dl3", sim, work / f"sim-{seed}", store)
+    if done.returncode != 0:
+        raise RuntimeError(f"simulate_dl3 failed: {done.stderr[-2000:]}")
+    obs_ids = json.loads((work / f"sim-{seed}" / "summary.json").read_text())["obs_ids"]
+    source = SkyCoord(*TARGET, unit="deg", frame="icrs")
+    target = source.directional_offset_by(DL3_CASE["pa"] * u.deg, DL3_CASE["offset"] * u.deg)
+    params = {"obs_ids": " ".join(map(str, obs_ids)), "RA": str(target.ra.deg)}
+    params.update({"Dec": str(target.dec.deg), **DL3_CUBE})
+    t1 = time.process_time()
+    done = cta_support.run_in_process("gammapy_3d_fit", params, work / f"fit-{seed}", store)
+    if done.returncode != 0:
+        raise RuntimeError(f"gammapy_3d_fit failed: {done.stderr[-2000:]}")
+    fit = json.loads((work / f"fit-{seed}" / "fit_result.json").read_text())
+    return {
+        "case": {**DL3_CASE, "path": "dl3"},
+        "seed": seed,
+        "pulls": {
+            "index": (fit["index"] - DL3_CASE["index"]) / fit["index_err"],
+            "amplitude": (fit["amplitude"] - DL3_CASE["amplitude"]) / fit["amplitude_err"],
+            "ra": (fit["ra"] - TARGET[0]) / fit["ra_err"],
+            "dec": (fit["dec"] - TARGET[1]) / fit["dec_err"],
+        },
+        "fit": {k: v for k, v in fit.items() if k not in ("parameters", "irf_uncertainty")},
+        "cpu_s": round(time.process_time() - t0, 2),
+        "cpu_fit_s": round(time.process_time() - t1, 2),
+    }
+
+
 def mean_pulls(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Per pulled quantity: N, mean, standard deviation, 3 standard errors, max |pull|."""
     names = sorted({k for r in runs for k in r["pulls"]})
@@ -263,6 +305,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "closure_3d.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "closure_3d_pulls.png")
     parser.add_argument("--merge", nargs="*", type=Path, help="saved runs to merge, no fit")
+    parser.add_argument(
+        "--dl3", action="store_true", help="the event path through the two jobs instead"
+    )
     args = parser.parse_args()
 
     if args.merge:
@@ -276,7 +321,21 @@ def main() -> None:
         logging.getLogger().setLevel(logging.WARNING)
         runs, failures = [], []
         t0 = time.perf_counter()
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if args.dl3:
+            import tempfile
+
+            work = Path(tempfile.mkdtemp(prefix="closure3d-"))
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                run = dl3_closure(seed, work)
+                runs.append(run)
+                print(
+                    f"seed {seed} (DL3): "
+                    + " ".join(f"{k} {v:+.2f}" for k, v in run["pulls"].items())
+                    + f"  TS {run['fit']['ts']:.0f}  {run['cpu_s']:.1f} s CPU"
+                    + f" ({run['cpu_fit_s']:.1f} s the fit job)",
+                    flush=True,
+                )
+        for seed in range(args.first_seed, args.first_seed + args.seeds * (not args.dl3)):
             for i, case in enumerate(CASES):
                 try:
                     run = closure(case, seed * 10 + i, compare=args.compare)

@@ -172,3 +172,27 @@ def test_inconsistent_values_fail_the_job_with_one_line(fit3d, tmp_path, params,
     )
     assert done.returncode == 1
     assert message in cta_support.error_line(done, tmp_path / "j")
+
+
+def test_definition_matches_what_the_step_reads_and_writes() -> None:
+    """Every input of the definition is read by the step and nothing else; every result
+    it declares is written under that entity's name (the VOTable strict to astropy)."""
+    import re
+    import warnings
+
+    from astropy.io.votable import parse as parse_votable
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_votable(str(cta_support.JOBDEFS / "gammapy_3d_fit_vot.xml"), verify="exception")
+    defn = cta_support.definition("gammapy_3d_fit")
+    assert cta_support.step_module("gammapy_3d_fit") == "cta.gammapy_3d_fit"
+    source = (cta_support.CTA / "gammapy_3d_fit.py").read_text()
+    read = set(re.findall(r'params\.\w+\(\s*"(\w+)"', source))
+    read |= {"obs_ids"} if "params.obs_ids()" in source else set()
+    read |= {"RA", "Dec"} if "params.sky_position()" in source else set()
+    read |= {"emin", "emax"} if "params.energy_range(" in source else set()
+    assert read == {p.name for p in defn.parameters}
+    assert {p.name for p in defn.parameters if p.required} == {"obs_ids"}
+    written = set(re.findall(r'job\.output_path\(\s*"(\w+)"', source))
+    assert written == {e.name for e in defn.generated}

@@ -3,7 +3,7 @@
 Eight fits, each a (case, seed) pair fixed before looking at results: point sources at the
 cube centre and 0.2-0.3 deg off it at several angles, indices 2.0-3.0, a power law, a
 log-parabola and a cut-off power law, the counts drawn in this process from the fast
-path's analytic IRFs reduced by the job's own code (``bench/bench_closure_3d.py``, which
+path's IRFs (CTA prod3b) reduced by the job's own code (``bench/bench_closure_3d.py``, which
 runs the same harness over many seeds and all cases, the Gaussian source included).
 Every pull within 3 sigma, and the mean pull of index, amplitude, RA and Dec over the
 eight within 3 standard errors of 0. The cases fail on the bugs they guard: a fit started

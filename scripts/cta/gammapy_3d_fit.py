@@ -643,7 +643,7 @@ def main(params: job.Params) -> None:
     )  # fmt: skip
 
     # the effective area's MC statistics over the fitted range (chain IRFs state them; the
-    # fast path's analytic or published-curve IRFs do not: "stated" false)
+    # fast path's published-curve IRFs do not: "stated" false)
     irf_unc = irf_uncertainty.for_obs_ids(used, (emin, emax), fitted_pos)
     residual_data = np.asarray(residual.data, dtype=float)
     finite = residual_data[np.isfinite(residual_data)]
