@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,7 @@ def run_in_process(
         os.environ.clear()
         os.environ.update(job_env)
         os.chdir(job_dir)
+        root.handlers[:] = []  # as in a new interpreter: the step's basicConfig applies
         sys.argv = [module]
         with contextlib.ExitStack() as stack:
             for key in ("auto_download", "auto_max_age", "iers_degraded_accuracy"):
@@ -209,3 +211,45 @@ def error_line(proc: Finished, job_dir: Path) -> str:
     assert proc.stderr.strip().splitlines()[-1] == f"ERROR: {text.strip()}"
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     return text.strip()
+
+
+def shared_dir(name: str, build: Callable[[Path], None], basetemp: Path) -> Path:
+    """A directory built once per test run and shared by every module and xdist worker.
+
+    Why: the science chain costs a minute of CPU or more; built once, it is read by any
+    test that needs it. Where: ``$UWS_TEST_SHARED_DIR/cta/<name>`` (set by
+    tests/conftest.py for the whole run), else next to the workers' temporary
+    directories under xdist, else this run's ``basetemp``. The first process takes an
+    exclusive ``flock`` and builds; the others wait on the lock, then reuse the result.
+    A failed build leaves ``<name>.failed`` with the reason, so the others fail at once
+    with it instead of building again.
+    """
+    import fcntl
+
+    root = os.environ.get("UWS_TEST_SHARED_DIR")
+    if root:
+        base = Path(root) / "cta"
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        base = basetemp.parent / "cta_shared"
+    else:
+        base = basetemp / "cta_shared"
+    base.mkdir(parents=True, exist_ok=True)
+    target, done, failed = base / name, base / f"{name}.done", base / f"{name}.failed"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return target
+        if failed.exists():
+            raise RuntimeError(f"shared {name} failed to build: {failed.read_text()}")
+        if target.exists():  # a build killed half-way: start again
+            import shutil
+
+            shutil.rmtree(target)
+        target.mkdir()
+        try:
+            build(target)
+        except BaseException as exc:
+            failed.write_text(f"{type(exc).__name__}: {exc}"[:4000])
+            raise
+        done.write_text("")
+    return target

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.io.votable import parse as parse_votable
 
-from tests.cta_support import Finished, error_line, run_in_process
+from tests.cta_support import Finished, error_line, run_in_process, shared_dir
 from tests.cta_support import run_job as run_job_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +80,16 @@ def run_job(name: str, params: dict, job_dir: Path, store: Path, check: bool = T
     return proc
 
 
+def run_step(name: str, params: dict, job_dir: Path, store: Path) -> Finished:
+    """Run job ``name`` in this process (its module as ``__main__``, the job's directory
+    and environment): the science stack is imported once, and the ctapipe tools are
+    forks of this process instead of new interpreters."""
+    proc = run_in_process(name, params, job_dir, store)
+    if proc.returncode != 0:
+        pytest.fail(f"{name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -104,51 +112,48 @@ IRF_TRAINING = {
 IRF_TRAINING["proton"]["spectral_index"] = -1.5
 
 
-def training_dl2(base: Path, name: str) -> str:
-    """Simulate, calibrate and reconstruct (geometry only) one training particle."""
-    run_job("simulation", IRF_TRAINING[name], base / f"{name}_sim", base / "store")
-    run_job(
-        "calibration", {"dl0": f"../{name}_sim/events.dl0.h5"}, base / f"{name}_cal", base / "store"
-    )
-    run_job(
-        "reconstruction",
-        {"dl1": f"../{name}_cal/events.dl1.h5", "apply_models": "false"},
-        base / f"{name}_reco",
-        base / "store",
-    )
-    return f"../{name}_reco/events.dl2.h5"
+CHAIN_STEPS = (
+    ("simulation", SIM_PARAMS),
+    ("calibration", {"dl0": "../simulation/events.dl0.h5", "write_images": "true"}),
+    ("reconstruction", {"dl1": "../calibration/events.dl1.h5"}),
+    ("analysis", {"dl2": "../reconstruction/events.dl2.h5", "object_name": "PKS 2155-304"}),
+)
+
+
+def build_chain(base: Path) -> None:
+    """One observation through the whole chain, step after step in this process."""
+    timings = {}
+    for name, params in CHAIN_STEPS:
+        timings[name] = run_step(name, params, base / name, base / "store").elapsed
+    print("\nchain timings (s):", {k: round(v, 1) for k, v in timings.items()})
 
 
 @pytest.fixture(scope="module")
-def irf_training(tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
-    """The training sets of ``test_irf_production_tiny``, made in the background.
+def chain(tmp_path_factory) -> Chain:
+    """The chain's job directories, built once per test run (``cta_support.shared_dir``)."""
+    base = shared_dir("chain", build_chain, tmp_path_factory.getbasetemp())
+    return Chain(base=base, store=base / "store", dirs={n: base / n for n, _ in CHAIN_STEPS})
 
-    Started before the chain: the two particles and the chain are three independent
-    sequences of jobs, which then share both cores instead of running one after the
-    other (the tests in between read files).
-    """
-    base = tmp_path_factory.mktemp("irf_training")
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="irf-training") as pool:
-        yield base, {name: pool.submit(training_dl2, base, name) for name in IRF_TRAINING}
+
+def build_irf_training(base: Path) -> None:
+    """Simulate, calibrate and reconstruct (geometry only) each training particle."""
+    for name, params in IRF_TRAINING.items():
+        run_step("simulation", params, base / f"{name}_sim", base / "store")
+        dl0 = {"dl0": f"../{name}_sim/events.dl0.h5"}
+        run_step("calibration", dl0, base / f"{name}_cal", base / "store")
+        run_step(
+            "reconstruction",
+            {"dl1": f"../{name}_cal/events.dl1.h5", "apply_models": "false"},
+            base / f"{name}_reco",
+            base / "store",
+        )
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory, irf_training) -> Chain:
-    """One observation through the whole chain (about a minute on 2 cores)."""
-    base = tmp_path_factory.mktemp("cta_chain")
-    c = Chain(base=base, store=base / "store")
-    steps = [
-        ("simulation", SIM_PARAMS),
-        ("calibration", {"dl0": "../simulation/events.dl0.h5", "write_images": "true"}),
-        ("reconstruction", {"dl1": "../calibration/events.dl1.h5"}),
-        ("analysis", {"dl2": "../reconstruction/events.dl2.h5", "object_name": "PKS 2155-304"}),
-    ]
-    for name, params in steps:
-        c.dirs[name] = base / name
-        proc = run_job(name, params, c.dirs[name], c.store)
-        c.timings[name] = proc.elapsed
-    print("\nchain timings (s):", {k: round(v, 1) for k, v in c.timings.items()})
-    return c
+def irf_training(tmp_path_factory) -> dict[str, Path]:
+    """The DL2 training sets of ``test_irf_production_tiny`` (built once per run)."""
+    base = shared_dir("irf_training", build_irf_training, tmp_path_factory.getbasetemp())
+    return {name: base / f"{name}_reco" / "events.dl2.h5" for name in IRF_TRAINING}
 
 
 def read_dl2(path: Path):
@@ -203,7 +208,8 @@ def test_simulation_writes_dl0(chain):
     triggered = events["n_tels"] > 0
     assert 100 < triggered.sum() < N_SHOWERS
     assert len(tel_events) == events["n_tels"].sum()
-    assert set(np.unique(events["primary_id"])) == {0, 101}
+    # electrons at their physical share of the cosmic rays (~0.3 %): present most runs
+    assert {0, 101} <= set(np.unique(events["primary_id"]).tolist()) <= {0, 1, 101}
     assert np.median(first) == pytest.approx(400, abs=60)  # raw ADC with pedestal
     assert pedestal.mean() == pytest.approx(400.5, abs=5)
     context = json.loads(chain.file("simulation", ".uws/context.json").read_text())
@@ -282,7 +288,8 @@ def test_reconstruction_resolution(chain):
     )
     gamma = valid & (np.asarray(ev["true_shower_primary_id"]) == 0)
     proton = valid & (np.asarray(ev["true_shower_primary_id"]) == 101)
-    assert gamma.sum() > 50 and proton.sum() >= 5
+    # protons follow the measured cosmic-ray spectrum (~E^-2.7): few survive at 4000 showers
+    assert gamma.sum() > 50 and proton.sum() >= 3
     sep = angular_separation(
         u.Quantity(ev["HillasReconstructor_az"]),
         u.Quantity(ev["HillasReconstructor_alt"]),
@@ -427,7 +434,11 @@ def test_analysis_refuses_duplicate_obs_id_and_zenith_mismatch(chain, tmp_path):
         ("analysis", {"dl2": "DL1"}, "lacks reconstructed"),
         ("analysis", {"dl2": "DL2", "cuts": "DL1"}, "is not a ctapipe cuts file"),
         ("irf_production", {"gamma_train": "DL2", "proton_train": "DL2"}, "must hold only"),
-        ("simulation", {"particle": "electron"}, "must be one of gamma, proton, mixed"),
+        (
+            "simulation",
+            {"particle": "neutrino"},
+            "must be one of gamma, gamma_diffuse, proton, electron, mixed",
+        ),
         ("simulation", {"n_showers": "many"}, "'many' is not an integer"),
     ],
 )
@@ -479,17 +490,16 @@ def test_job_definition(name):
 # --------------------------------------------------------------------- IRF production
 
 
-def test_irf_production_tiny(irf_training):
+def test_irf_production_tiny(irf_training, tmp_path):
     """The whole MC path at tiny size; the committed models are not touched."""
     before = {p.name: sha256(p) for p in MODELS.iterdir() if p.is_file()}
-    base, futures = irf_training
-    dl2 = {name: future.result() for name, future in futures.items()}
-    job = base / "irf"
-    proc = run_job(
+    job = tmp_path / "irf"
+    proc = run_step(
         "irf_production",
-        {"gamma_train": dl2["gamma"], "proton_train": dl2["proton"], "n_estimators": 10},
+        {"gamma_train": irf_training["gamma"], "proton_train": irf_training["proton"]}
+        | {"n_estimators": 10},
         job,
-        base / "store",
+        tmp_path / "store",
     )
     print(f"\nirf_production (tiny): {proc.elapsed:.1f} s")
     assert "cuts and IRFs use the training events" in proc.stdout

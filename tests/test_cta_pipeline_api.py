@@ -19,6 +19,11 @@ from tests.conftest import LiveServer, make_settings, need
 from uws_server.config import PROJECT_ROOT
 
 TRUE_INDEX = 2.0  # the simulation job's default spectral index (E^-2)
+# A 30-min run: enough events for the loose spectral check (|index - 2| < 0.3; the index
+# of this seed is printed), a third of the demo's 30,000 showers (bench/ runs those).
+API_SHOWERS = 10000
+# The Slurm pass checks wiring (every stage completes on the cluster), not physics.
+SLURM_SHOWERS = 1500
 # the two chains of this module run at the same time, each job waiting on 2 shared cores
 pytestmark = [pytest.mark.science, pytest.mark.timeout(900)]
 
@@ -42,7 +47,7 @@ def slurm_chain(live: LiveServer, token: str) -> dict[str, str]:
     client = demo.Client(live.base, token)
     return demo.run_chain(
         client,
-        n_showers=4000,
+        n_showers=SLURM_SHOWERS,
         obs_id=4343,
         seed=11,
         only=SLURM_STAGES,
@@ -103,7 +108,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, on_slurm):  # type: ignor
     client = demo.Client(live.base, user.token)
     lines: list[str] = []
     t0 = time.monotonic()
-    jobs = demo.run_chain(client, n_showers=30000, obs_id=4242, seed=5, show=lines.append)
+    jobs = demo.run_chain(client, n_showers=API_SHOWERS, obs_id=4242, seed=5, show=lines.append)
     print(f"\npipeline through the API: {time.monotonic() - t0:.0f} s; {lines[-1]}")
     yield live, user, demo, client, jobs
     live.stop()
@@ -118,6 +123,7 @@ def wait_provenance(client, url: str, timeout: float = 60) -> None:  # type: ign
 def test_products_and_loose_science(pipeline) -> None:  # type: ignore[no-untyped-def]
     live, user, demo, client, jobs = pipeline
     fit = json.loads(client.session.get(jobs["gammapy_spectra"] + "/results/fit_result").text)
+    print(f"\nspectral index {fit['index']:.3f} (truth {TRUE_INDEX})")
     assert abs(fit["index"] - TRUE_INDEX) < 0.3, fit  # the loose check
     count_map = client.session.get(jobs["gammapy_maps"] + "/results/count_map").content
     assert count_map[:6] == b"SIMPLE"

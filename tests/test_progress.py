@@ -402,11 +402,7 @@ def test_cta_scripts_report_through_one_helper(
 ) -> None:
     """cta.job.report_progress (what the simulation, calibration, reconstruction and
     maps steps call) writes what workers.progress reads."""
-    # isort: off
-    import tests.cta_support  # noqa: F401  (puts the cta package on sys.path)
     from cta import job as common
-
-    # isort: on
 
     target = tmp_path / "progress.json"
     monkeypatch.delenv("UWS_PROGRESS_FILE", raising=False)

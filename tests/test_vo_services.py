@@ -23,6 +23,7 @@ import requests
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
 from astropy.time import Time, TimeDelta
+from cta import dl3_store as cta_dl3_store
 from lxml import etree
 
 from tests import cta_support
@@ -32,11 +33,6 @@ from uws_server.models import User
 from uws_server.vo.ingest import store_did
 from uws_server.vo.obscore import HC_TEV_M
 from uws_server.vo.routes import catalogue_for
-
-# isort: off
-from cta import dl3_store as cta_dl3_store  # on sys.path once tests.cta_support is imported
-
-# isort: on
 
 SOURCE = (329.717, -30.226)
 MAP_SCRIPT = r"""

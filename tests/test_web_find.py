@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 import requests
+from cta import dl3_store
 
 from tests.conftest import PG_URL, Client, LiveServer, make_settings, need, reset_postgres
 from tests.test_web import csrf_of, field_error, sign_in
@@ -29,12 +30,6 @@ from uws_server.vo.obscore import Catalogue
 from uws_server.vo.routes import catalogue_for
 from uws_server.web.find_query import date_of_mjd, mjd_of, parse_date, parse_query
 from uws_server.web.forms import ObsChoice, build_fields, split_ids
-
-# isort: off
-import tests.cta_support  # noqa: F401  (puts the cta package on sys.path)
-from cta import dl3_store
-
-# isort: on
 
 CRAB = (83.633, 22.015)
 PKS = (329.717, -30.226)

@@ -157,6 +157,10 @@ def _run_forked(argv: list[str]) -> tuple[int, str]:
             try:
                 os.dup2(out.fileno(), 1)
                 os.dup2(err.fileno(), 2)
+                # the streams on those descriptors, whatever sys.stdout/stderr were (a
+                # caller may have redirected them to memory, as in-process tests do)
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
                 logging.root.handlers.clear()
                 code = _exit_code(call, func, argv)
             finally:
