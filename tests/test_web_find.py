@@ -441,7 +441,7 @@ def test_analyse_link_prefills_the_job_form(site: LiveServer, alice_web) -> None
     r = find(alice_web, site, ra=PKS[0], dec=PKS[1], radius=1)
     buttons = re.findall(r'name="jobname" value="([^"]+)"', r.text)
     # the definitions with a required obs_ids parameter, found from their parameters
-    assert buttons == ["gammapy_lightcurve", "gammapy_maps", "gammapy_spectra"]
+    assert buttons == ["gammapy_3d_fit", "gammapy_lightcurve", "gammapy_maps", "gammapy_spectra"]
     assert 'name="ra" value="329.717"' in r.text and 'name="dec" value="-30.226"' in r.text
     go = alice_web.get(
         site.base + "/ui/find/analyse",
