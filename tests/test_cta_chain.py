@@ -106,8 +106,8 @@ class Chain:
 
 
 IRF_TRAINING = {
-    "gamma": dict(particle="gamma", n_showers=1500, seed=21),
-    "proton": dict(particle="proton", n_showers=5000, seed=22, energy_min=0.1, energy_max=100),
+    "gamma": dict(particle="gamma", n_showers=1000, seed=21),
+    "proton": dict(particle="proton", n_showers=3000, seed=22, energy_min=0.1, energy_max=100),
 }
 IRF_TRAINING["proton"]["spectral_index"] = -1.5
 
