@@ -127,6 +127,10 @@ def test_definition_marks_the_summary_and_the_ts_map_dataset(fit3d) -> None:  # 
         assert key in fit or key == "sigma", key  # sigma: Gaussian sources only
     page = c.get("/ui/jobs/gammapy_3d_fit/" + job.rsplit("/", 1)[1])
     assert page.status_code == 200 and 'id="summary-fit_result"' in page.text
+    # the definition is a web form (the choices offered) and a DataLink service descriptor
+    form = c.get("/ui/submit/gammapy_3d_fit")
+    assert form.status_code == 200 and 'name="spatial_model"' in form.text
+    assert 'value="gauss"' in form.text and 'value="exp_cutoff_power_law"' in form.text
 
 
 @pytest.mark.parametrize(
