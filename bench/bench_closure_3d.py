@@ -351,7 +351,7 @@ def main() -> None:
                 )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {
-            "geometry": GEOMETRY,
+            "geometry": DL3_CUBE if args.dl3 else GEOMETRY,
             "runs_per_case": RUNS,
             "run_minutes": RUN_MINUTES,
             "wall_s": round(time.perf_counter() - t0, 1),
