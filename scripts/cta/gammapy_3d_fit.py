@@ -183,10 +183,10 @@ def _fit(dataset, models):
 
     The likelihood is not smooth in the position (gammapy spreads a point source
     bilinearly over 4 pixels): MIGRAD sometimes stops at the minimum with "estimated
-    distance to minimum too large" (about 1 fit in 10 in the closure benchmark), its EDM
-    criterion (0.0002 x Cash) unreachable across a kink. A second MIGRAD from there with
-    tolerance 1 (EDM < 0.002) then converges to the same statistic; the result's
-    ``retried`` says so.
+    distance to minimum too large" (1 fit in 48 in the closure benchmark), its EDM goal
+    (0.0002 with gammapy's tolerance 0.1) unreachable across a kink. A second MIGRAD from
+    there with tolerance 1 (EDM < 0.002) then converges to the same statistic; the
+    result's ``retried`` says so.
     """
     from gammapy.modeling import Fit
 
@@ -426,14 +426,13 @@ def position_summary(spatial_model, target) -> dict[str, float]:
 
 def fit_summary(fitted: dict, target, spatial: str, spectral_name: str) -> dict[str, Any]:
     """The JSON of ``fit_result`` for a ``fit_3d`` output (without run metadata)."""
-
     models, result = fitted["models"], fitted["result"]
     source = models["source"]
     spectral, shape = source.spectral_model, source.spatial_model
     slope = spectral.alpha if spectral_name == "log_parabola" else spectral.index
     bkg = models[[m.name for m in models if m.name != "source"][0]]
     ts = fitted["ts"]
-    # Two more free parameters than the null (position) plus the spectrum's, Gaussian +1:
+    # the source's free parameters (spectrum, position, a Gaussian's width) over the null
     dof = len([p for p in source.parameters if not p.frozen])
     covariance = getattr(result, "covariance_result", None)
     summary = {
