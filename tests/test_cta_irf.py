@@ -118,18 +118,23 @@ def annotated(tmp_path_factory):
     return path, summary, gammas, samples, k, thrown
 
 
-def test_wilson_error_describes_the_binomial_spread():
-    """The stated relative error is the spread of k/N over repeated productions."""
+@pytest.mark.parametrize(("n_expected", "p"), [(400.0, 0.25), (12.0, 0.9), (300.0, 0.02)])
+def test_aeff_error_describes_the_spread_of_productions(n_expected, p):
+    """Repeat the production 20 000 times: the thrown count of a bin is Poisson around
+    the expected N pyirf divides by, each shower selected with probability p. The stated
+    error (from one production's k) is the spread of k/N relative to p -- also where
+    p is near 1 and k/N exceeds 1, which a binomial error of k/N would call tiny."""
     rng = np.random.default_rng(3)
-    n, p = 400, 0.25
-    k = rng.binomial(n, p, 20_000)
-    spread = np.std(k / n) / p
-    stated = irf_stats.wilson_relative_error(np.array([100]), np.array([400.0]))[0]
-    assert stated == pytest.approx(spread, rel=0.05)
-    assert stated == pytest.approx(np.sqrt((1 - p) / (n * p)), rel=0.02)
-    rel = irf_stats.wilson_relative_error(np.array([0, 5, 5, 0]), np.array([10.0, 5.0, 0.0, 0.0]))
+    k = rng.binomial(rng.poisson(n_expected, 20_000), p)
+    spread = np.std(k / n_expected) / p
+    stated = irf_stats.aeff_relative_error(np.array([p * n_expected]), np.array([n_expected]))
+    assert stated[0] == pytest.approx(spread, rel=0.05)
+    if p > 0.5:
+        assert np.mean(k > n_expected) > 0.2  # A_eff above the thrown area: a fluctuation
+        assert stated[0] > 2 * np.sqrt((1 - p) / (n_expected * p))  # binomial: too small
+    rel = irf_stats.aeff_relative_error(np.array([0, 5, 5, 0]), np.array([10.0, 5.0, 0.0, 0.0]))
     assert np.isinf(rel[0])  # nothing selected: an upper limit, not a 0 % error
-    assert 0 < rel[1] < 0.5  # all selected: still an error
+    assert rel[1] == pytest.approx(1 / np.sqrt(5))  # all selected: still an error
     assert np.isnan(rel[2]) and np.isnan(rel[3])  # nothing thrown
 
 
@@ -155,7 +160,7 @@ def test_irf_statistics_are_the_counts(annotated):
         data["EFFAREA"][ok], (data["N_SELECTED"] / data["N_THROWN"] * AREA)[ok], rtol=1e-9
     )
     np.testing.assert_allclose(
-        data["EFFAREA_RELERR"], irf_stats.wilson_relative_error(k, thrown), rtol=1e-12
+        data["EFFAREA_RELERR"], irf_stats.aeff_relative_error(k, thrown), rtol=1e-12
     )
     assert header["NGAMSEL"] == int(gammas["selected"].sum())
     # background: every selected proton and electron inside 0-3 deg, in each copied bin
@@ -185,7 +190,7 @@ def test_irf_statistics_are_the_counts(annotated):
 
 def test_irf_uncertainty_reads_them_back(annotated, tmp_path):
     path, _, _, _, k, thrown = annotated
-    rel = irf_stats.wilson_relative_error(k, thrown)
+    rel = irf_stats.aeff_relative_error(k, thrown)
     out = irf_uncertainty.irf_uncertainty([path], (1.0, 10.0))
     assert out["stated"] and out["n_observations_with_statistics"] == 1
     inside = (E_EDGES[1:] > 1.0) & (E_EDGES[:-1] < 10.0)

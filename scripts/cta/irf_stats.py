@@ -7,9 +7,12 @@ files and the same selection (``selection.select``), per bin:
 
 * effective area (true energy x true FoV offset): the expected number of thrown gammas
   ``N`` (pyirf's ``SimulatedEventsInfo``, the normalisation pyirf divides by) and the
-  number selected ``k``; A_eff = k / N x A_thrown, so its relative error is binomial:
-  the Wilson score interval (1 sigma) of k / N, divided by k / N (never zero at
-  k = 0 or k = N, unlike the plain binomial formula);
+  number selected ``k``; A_eff = k / N x A_thrown. The number of showers thrown into a
+  bin is itself Poisson around N, and each is selected with probability p (binomial), so
+  k is Poisson with mean p N: the relative error of A_eff is 1 / sqrt(k). It is the
+  binomial error sqrt((1 - p) / k) of a known thrown count, enlarged by 1 / sqrt(1 - p)
+  for the thrown count's own fluctuation; this is what lets k / N exceed 1 where N is a
+  few showers (the review's "effective area above the thrown area");
 * background (reconstructed energy x reconstructed FoV offset): the raw numbers of
   selected protons and electrons and the Poisson relative error of the weighted rate,
   sqrt(sum w^2) / sum w with pyirf's weights to the measured cosmic-ray spectra.
@@ -43,19 +46,16 @@ CORE_ENERGY_TEV = (0.3, 10.0)
 GAMMA_ID, ELECTRON_ID, PROTON_ID = 0, 1, 101
 
 
-def wilson_relative_error(k: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """1-sigma half-width of the Wilson score interval of k / n, relative to k / n.
+def aeff_relative_error(k: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Relative 1-sigma error of A_eff = k / n x A with n the *expected* thrown count.
 
-    ``inf`` where nothing was selected (k = 0: only an upper limit), ``nan`` where
-    nothing was thrown (n = 0).
+    1 / sqrt(k) (see the module docstring); ``inf`` where nothing was selected (k = 0:
+    only an upper limit), ``nan`` where nothing was thrown (n = 0).
     """
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.clip(k / n, 0.0, 1.0)
-        half = np.sqrt(p * (1 - p) / n + 1 / (4 * n**2)) / (1 + 1 / n)
-        rel = half / p
-    rel = np.where(k > 0, rel, np.inf)
+        rel = np.where(k > 0, 1.0 / np.sqrt(k), np.inf)
     return np.where(n > 0, rel, np.nan)
 
 
@@ -152,7 +152,7 @@ def aeff_statistics(gammas: Table, sim_info, e_edges: np.ndarray, o_edges: np.nd
         {
             "N_THROWN": np.asarray(thrown, dtype=float),
             "N_SELECTED": selected,
-            "EFFAREA_RELERR": wilson_relative_error(selected, thrown),
+            "EFFAREA_RELERR": aeff_relative_error(selected, thrown),
         },
     )
 
@@ -285,7 +285,7 @@ def annotate_irf(
     rel_src = a.values["EFFAREA_RELERR"][i_src][core]
     h = new_aeff.header
     h["IRFSTAT"] = (STATS_VERSION, "MC statistics columns (uws irf_stats)")
-    h["AEFFSTAT"] = ("binomial Wilson 1 sigma", "EFFAREA_RELERR: relative error of A_eff")
+    h["AEFFSTAT"] = ("1/sqrt(N_SELECTED)", "EFFAREA_RELERR: Poisson x binomial, 1 sigma")
     h["AREATHR"] = (area, "m2, area the showers were thrown over")
     h["NGAMTHR"] = (int(gamma_info.n_showers), "gammas thrown")
     h["NGAMSEL"] = (int(np.count_nonzero(gammas["selected"])), "gammas selected")

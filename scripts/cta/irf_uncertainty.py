@@ -2,11 +2,12 @@
 
 Why: a flux or amplitude is only as good as the effective area it is divided by. The
 chain's IRFs come from a finite number of simulated showers; ``irf_production`` writes
-per bin the relative error of the effective area (binomial) and of the background rate
-(Poisson) as extra columns of the EFFECTIVE AREA and BACKGROUND HDUs (``irf_stats``),
-and the DL3 writer copies them into every observation file. This module reads them back
-for the observations and energy range a fit used, so each fit result states, next to its
-statistical error, how uncertain its IRFs are. Analytic IRFs (the fast path) carry no
+per bin the relative error of the effective area (selected gammas: binomial selection of
+a Poisson thrown count) and of the background rate (Poisson) as extra columns of the
+EFFECTIVE AREA and BACKGROUND HDUs (``irf_stats``), and the DL3 writer copies them into
+every observation file. This module reads them back for the observations and energy range
+a fit used, so each fit result states, next to its statistical error, how uncertain its
+IRFs are. Analytic IRFs (the fast path) carry no
 such columns: ``stated`` is then False, which says "no MC statistics", not "exact".
 
 Averaging: for each observation, the effective-area bins (true energy) overlapping the
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 
 METHOD = (
-    "binomial (Wilson, 1 sigma) on selected/thrown MC gammas per (true energy, FoV offset) "
-    "bin of the effective area; Poisson on the weighted background MC events"
+    "effective area: 1/sqrt(selected MC gammas) per (true energy, FoV offset) bin (binomial "
+    "selection of a Poisson thrown count); background: Poisson on the weighted MC events"
 )
 DEFAULT_OFFSET_DEG = 0.5
 WEIGHT_INDEX = 2.5
