@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.io.votable import parse as parse_votable
 
-from tests.cta_support import Finished, error_line, run_in_process, shared_dir
+from tests.cta_support import Finished, error_line, prepare, run_in_process, shared_dir
 from tests.cta_support import run_job as run_job_process
+from workers.jobdir import SCRIPT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -456,6 +458,21 @@ def test_bad_input_gives_one_clear_error(chain, tmp_path, job, params, expected)
     proc = run_in_process(job, params, tmp_path / job, tmp_path / "store")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert expected in error_line(proc, tmp_path / job)
+
+
+def test_job_directory_is_not_on_the_import_path(tmp_path):
+    """A user's upload lands in the job directory: the script line (``python -P -m``)
+    never imports from there, even a module named like the package or numpy."""
+    job = tmp_path / "job"
+    env = prepare("gammapy_maps", {"obs_ids": ""}, job, tmp_path / "store", None)
+    for name in ("numpy.py", "cta.py", "workers.py"):
+        (job / name).write_text("raise SystemExit('imported from the job directory')\n")
+    proc = subprocess.run(
+        ["bash", SCRIPT_FILE], cwd=job, env=env, capture_output=True, text=True, timeout=300
+    )
+    done = Finished(proc.returncode, proc.stdout, proc.stderr, 0.0)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(done, job) == "obs_ids: empty selection, give at least one observation id"
 
 
 # ------------------------------------------------------------------- job definitions
