@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # THE test command (CI runs it through .ci/run):
 #   1. scripts/install_test_deps.sh   Debian packages, .venv, pip install -e '.[test,science]'
+#      (then, in the background while 2 and 3 run: one `pytest --collect-only` byte-compiles
+#      the code and the assertion-rewritten test modules, so that each worker need not)
 #   2. scripts/slurm_start.sh         single-node Slurm on localhost
 #   3. scripts/pg_start.sh            PostgreSQL on 127.0.0.1, database uws_test
-#   4. pytest on tests/ (arguments are passed through), then `ruff check .` and
-#      `lint-imports` (the import contracts of .importlinter: docs/architecture.md)
+#   4. pytest on tests/ in two processes at once (docs/benchmarks.md, "Suite time"):
+#        - every module but the browser's on $UWS_TEST_WORKERS (default 6) pytest-xdist
+#          workers, a module per work unit, the science modules in 3 groups (at most 3 at
+#          once, longest first), then the Slurm ones (tests/conftest.py, tests/parallel.py);
+#          each worker has its own PostgreSQL database <database>_gw<N>;
+#        - tests/test_browser*.py in their own process (Playwright's greenlets);
+#      then one totals line "N passed, N failed, N skipped, N crashed";
+#      then `ruff check .` and `lint-imports` (the import contracts of .importlinter).
 # Exports for the tests:
-#   UWS_TEST_DATABASE_URL  SQLAlchemy URL of the test database (from pg_start.sh)
+#   UWS_TEST_DATABASE_URL  SQLAlchemy URL of the test database (from pg_start.sh, unless
+#                          already set); each pytest process derives its own from it
+#   UWS_TEST_SHARED_DIR    a directory for this run, shared by every pytest process (the
+#                          CTA chain built once, tests/cta_support.py), removed at the end
 #   UWS_REQUIRE_SERVICES=1 tests needing Slurm/PostgreSQL/Chromium fail instead of skip
 #   UWS_CHROMIUM_PATH      /usr/bin/chromium (Playwright: executable_path=...)
+#   PYTHONFAULTHANDLER=1   a crashing interpreter prints every thread's stack
 #   PATH                   with .venv/bin first
-# Fails when pytest fails, collects no test (exit 5), ruff finds a problem or an import
-# contract is broken. The services
-# are left running for reuse (scripts/slurm_stop.sh, scripts/pg_stop.sh stop them).
+# Fails when a test fails, an interpreter crashes (a crashed test is counted, never run
+# again: tests/parallel.py), pytest collects no test (exit 5), ruff finds a problem or an
+# import contract is broken. The services are left running for reuse
+# (scripts/slurm_stop.sh, scripts/pg_stop.sh stop them).
 #
 # Usage: bash scripts/run_tests.sh [pytest args...]
-#   e.g. bash scripts/run_tests.sh -x -k infra
-#        bash scripts/run_tests.sh tests/test_infra.py   (a path replaces the default tests/)
+#   e.g. bash scripts/run_tests.sh -x -k infra          (to both pytest processes)
+#        bash scripts/run_tests.sh tests/test_infra.py   (a path: one pytest process over
+#                                                        exactly those, no workers)
+#        UWS_TEST_WORKERS=3 bash scripts/run_tests.sh
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
