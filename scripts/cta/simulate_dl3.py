@@ -55,17 +55,12 @@ def pointing_zenith(pointing, start, duration_s: float, site: str) -> float:
     return float(90.0 - pointing.transform_to(frame).alt.deg)
 
 
-def run_irfs(site_name: str, zenith_deg: float) -> tuple[object, dict]:
+def run_irfs(site_name: str, zenith_deg: float) -> tuple[prod3b.Performance, dict]:
     """The IRFs of a run: CTA prod3b-v2 performance of the site at the tabulated zenith
-    nearest to the run's (the published curves have no zenith interpolation)."""
+    nearest to the run's (the published curves have no zenith interpolation). Built
+    afresh per run (milliseconds): no IRF object is shared between observations."""
     perf = prod3b.load(site_name, prod3b.nearest_zenith(zenith_deg))
-    key = (perf.site, perf.zenith)
-    if key not in _IRF_CACHE:
-        _IRF_CACHE[key] = prod3b.make_irfs(perf, max_offset_deg=MAX_OFFSET_DEG)
-    return perf, _IRF_CACHE[key]
-
-
-_IRF_CACHE: dict[tuple[str, int], dict] = {}
+    return perf, prod3b.make_irfs(perf, max_offset_deg=MAX_OFFSET_DEG)
 
 
 def object_name_for(ra: float, dec: float) -> str:
