@@ -44,7 +44,8 @@ def closures() -> list[dict]:
 
     job.setup_runtime()
     logging.getLogger().setLevel(logging.WARNING)
-    return [bench_closure_3d.closure(CASES[i], seed) for i, seed in FITS]
+    # the log-parabola's fit is also compared with the power law refitted on its data
+    return [bench_closure_3d.closure(CASES[i], seed, compare=i == 3) for i, seed in FITS]
 
 
 def test_every_fit_converges_and_finds_its_source(closures) -> None:
@@ -80,3 +81,18 @@ def test_mean_pulls_within_three_standard_errors(closures) -> None:
         assert abs(s["mean"]) < 3 / math.sqrt(s["n"]), (name, s)
         # errors neither far too small nor far too large (a unit-variance pull)
         assert 0.3 < s["sd"] < 2.0, (name, s)
+
+
+def test_curved_model_is_compared_with_the_power_law(closures) -> None:
+    (run,) = [r for r in closures if r["case"]["model"] == "log_parabola"]
+    comparison = run["fit"]["comparison_with_power_law"]
+    assert comparison["against"] == "power_law" and comparison["delta_dof"] == 1
+    assert comparison["power_law_fit_success"]
+    # TS is the Cash gain of the log-parabola over the power law, from the same start
+    gain = comparison["cash_power_law"] - comparison["cash_model"]
+    assert comparison["ts"] == pytest.approx(gain) and comparison["ts"] > -1e-3
+    assert 0 <= comparison["p_value"] <= 1 and math.isfinite(comparison["significance_sigma"])
+    # a power law fitted to a curved spectrum: its slope differs from alpha at 1 TeV
+    assert comparison["power_law_index"] != pytest.approx(run["fit"]["index"], abs=1e-6)
+    others = [r["fit"]["comparison_with_power_law"] for r in closures if r is not run]
+    assert others == [None] * (len(FITS) - 1)  # power laws: none; curved: not asked
