@@ -45,23 +45,39 @@ PRODUCTS = {
 
 #: The MC sets: name -> simulation parameters (before scaling n_showers).
 SAMPLES = {
-    "gamma_train": {"particle": "gamma", "n_showers": 12000, "seed": 101},
+    "gamma_train": {"particle": "gamma", "n_showers": 4000, "seed": 101},
     "proton_train": {
         "particle": "proton",
-        "n_showers": 60000,
+        "n_showers": 10000,
         "seed": 102,
         "energy_min": 0.1,
         "energy_max": 100.0,
         "spectral_index": -1.5,
     },
-    "gamma_test": {"particle": "gamma", "n_showers": 12000, "seed": 103},
+    # IRF test sets (S2, issue 15.4): gammas thrown over a 3 deg cone (offset-dependent
+    # IRFs, 3 FoV-offset bins), protons, electrons (background weighted to the measured
+    # spectra); sizes and the resulting MC errors: docs/science.md, bench/bench_irf.py
+    "gamma_test": {
+        "particle": "gamma_diffuse",
+        "n_showers": 10000,
+        "seed": 103,
+        "viewcone": 3.0,
+        "spectral_index": -1.5,
+    },
     "proton_test": {
         "particle": "proton",
-        "n_showers": 60000,
+        "n_showers": 8000,
         "seed": 104,
         "energy_min": 0.1,
         "energy_max": 100.0,
         "spectral_index": -1.5,
+    },
+    "electron_test": {
+        "particle": "electron",
+        "n_showers": 3000,
+        "seed": 105,
+        "viewcone": 3.0,
+        "spectral_index": -2.0,
     },
 }
 
