@@ -28,7 +28,7 @@ pytestmark = pytest.mark.science
 SOURCE = {"RA": 329.717, "Dec": -30.226}  # where simulate_dl3 puts the source
 TRUTH = {"index": 2.4, "amplitude": 5e-12}  # held out: not a job-definition default
 TARGET = {"RA": "329.857", "Dec": "-30.226"}  # 0.12 deg east of the source
-CUBE = {"width": "1.2", "binsz": "0.03", "nbins": "4", "ts_downsampling": "3"}
+CUBE = {"width": "1.2", "binsz": "0.03", "nbins": "4", "ts_downsampling": "4"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -103,7 +103,7 @@ def test_ts_map_and_previews(fit3d) -> None:  # type: ignore[no-untyped-def]
         wcs = WCS(hdul["TS"].header).celestial
     iy, ix = np.unravel_index(np.nanargmax(ts), ts.shape)
     ra, dec = wcs.pixel_to_world_values(ix, iy)
-    # the TS map peaks at the source (pixels of 3 x 0.03 deg), far above TS 25
+    # the TS map peaks at the source (pixels of 4 x 0.03 deg), far above TS 25
     assert (
         abs(ra - SOURCE["RA"]) * math.cos(math.radians(dec)) < 0.1
         and abs(dec - SOURCE["Dec"]) < 0.1
@@ -141,6 +141,7 @@ def test_definition_marks_the_summary_and_the_ts_map_dataset(fit3d) -> None:  # 
         ({"width": "50"}, "width"),
         ({"nbins": "0"}, "nbins"),
         ({"RA": "400"}, "RA"),
+        ({"ts_downsampling": "3"}, "ts_downsampling"),
     ],
 )
 def test_bad_values_are_refused_by_the_definition(fit3d, params, word) -> None:  # type: ignore[no-untyped-def]

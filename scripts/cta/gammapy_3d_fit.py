@@ -574,7 +574,9 @@ def main(params: job.Params) -> None:
     binsz = params.number("binsz", 0.02, lo=0.005, hi=0.2)
     emin, emax = params.energy_range(0.3, 30.0)
     nbins = params.integer("nbins", 8, lo=1, hi=40)
-    downsampling = params.integer("ts_downsampling", 2, lo=1, hi=8)
+    # gammapy pads the map to a multiple of a power of 2 before downsampling: 3, 5, 6, 7
+    # fail there for some kernel sizes (a Gaussian's), so only powers of 2 are offered
+    downsampling = int(params.choice("ts_downsampling", "2", ("1", "2", "4", "8")))
     npix = round(width / binsz)
     if npix < 10:
         raise job.JobError(
