@@ -171,16 +171,33 @@ def test_the_curves_give_back_the_published_sensitivity(site, zenith):
 
 
 def test_without_ctaplot_the_error_says_what_to_install(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
+    def missing():
+        raise importlib.metadata.PackageNotFoundError("ctaplot")
 
-    monkeypatch.setattr(prod3b.importlib.metadata, "distribution", missing)
+    monkeypatch.setattr(prod3b, "_ctaplot", missing)
     prod3b.load.cache_clear()
     try:
         with pytest.raises(prod3b.PerformanceNotFound, match="ctaplot 0.6.6 is not installed"):
             prod3b.load("north", 20)
     finally:
         prod3b.load.cache_clear()
+
+
+def test_simulate_dl3_without_ctaplot_fails_with_one_line_and_writes_nothing(monkeypatch, tmp_path):
+    def missing():
+        raise importlib.metadata.PackageNotFoundError("ctaplot")
+
+    monkeypatch.setattr(prod3b, "_ctaplot", missing)
+    prod3b.load.cache_clear()
+    try:
+        params = {**MRK421, **NORTH_RUNS}
+        done = cta_support.run_in_process("simulate_dl3", params, tmp_path / "j", tmp_path / "s")
+    finally:
+        prod3b.load.cache_clear()
+    assert done.returncode == 1
+    error = cta_support.error_line(done, tmp_path / "j")
+    assert error.startswith("ctaplot 0.6.6 is not installed") and "install_test_deps" in error
+    assert not (tmp_path / "s" / "obs-index.fits.gz").exists()
 
 
 @pytest.fixture(scope="module")

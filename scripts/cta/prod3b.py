@@ -91,10 +91,15 @@ class Performance:
         return f"{SITES[self.site]}_z{self.zenith}_{CUTS}"
 
 
+def _ctaplot() -> importlib.metadata.Distribution:
+    """The installed ctaplot distribution (its file list locates the tables)."""
+    return importlib.metadata.distribution(CTAPLOT)
+
+
 def data_files() -> dict[str, Path]:
     """The prod3b-v2 tables installed with ctaplot, by file name."""
     try:
-        dist = importlib.metadata.distribution(CTAPLOT)
+        dist = _ctaplot()
     except importlib.metadata.PackageNotFoundError:
         raise PerformanceNotFound(
             f"{CTAPLOT} {CTAPLOT_VERSION} is not installed: the CTA prod3b performance "
@@ -113,7 +118,7 @@ def data_files() -> dict[str, Path]:
 def data_version() -> str:
     """Version of the installed ctaplot whose tables are read (checks they are there)."""
     data_files()
-    return importlib.metadata.version(CTAPLOT)
+    return _ctaplot().version
 
 
 def read_table(path: Path) -> np.ndarray:
