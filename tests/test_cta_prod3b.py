@@ -302,3 +302,48 @@ def test_datastore_check_passes_and_gadf_header_rules_hold(north_store, monkeypa
         assert events["N_TELS"] == 19 and events["TELLIST"] == ",".join(map(str, range(1, 20)))
         assert (gti["TIMEUNIT"], gti["TIMEREF"], gti["TIMESYS"]) == ("s", "LOCAL", "TT")
         assert (gti["MJDREFI"], gti["MJDREFF"]) == (events["MJDREFI"], events["MJDREFF"])
+
+
+def test_chain_dl3_writer_alt_az_agree_with_ra_dec_at_each_event_time(tmp_path):
+    """The ctapipe chain's writer (cta.dl3_writer): gammapy's coordinate check holds over a
+    30-min run although the toy array does not track (ALT/AZ at each event's time)."""
+    from astropy.coordinates import AltAz, SkyCoord
+    from astropy.time import Time
+    from cta import dl3_writer
+    from cta.toy import instrument as ti
+    from gammapy.data import EventList
+    from gammapy.data.event_list import EventListChecker
+
+    start = Time("2024-08-10T05:10:00", scale="utc")
+    stop = start + 30 * u.min
+    middle = AltAz(obstime=start + 15 * u.min, location=ti.SITE)
+    pointing = SkyCoord(alt=70 * u.deg, az=10 * u.deg, frame=middle).icrs
+    rng = np.random.default_rng(1)
+    n = 200
+    times = start + np.sort(rng.uniform(0, 1800, n)) * u.s
+    angle, offset = rng.uniform(0, 360, n) * u.deg, rng.uniform(0, 2, n) * u.deg
+    radec = pointing.directional_offset_by(angle, offset)
+    events = {
+        "event_id": np.arange(n),
+        "energy": rng.uniform(0.1, 10, n),
+        "alt": np.full(n, 70.0),  # the fixed frame's: not what GADF wants in the file
+        "az": np.full(n, 10.0),
+        "gammaness": rng.uniform(0.5, 1, n),
+        "multiplicity": np.full(n, 3),
+    }
+    obs = dl3_writer.Observation(
+        obs_id=7, start=start, stop=stop, pointing=pointing, pointing_alt=70.0, pointing_az=10.0,
+        location=ti.SITE, object_name="test", n_tels=4, tel_ids=[1, 2, 3, 4],
+    )  # fmt: skip
+    path = tmp_path / "obs.fits.gz"
+    irf = Path(dl3_writer.__file__).parent / "models" / "irf.fits.gz"
+    dl3_writer.write_observation(path, obs, events, times, radec, irf)
+    checks = ["meta", "times", "coordinates_galactic", "coordinates_altaz"]
+    records = list(EventListChecker(EventList.read(path)).run(checks=checks))
+    assert [r for r in records if r["level"] not in ("debug", "info")] == []
+    with fits.open(path) as hdul:
+        events_header, gti = hdul["EVENTS"].header, hdul["GTI"].header
+        alt = np.asarray(hdul["EVENTS"].data["ALT"])
+    assert np.ptp(alt) > 0.5  # the sky drifted during the run: per-event ALT, not one value
+    assert (events_header["RADECSYS"], events_header["EQUINOX"]) == ("ICRS", 2000.0)
+    assert (gti["TIMEUNIT"], gti["TIMEREF"], gti["TIMESYS"]) == ("s", "LOCAL", "TT")

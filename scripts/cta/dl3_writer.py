@@ -67,6 +67,15 @@ def time_header(obs: Observation) -> dict:
     }
 
 
+def horizontal(radec: SkyCoord, time: Time, location: EarthLocation) -> SkyCoord:
+    """AltAz of each event's direction at its own time (no refraction, as gammapy)."""
+    from astropy.coordinates import AltAz
+
+    if len(time) == 0:
+        return SkyCoord(alt=[] * u.deg, az=[] * u.deg, frame=AltAz(location=location))
+    return radec.transform_to(AltAz(obstime=time, location=location))
+
+
 def events_hdu(
     obs: Observation, events: dict[str, np.ndarray], time: Time, radec: SkyCoord
 ) -> fits.BinTableHDU:
@@ -77,8 +86,13 @@ def events_hdu(
     table["RA"] = radec.ra.to(u.deg)
     table["DEC"] = radec.dec.to(u.deg)
     table["ENERGY"] = np.asarray(events["energy"], dtype=float) * u.TeV
-    table["ALT"] = np.asarray(events["alt"], dtype=float) * u.deg
-    table["AZ"] = np.asarray(events["az"], dtype=float) * u.deg
+    # GADF: ALT/AZ are the horizontal coordinates of RA/DEC at each event's TIME. The toy
+    # array does not track (its reconstructed AltAz is in the frame of the run's middle,
+    # from which RA/DEC were computed), so the columns are recomputed from RA/DEC: the
+    # file is then self-consistent (gammapy's EventListChecker allows 1 arcsec).
+    altaz = horizontal(radec, time, obs.location)
+    table["ALT"] = altaz.alt.to(u.deg)
+    table["AZ"] = altaz.az.to(u.deg)
     table["GAMMANESS"] = np.asarray(events["gammaness"], dtype=np.float32)
     table["MULTIP"] = np.asarray(events["multiplicity"], dtype=np.int16)
     hdu = fits.table_to_hdu(table)
