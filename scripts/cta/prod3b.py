@@ -23,7 +23,8 @@ What the tables give and what is assumed here (``docs/science.md``, "CTA perform
   published energy resolution (the half-width of the 68 % interval of ΔE/E). Both held at
   their end values outside the tables;
 * background: the published rate per deg² in each reconstructed-energy bin, divided by
-  the bin width, log-log interpolated (extrapolated by the end slopes, never rising);
+  the bin width, log-log interpolated (extrapolated by the end slopes, never rising) and
+  rescaled within each bin so that its integral over the bin is the published rate;
 * field-of-view offset: the tables are on-axis only. Assumed (not from prod3b): effective
   area and background fall off as exp(-θ²/2/σ²) with σ = ``OFFSET_SIGMA_DEG``; PSF and
   energy dispersion are flat in offset.
