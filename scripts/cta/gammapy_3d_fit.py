@@ -361,23 +361,6 @@ def robust_position_errors(fitted_dataset, pixel_deg: float) -> dict[str, float]
     return out
 
 
-def significance(ts: float, dof: int) -> float:
-    """Two-sided Gaussian significance of a TS with ``dof`` degrees of freedom (Wilks).
-
-    From the log of the p-value, so that a bright source (TS in the thousands, p below the
-    smallest float) gets a number rather than infinity, which JSON cannot hold; where even
-    scipy's log survival function underflows, its asymptotic form for large TS is used.
-    """
-    from scipy import special, stats
-
-    ts = max(float(ts), 0.0)
-    log_p = float(stats.chi2.logsf(ts, dof))
-    if not math.isfinite(log_p):
-        half = ts / 2
-        log_p = -half + (dof / 2 - 1) * math.log(half) - math.lgamma(dof / 2)
-    return float(-special.ndtri_exp(log_p + math.log(0.5)))
-
-
 def likelihood_ratio(stat_power_law: float, stat_model: float, model_name: str, pl_model) -> dict:
     """The comparison block of ``gammapy_spectra``'s fit_result, for Cash statistics.
 
@@ -397,7 +380,7 @@ def likelihood_ratio(stat_power_law: float, stat_model: float, model_name: str, 
         "ts": ts,
         "delta_dof": dof,
         "p_value": p_value,
-        "significance_sigma": significance(ts, dof),
+        "significance_sigma": gammapy_spectra.significance(ts, dof),
         "power_law_index": float(pl_model.spectral_model.index.value),
         "power_law_index_err": float(pl_model.spectral_model.index.error),
     }
@@ -449,7 +432,7 @@ def fit_summary(fitted: dict, target, spatial: str, spectral_name: str) -> dict[
         "ts": ts,
         "sqrt_ts": float(math.sqrt(max(ts, 0.0))),
         "ts_dof": dof,
-        "significance_sigma": significance(ts, dof),
+        "significance_sigma": gammapy_spectra.significance(ts, dof),
         "background_norm": float(bkg.spectral_model.norm.value),
         "background_norm_err": float(bkg.spectral_model.norm.error),
         "parameters": {

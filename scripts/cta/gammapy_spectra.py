@@ -19,6 +19,7 @@ relative MC error over the fitted range).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 from . import dl3_store, irf_uncertainty, job
@@ -162,6 +163,23 @@ def fit_power_law(datasets, index_start: float = 2.5, freeze_index: float | None
     return fit_spectrum(datasets, "power_law", index_start, freeze_index)
 
 
+def significance(ts: float, dof: int) -> float:
+    """Two-sided Gaussian significance of a TS with ``dof`` degrees of freedom (Wilks).
+
+    From the log of the p-value, so that a bright source (TS in the thousands, p below the
+    smallest float) gets a number rather than infinity, which JSON cannot hold; where even
+    scipy's log survival function underflows, its asymptotic form for large TS is used.
+    """
+    from scipy import special, stats
+
+    ts = max(float(ts), 0.0)
+    log_p = float(stats.chi2.logsf(ts, dof))
+    if not math.isfinite(log_p):
+        half = ts / 2
+        log_p = -half + (dof / 2 - 1) * math.log(half) - math.lgamma(dof / 2)
+    return float(-special.ndtri_exp(log_p + math.log(0.5)))
+
+
 def compare_with_power_law(datasets, model_name: str, stat_model: float) -> dict | None:
     """Likelihood-ratio test of the chosen curved model against the nested power law.
 
@@ -184,7 +202,7 @@ def compare_with_power_law(datasets, model_name: str, stat_model: float) -> dict
         "ts": ts,
         "delta_dof": dof,
         "p_value": float(stats.chi2.sf(max(ts, 0.0), dof)),
-        "significance_sigma": float(stats.norm.isf(stats.chi2.sf(max(ts, 0.0), dof) / 2)),
+        "significance_sigma": significance(ts, dof),
         "power_law_index": float(pl_model.spectral_model.index.value),
         "power_law_index_err": float(pl_model.spectral_model.index.error),
     }
