@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_storage import job
+from tests.timing import MACHINE
 from uws_server.common import new_job_id, utcnow
 from uws_server.db import make_engine
 from uws_server.models import Phase, User
@@ -32,6 +33,7 @@ from uws_server.storage.schema import create_schema
 
 SECONDS = 2.0
 THREADS = 12
+MIN_DONE = 20  # jobs finished during the churn, for it to have tested anything
 
 ALICE = User("alice", "ha")
 
@@ -179,8 +181,11 @@ def _run(store: Store, during: Callable[[], None]) -> tuple[list[str], list[str]
     ]
     for t in threads:
         t.start()
+    # SECONDS of churn, longer on a machine too busy to finish MIN_DONE jobs meanwhile
+    # (the parallel suite's other workers on the same cores): up to MACHINE more
     deadline = time.monotonic() + SECONDS
-    while time.monotonic() < deadline:
+    late = deadline + MACHINE
+    while time.monotonic() < deadline or (len(done) <= MIN_DONE and time.monotonic() < late):
         during()
     stop.set()
     for t in threads:
@@ -202,7 +207,7 @@ def test_jobs_hammered_while_the_engine_is_disposed(tmp_path: Path, overlaps: _O
         engine.dispose()
 
     done, errors = _run(store, dispose)
-    assert errors == [] and len(done) > 20, (len(done), errors[:5])
+    assert errors == [] and len(done) > MIN_DONE, (len(done), errors[:5])
     assert overlaps.inside, "no connection was tracked"
     assert overlaps.found == []  # no connection used, or closed, by two threads at once
     # everything reported done is stored, with its results
