@@ -106,11 +106,10 @@ def test_workers_run_without_the_service() -> None:
 # Who may build SQL (issue 14.2): the storage package on the service's own tables; the
 # engine set-up and the migrations; the catalogue and TAP (uws_server/vo/, which run
 # user ADQL and the obscore table's statements by design: docs/architecture.md, "Storage
-# layer"). Two more, by name and why:
+# layer"). One more, by name and why:
 SQL_ALLOWED = ("uws_server.storage", "uws_server.migrations", "uws_server.vo", "uws_server.db")
 SQL_EXCEPTIONS = {
     "uws_server.cli": "catches SQLAlchemyError around `db upgrade` and `user`; no statement",
-    "uws_server.web.find": "three statements on obscore (the catalogue's, not the store's)",
 }
 
 

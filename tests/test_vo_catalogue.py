@@ -133,6 +133,20 @@ def test_visibility_rule(cat: Catalogue) -> None:
     assert names == ["Crab", "PKS 2155-304", "wrap"]
 
 
+def test_the_find_pages_reads(cat: Catalogue) -> None:
+    """The Find page's own reads, asked of the catalogue (web code builds no SQL):
+    collections and row links under the visibility rule, store ids without a row."""
+    assert cat.collections(BOB) == ["CTA-DL3"]
+    assert cat.collections(ALICE) == ["CTA-DL3", "gammapy_maps"]
+    links = cat.job_links(BOB, ["ivo://t/cta?1", "ivo://t/job?a1", "ivo://t/cta?4"])
+    assert links == {"ivo://t/cta?1": {"job_id": None, "entity_id": None}}  # a1: alice's
+    assert cat.job_links(ALICE, ["ivo://t/job?a1"])["ivo://t/job?a1"]["job_id"] == "a1"
+    assert cat.job_links(ALICE, []) == {}
+    assert cat.uncatalogued({"1", "2", "3", "4", "5"}, "CTA-DL3") == set()
+    assert cat.uncatalogued({"1", "5", "7", "8", "9", "10"}, "CTA-DL3") == {"7", "8", "9", "10"}
+    assert cat.uncatalogued({"1", "2"}, "other") == {"1", "2"}
+
+
 def test_cone_time_energy_and_paging(cat: Catalogue) -> None:
     page = cat.search(BOB, ra=83.63, dec=22.01, radius=0.3, order_by="distance")
     assert dids(page) == ["ivo://t/cta?1"]

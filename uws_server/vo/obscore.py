@@ -872,6 +872,45 @@ class Catalogue:
         with self.engine.connect() as conn:
             return [(str(n), float(r), float(d)) for n, r, d in conn.execute(stmt) if n]
 
+    def collections(self, user: User | None) -> list[str]:
+        """The distinct ``obs_collection`` values of the rows the user can see, sorted
+        (the Find page's collection choice)."""
+        stmt = (
+            select(obscore.c.obs_collection)
+            .where(visible_to(user), obscore.c.obs_collection.is_not(None))
+            .distinct()
+            .order_by(obscore.c.obs_collection)
+        )
+        with self.engine.connect() as conn:
+            return [str(r[0]) for r in conn.execute(stmt)]
+
+    def job_links(self, user: User | None, dids: list[str]) -> dict[str, dict[str, Any]]:
+        """``job_id``/``entity_id`` of these visible rows, by ``obs_publisher_did``:
+        internal columns a page never shows but builds its links from."""
+        if not dids:
+            return {}
+        stmt = select(obscore.c.obs_publisher_did, obscore.c.job_id, obscore.c.entity_id).where(
+            obscore.c.obs_publisher_did.in_(dids), visible_to(user)
+        )
+        with self.engine.connect() as conn:
+            return {r[0]: {"job_id": r[1], "entity_id": r[2]} for r in conn.execute(stmt)}
+
+    def uncatalogued(self, obs_ids: set[str], collection: str) -> set[str]:
+        """Those of the DL3 store's ``obs_ids`` with no store row (no job, this
+        collection) at all, e.g. files the store sync could not read. One count when
+        every observation has a row, which is the usual case."""
+        is_store_row = and_(obscore.c.job_id.is_(None), obscore.c.obs_collection == collection)
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count()).select_from(obscore).where(is_store_row)
+            ).scalar_one()
+            if count >= len(obs_ids):
+                return set()
+            catalogued = {
+                str(r[0]) for r in conn.execute(select(obscore.c.obs_id).where(is_store_row))
+            }
+        return obs_ids - catalogued
+
     def dids(self, *, job_id: str | None = None, store: bool = False) -> set[str]:
         """obs_publisher_dids of one job's products, or of the DL3 store rows."""
         stmt = select(obscore.c.obs_publisher_did)

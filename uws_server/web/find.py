@@ -23,7 +23,6 @@ from urllib.parse import urlencode
 
 import bottle
 from bottle import HTTPResponse
-from sqlalchemy import and_, func, select
 
 from uws_server.dl3 import OBS_IDS_PARAMETER, observation_ids
 from uws_server.errors import BadRequest, NotFound
@@ -33,8 +32,6 @@ from uws_server.vo.obscore import (
     OBSCORE_COLUMNS,
     Catalogue,
     SearchError,
-    obscore,
-    visible_to,
 )
 from uws_server.web import find_adql
 from uws_server.web.common import Ctx, WebApp, see_other, url_part
@@ -140,24 +137,11 @@ class Finder:
         return {str(i) for i in observation_ids(self.service.settings.dl3_store)}
 
     def collections(self, user: User) -> list[str]:
-        stmt = (
-            select(obscore.c.obs_collection)
-            .where(visible_to(user), obscore.c.obs_collection.is_not(None))
-            .distinct()
-            .order_by(obscore.c.obs_collection)
-        )
-        with self.catalogue.engine.connect() as conn:
-            return [str(r[0]) for r in conn.execute(stmt)]
+        return self.catalogue.collections(user)
 
     def internals(self, user: User, dids: list[str]) -> dict[str, dict[str, Any]]:
         """job_id/entity_id of the page's rows (never shown; they build the links)."""
-        if not dids:
-            return {}
-        stmt = select(obscore.c.obs_publisher_did, obscore.c.job_id, obscore.c.entity_id).where(
-            obscore.c.obs_publisher_did.in_(dids), visible_to(user)
-        )
-        with self.catalogue.engine.connect() as conn:
-            return {r[0]: {"job_id": r[1], "entity_id": r[2]} for r in conn.execute(stmt)}
+        return self.catalogue.job_links(user, dids)
 
     def search(self, user: User, q: FindQuery) -> tuple[list[dict[str, Any]], int]:
         radius = q.radius if q.radius is not None else DEFAULT_RADIUS
@@ -274,18 +258,8 @@ class Finder:
     def _uncatalogued(self, store: set[str]) -> list[int]:
         """Store observations without a catalogue row at all (newest id first): the
         store sync could not read them. One count when every observation has a row."""
-        is_store_row = and_(
-            obscore.c.job_id.is_(None), obscore.c.obs_collection == STORE_COLLECTION
-        )
-        with self.catalogue.engine.connect() as conn:
-            count = conn.execute(
-                select(func.count()).select_from(obscore).where(is_store_row)
-            ).scalar_one()
-            if count >= len(store):
-                return []
-            rows = conn.execute(select(obscore.c.obs_id).where(is_store_row))
-            catalogued = {str(r[0]) for r in rows}
-        return sorted((int(i) for i in store - catalogued), reverse=True)
+        missing = self.catalogue.uncatalogued(store, STORE_COLLECTION)
+        return sorted((int(i) for i in missing), reverse=True)
 
     def preview(self, row: dict[str, Any]) -> tuple[Path, str] | None:
         """The quick-look PNG DataLink's ``#preview`` serves (the product's own preview
