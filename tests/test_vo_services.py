@@ -595,3 +595,23 @@ def test_vosi_capabilities_and_availability(vo_lite: LiveServer) -> None:
     a = etree.fromstring(requests.get(vo.base + "/availability", timeout=30).content)
     ns = {"vosi": "http://www.ivoa.net/xml/VOSIAvailability/v1.0"}
     assert a.findtext("vosi:available", namespaces=ns) == "true"
+
+
+def test_availability_says_when_the_database_does_not_answer(
+    vo_lite: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from uws_server.db import make_engine
+    from uws_server.storage.store import Store
+
+    vo_lite.service.store.ping()  # the live database answers
+    (tmp_path / "a_directory").mkdir()  # not a database file: every connect fails
+    gone = Store(make_engine(f"sqlite:///{tmp_path}/a_directory"))
+    with pytest.raises(OperationalError):
+        gone.ping()
+    monkeypatch.setattr(vo_lite.service.store, "ping", gone.ping)
+    a = etree.fromstring(requests.get(vo_lite.base + "/availability", timeout=30).content)
+    ns = {"vosi": "http://www.ivoa.net/xml/VOSIAvailability/v1.0"}
+    assert a.findtext("vosi:available", namespaces=ns) == "false"
+    assert a.findtext("vosi:note", namespaces=ns) == "database unavailable: OperationalError"

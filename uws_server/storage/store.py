@@ -157,6 +157,12 @@ class Store(EntityStore, UserStore):
             if job_ids:
                 self._changed(*job_ids)
 
+    def ping(self) -> None:
+        """One trivial statement on a pooled connection; raises when the database
+        cannot answer (VOSI availability reports that as "not available")."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
     # ------------------------------------------------------------ creating
     def insert_job(self, job: Job, new_id: Callable[[], str], tries: int = 5) -> Job:
         """Insert a new job; on an id collision draw a new id (never overwrite)."""

@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import bottle
 from bottle import HTTPResponse, request
-from sqlalchemy import text
 
 from uws_server.models import Phase, User
 from uws_server.request_guard import RouteRule, rules_of
@@ -246,8 +245,7 @@ def register_vo_routes(app: bottle.Bottle, service: UWSService) -> None:
     def availability() -> HTTPResponse:
         ok, note = True, "service is accepting queries"
         try:
-            with service.store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            service.store.ping()
         except Exception as exc:  # the database is what "available" depends on
             ok, note = False, f"database unavailable: {type(exc).__name__}"
         body = (
