@@ -463,6 +463,11 @@ def test_a_job_adding_to_the_store_is_catalogued(vo: LiveServer) -> None:
     assert "#this" in set(bob_links.array["semantics"])
     assert not {"#documentation", "#progenitor"} & set(bob_links.array["semantics"])
     assert job.rsplit("/", 1)[1] not in vo.client("bob").get("/datalink", params={"ID": ident}).text
+    # an administrator sees the job, as everywhere (common.can_read)
+    root_links = parse_single_table(
+        io.BytesIO(vo.client("root").get("/datalink", params={"ID": ident}).content)
+    )
+    assert {"#documentation", "#progenitor"} <= set(root_links.array["semantics"])
 
 
 def test_a_private_dl3_product_is_its_owners(vo_lite: LiveServer) -> None:

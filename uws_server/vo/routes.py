@@ -23,6 +23,7 @@ from urllib.parse import quote
 import bottle
 from bottle import HTTPResponse, request
 
+from uws_server.common import can_read
 from uws_server.models import Phase, User
 from uws_server.request_guard import RouteRule, rules_of
 from uws_server.served_files import file_headers
@@ -268,10 +269,6 @@ def _first_sync(vo: VO) -> None:
 # ---------------------------------------------------------------------- DataLink rows
 
 
-def _may_see_job(caller: User, owner: str) -> bool:
-    return caller.is_admin or caller.name == owner
-
-
 def _links_of(
     service: UWSService,
     caller: User,
@@ -327,7 +324,7 @@ def _links_of(
                 local_semantics="irf",
             )
         )
-    if job is not None and _may_see_job(caller, job.owner):
+    if job is not None and can_read(caller, job.owner):
         job_url = f"{base}/rest/{quote(job.jobname)}/{job.job_id}"
         own = Path(path).name
         for result in job.results if row.get("job_id") else ():
@@ -357,7 +354,7 @@ def _links_of(
     entity_id = row.get("entity_id")
     # The provenance of a store file is the job that added it: shown to whoever may see
     # that job (a product's is its owner's, like the row).
-    if entity_id and job is not None and _may_see_job(caller, job.owner):
+    if entity_id and job is not None and can_read(caller, job.owner):
         out.append(
             datalink.Link(
                 id=did,
