@@ -8,6 +8,7 @@ the rows themselves (great-circle distances), never written down.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from uws_server.common import utcnow
 from uws_server.models import User
 from uws_server.vo.adql import ADQLError
 from uws_server.vo.obscore import OBSCORE_COLUMN_NAMES, Catalogue, angular_distance
+from uws_server.vo.tap_async import TAP_JOBNAME
 from uws_server.vo.tap_query import QueryExecutor
 
 CRAB = (83.633, 22.0145)
@@ -258,13 +260,21 @@ def test_async_bob_never_sees_alice_products(tap: Tap) -> None:
     assert len(anonymous) == 0
 
 
-def test_async_bad_query_ends_in_error_with_the_reason(tap: Tap) -> None:
+def test_async_bad_query_ends_in_error_with_the_reason(
+    tap: Tap, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="uws_server.tap")
     job = tap.service("bob").submit_job("SELECT owner FROM ivoa.obscore")
     job.run()
     job.wait(phases=["COMPLETED", "ERROR", "ABORTED"], timeout=60)
     assert job.phase == "ERROR"
     error = tap.session("bob").get(job.url + "/error", timeout=30)
     assert 'value="ERROR"' in error.text and "owner" in error.text
+    # the job's log lines carry its context, like every job's (uws_server.joblog)
+    lines = [r.getMessage() for r in caplog.records if getattr(r, "job_id", "") == job.job_id]
+    prefix = f"job {job.job_id} [owner=bob definition={TAP_JOBNAME}]: "
+    assert prefix + "TAP query job created" in lines
+    assert any(line.startswith(prefix + "TAP query refused: ") for line in lines), lines
 
 
 # ------------------------------------------------------------------ refused queries

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -380,7 +381,10 @@ def test_datalink_unknown_and_bad_requests(vo_lite: LiveServer) -> None:
 # ---------------------------------------------------------------- products and isolation
 
 
-def test_products_are_catalogued_and_private(vo: LiveServer) -> None:
+def test_products_are_catalogued_and_private(
+    vo: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="uws_server.vo")
     alice, bob, root = vo.client("alice"), vo.client("bob"), vo.client("root")
     job = run_map_job(alice)
     job_id = job.rsplit("/", 1)[1]
@@ -388,6 +392,9 @@ def test_products_are_catalogued_and_private(vo: LiveServer) -> None:
     bob_user = vo.service.store.user_by_name("bob")
     rows = wait_catalogued(vo, alice_user, 1)
     assert len(rows) == 1
+    # the hook's line names the job with its context (uws_server.joblog)
+    said = f"job {job_id} [owner=alice definition=vo_map]: 1 data set(s) catalogued"
+    assert wait_until(lambda: said in [r.getMessage() for r in caplog.records])
     row = rows[0]
     ident = row["obs_publisher_did"]
     assert ident == f"ivo://{vo.settings.vo_authority}/product?{job_id}/sky_map"

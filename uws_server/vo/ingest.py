@@ -28,6 +28,7 @@ from sqlalchemy import select
 from uws_server import dl3
 from uws_server.config import Settings
 from uws_server.jobdef import EntityDef, JobDefinition
+from uws_server.joblog import job_log
 from uws_server.models import Job, Phase, Result
 from uws_server.vo.obscore import Catalogue, energy_to_wavelength, obscore, utcnow
 
@@ -362,19 +363,13 @@ class ProductCatalogue:
             try:
                 row = self.product_row(job, result, entity, path, progenitors)
             except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
-                log.warning(
-                    "job %s (%s, owner %s): result %s not catalogued: %s",
-                    job.job_id, job.jobname, job.owner, result.name, exc,
-                )  # fmt: skip
+                job_log(log, job).warning("result %s not catalogued: %s", result.name, exc)
                 continue
             if row is not None:
                 rows.append(row)
         written = self.catalogue.add_or_update_many(rows)
         if written:
-            log.info(
-                "job %s (%s, owner %s): %d data set(s) catalogued",
-                job.job_id, job.jobname, job.owner, written,
-            )  # fmt: skip
+            job_log(log, job).info("%d data set(s) catalogued", written)
         return written
 
     def _progenitors(self, obs_ids: list[str]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from uws_server.common import new_job_id, utcnow
 from uws_server.errors import BadRequest, Conflict
+from uws_server.joblog import job_log
 from uws_server.lifecycle import default_destruction
 from uws_server.models import ANONYMOUS, Job, Phase, Result, User, WorkerEvent
 from uws_server.service import UWSService
@@ -138,7 +139,7 @@ class TapJobs:
             run_id=control.get("RUNID") or None,
         )
         job = self.service.store.insert_job(job, new_job_id)
-        log.info("tap job %s created by %s", job.job_id, job.owner)
+        job_log(log, job).info("TAP query job created")
         if phase == "RUN":
             self.start(job)
         return job
@@ -214,15 +215,15 @@ class TapJobs:
                 ],
                 end_time=utcnow(),
             )
-            log.info("tap job %s of %s: %d rows", job_id, job.owner, len(result.rows))
+            job_log(log, job).info("TAP query done: %d rows", len(result.rows))
         except (ADQLError, BadRequest) as exc:
             message = exc.message if isinstance(exc, BadRequest) else str(exc)
             jdir.mkdir(parents=True, exist_ok=True)
             (jdir / "error.xml").write_text(error_votable(message))
             event = WorkerEvent(Phase.ERROR, error=message, end_time=utcnow())
-            log.info("tap job %s of %s refused: %s", job_id, job.owner, message)
+            job_log(log, job).info("TAP query refused: %s", message)
         except Exception:
-            log.exception("tap job %s of %s failed", job_id, job.owner)
+            job_log(log, job).exception("TAP query failed")
             event = WorkerEvent(
                 Phase.ERROR, error="internal error running the query", end_time=utcnow()
             )
