@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Client, LiveServer, make_settings
+from uws_server.provenance.serialize import FILENAMES
 
 
 def test_authentication_required(live: LiveServer) -> None:
@@ -390,6 +392,48 @@ def test_reported_inputs_link_only_to_entities_the_owner_may_read(tmp_path: Path
         # an admin's job may link to any user's entity of that content
         _, root_used = run(root)
         assert root_used[0].owner in ("alice", "bob")
+    finally:
+        live.stop()
+
+
+def test_provenance_writers_of_one_job_take_turns(tmp_path: Path) -> None:
+    """The final hook and readers who ask for provenance before it ran all call
+    write_job: one writes, the others find the file and return; its reported input is
+    linked once and nobody gets an integrity error (a 500 seen in a parallel run)."""
+    settings = make_settings(tmp_path)
+    (settings.job_definitions_dir / "report_job_vot.xml").write_text(REPORTING_JOB)
+    live = LiveServer(settings)
+    try:
+        alice = live.add_user("alice")
+        job = alice.create("report_job", {"text": "raced", "PHASE": "RUN"})
+        assert alice.wait_final(job) == "COMPLETED"
+        job_id = job.rsplit("/", 1)[1]
+        assert alice.get(job + "/provenance/json").status_code == 200
+        prov, store = live.service.provenance, live.service.store
+        outdir = settings.provenance_dir / job_id
+        for f in outdir.iterdir():
+            f.unlink()
+        target = outdir / FILENAMES["json"]
+        barrier = threading.Barrier(4)
+        wrote: list[int] = []
+        errors: list[BaseException] = []
+
+        def writer() -> None:
+            barrier.wait()
+            try:
+                wrote.append(len(prov.write_job(job_id, unless=target)))
+            except BaseException as exc:  # noqa: BLE001 (the test reports it)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert sorted(wrote) == [0, 0, 0, 5]  # one writer, three found the files
+        assert target.is_file()
+        assert len(store.usages_of_job(job_id)) == 1
     finally:
         live.stop()
 

@@ -159,6 +159,20 @@ def test_results_entities_and_delete(store: Store) -> None:
     assert store.usages_of_job(second.job_id) == []
 
 
+def test_a_usage_recorded_twice_is_kept_once(store: Store) -> None:
+    """The final hook and a reader's catch-up may both link a job's reported input:
+    the second write is a no-op, not an integrity error (seen as a 500 on
+    /provenance/json in a parallel suite run)."""
+    j = store.insert_job(job(0), new_job_id)
+    store.add_usages(j.job_id, [("ent_a", "calib"), ("ent_b", "input")])
+    store.add_usages(j.job_id, [("ent_a", "calib"), ("ent_a", "input")])
+    assert sorted(store.usages_of_job(j.job_id)) == [
+        ("ent_a", "calib"),
+        ("ent_a", "input"),
+        ("ent_b", "input"),
+    ]
+
+
 def test_users(store: Store) -> None:
     store.add_user(User("alice", "h1", roles=("operator", "x")), T0)
     assert store.user_by_token_hash("h1").roles == ("operator", "x")

@@ -8,12 +8,13 @@ applies owner isolation: nobody sees another user's job through provenance.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
 import re
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -133,6 +134,24 @@ class ProvenanceService:
         self.store = store
         self.definitions = definitions  # name -> JobDefinition (raises NotFound)
         self._lock = threading.Lock()
+        self._writing: dict[str, list] = {}  # job id -> [its lock, threads using it]
+
+    @contextlib.contextmanager
+    def _job_writer(self, job_id: str) -> Iterator[None]:
+        """One writer of a job's provenance at a time: the final hook and a reader who
+        asked before the hook ran would otherwise link the same inputs and render the
+        same files side by side."""
+        with self._lock:
+            entry = self._writing.setdefault(job_id, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._writing[job_id]
 
     def base_url(self) -> str:
         if self.settings.base_url:
@@ -353,8 +372,16 @@ class ProvenanceService:
         admin = owner is not None and owner.is_admin
         return self.store.entity_by_content(digest, None if admin else owner_name)
 
-    def write_job(self, job_id: str) -> dict[str, Path]:
-        """The final hook: write the five files and list them among the job's results."""
+    def write_job(self, job_id: str, unless: Path | None = None) -> dict[str, Path]:
+        """The final hook: write the five files and list them among the job's results
+        (nothing when ``unless`` exists once this writer's turn comes: a reader's
+        catch-up that the hook has meanwhile done)."""
+        with self._job_writer(job_id):
+            if unless is not None and unless.is_file():
+                return {}
+            return self._write_job(job_id)
+
+    def _write_job(self, job_id: str) -> dict[str, Path]:
         job = self.store.get_job(job_id)
         if job is None or not job.phase.is_final:
             return {}
@@ -395,7 +422,7 @@ class ProvenanceService:
             raise Conflict(f"provenance is written when the job ends (it is {job.phase.value})")
         path = self.settings.provenance_dir / job.job_id / FILENAMES[fmt]
         if not path.is_file():
-            self.write_job(job.job_id)  # the hook may still be queued: write it now
+            self.write_job(job.job_id, unless=path)  # the hook may still be queued
         if not path.is_file():
             raise NotFound(f"no {fmt} provenance for job {job.job_id}")
         return path, MEDIA_TYPES[fmt]

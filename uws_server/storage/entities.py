@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from uws_server import db
 from uws_server.models import Job
@@ -128,13 +129,16 @@ class EntityStore:
         return EntityRow(**row._mapping) if row else None
 
     def add_usages(self, job_id: str, pairs: list[tuple[str, str]]) -> None:
-        """Record that ``job_id`` used each (entity_id, role)."""
+        """Record that ``job_id`` used each (entity_id, role); a usage already recorded
+        is left as it is. Two writers may link the same reported input (the final hook
+        and a reader asking for provenance before the hook ran, or two server
+        processes): the second must not fail on the table's primary key."""
         if not pairs:
             return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(U).on_conflict_do_nothing()
         with self._write() as conn:
-            conn.execute(
-                insert(U), [{"job_id": job_id, "entity_id": e, "role": r} for e, r in pairs]
-            )
+            conn.execute(stmt, [{"job_id": job_id, "entity_id": e, "role": r} for e, r in pairs])
 
     def usages_of_job(self, job_id: str) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
