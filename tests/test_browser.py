@@ -533,16 +533,18 @@ def test_spectrum_results_summary_plots_quicklook(
     job = spectrum_job(alice, index="2.63", target="Crab Nebula")
     wait_provenance(alice, job)
     page = pages(live, "alice")
-    page.goto(live.base + ui(job))
+    # not until "load": that waits for the quick-looks, drawn when first asked for (at
+    # nice 10, over 15 s on a loaded CI machine); they get their own wait below
+    page.goto(live.base + ui(job), wait_until="domcontentloaded")
     table = page.locator("#summary-fit_result table.numbers")
     expect(table).to_contain_text("2.63 ± 0.0812")
     expect(table).to_contain_text("significance")
     for name in ("spectrum_preview", "counts_map"):
         image = page.locator(f"figure[data-name={name}] img")
-        expect(image).to_be_visible()
         page.wait_for_function(
-            "(el) => el.complete && el.naturalWidth > 0", arg=image.element_handle(), timeout=30000
+            "(el) => el.complete && el.naturalWidth > 0", arg=image.element_handle(), timeout=90000
         )
+        expect(image).to_be_visible()
     long_text = page.locator("div[data-name=fit_log] details.long-text")
     expect(long_text).not_to_have_attribute("open", "")
     expect(long_text.locator("pre")).to_be_hidden()
