@@ -290,37 +290,17 @@ def test_admin_page(pages: Any, live: LiveServer, bob: Client) -> None:
 # ---------------------------------------------------------------- Find data (issue 12)
 def simulate_store(store: Path, work: Path) -> None:
     """Three 1-minute observations of PKS 2155-304 (obs ids 3001-3003) in a DL3 store,
-    made by the project's simulate_dl3 script as a job would run it (no service)."""
-    import json
-    import subprocess
-
+    made by the project's simulate_dl3 job script as the runner would run it (its
+    definition's defaults, the job environment of workers.jobdir; no service)."""
     from tests import cta_support
 
-    work.mkdir(parents=True)
-    from uws_server.jdl.votable import read_votable
-
-    defn = read_votable((PROJECT_ROOT / "job_definitions" / "simulate_dl3_vot.xml").read_bytes())
+    defn = cta_support.definition("simulate_dl3")
     params = {p.name: p.default for p in defn.parameters if p.default}  # as the service sends
     params.update(first_obs_id="3001", n_obs="3", livetime="1", seed="3")
-    (work / "parameters.json").write_text(json.dumps(params))
-    env = {
-        **os.environ,
-        "UWS_DL3_STORE": str(store),
-        "UWS_SCRIPTS_DIR": str(PROJECT_ROOT / "scripts"),
-        "UWS_JOB_DIR": str(work),
-        "UWS_PARAMETERS_FILE": str(work / "parameters.json"),
-        "MPLBACKEND": "Agg",
-    }
-    env["PYTHONPATH"] = cta_support.PYTHONPATH
-    proc = subprocess.run(
-        cta_support.step_command("simulate_dl3"),
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = cta_support.run_job(
+        "simulate_dl3", params, work, store, env={"MPLBACKEND": "Agg"}, timeout=300
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")

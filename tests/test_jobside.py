@@ -20,20 +20,18 @@ from workers.results import collect_context, hash_file
 
 @pytest.fixture
 def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A job directory as the runner sets it up: working directory and UWS_* variables."""
+    """A job directory as the runner sets it up: its working directory and the UWS_*
+    variables of workers.jobdir.prepare_environment (not a copy of them)."""
     (tmp_path / ".uws").mkdir()
     (tmp_path / "parameters.json").write_text(json.dumps({"n": 3, "name": "x"}))
     monkeypatch.chdir(tmp_path)
-    for key, value in {
-        "UWS_JOB_DIR": str(tmp_path),
-        "UWS_PARAMETERS_FILE": str(tmp_path / "parameters.json"),
-        "UWS_CONTEXT_FILE": str(tmp_path / ".uws/context.json"),
-        "UWS_PROGRESS_FILE": str(tmp_path / ".uws/progress.json"),
-        "UWS_BASE_URL": "http://example.org/uws",
-        "UWS_JOBNAME": "maps",
-        "UWS_JOB_ID": "J1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    spec = SimpleNamespace(
+        job_id="J1", jobname="maps", job_dir=str(tmp_path), python="", parameters={}, generated=[]
+    )
+    env = prepare_environment(spec, {"UWS_BASE_URL": "http://example.org/uws"})
+    for key, value in env.items():
+        if key.startswith("UWS_"):
+            monkeypatch.setenv(key, value)
     return tmp_path
 
 
