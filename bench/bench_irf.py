@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,30 +34,17 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-from cta.make_models import SAMPLES  # noqa: E402
+from cta.make_models import SAMPLES, run_job  # noqa: E402
 
 OUT = REPO / "bench" / "out" / "irf"
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join([str(SCRIPTS), str(REPO)]),
-    "OMP_NUM_THREADS": "1",
-}
+
+
+ENV = {"OMP_NUM_THREADS": "1"}  # on top of this process's environment
 
 
 def run_step(step: str, job_dir: Path, params: dict) -> float:
-    """One job, as the service runs it; returns its wall time (s)."""
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / "parameters.json").write_text(json.dumps({k: str(v) for k, v in params.items()}))
-    start = time.monotonic()
-    with open(job_dir / "stdout.log", "w") as out, open(job_dir / "stderr.log", "w") as err:
-        command = [sys.executable, "-P", "-m", f"cta.{step}"]
-        proc = subprocess.run(command, cwd=job_dir, stdout=out, stderr=err, env=ENV)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        lines = (job_dir / "stderr.log").read_text().strip().splitlines()
-        raise SystemExit(f"{step} failed in {job_dir}: {lines[-1] if lines else '?'}")
-    print(f"  {step:<16} {elapsed:7.1f} s  {job_dir.parent.name}", flush=True)
-    return elapsed
+    """Run ``cta.<step>`` as a job in ``job_dir`` (make_models' runner, with :data:`ENV`)."""
+    return run_job(step, job_dir, params, env=ENV)
 
 
 def mc_set(workdir: Path, name: str, scale: float) -> tuple[str, Path, dict]:

@@ -55,6 +55,7 @@ def step_command(step: str) -> list[str]:
     """The command line running ``cta.<step>`` in a new interpreter (with :data:`PYTHONPATH`)."""
     return [sys.executable, "-P", "-m", f"cta.{step}"]
 
+
 _DEFINITIONS: dict[str, JobDefinition] = {}
 
 
@@ -139,6 +140,18 @@ def step_module(name: str) -> str:
     return match.group(1)
 
 
+def unit_converters() -> dict[Any, Any]:
+    """A copy of matplotlib's unit converters, to put back after a step ran here (astropy's
+    quantity_support() adds some). Taken after pyplot's import: matplotlib registers its
+    date converters when ``matplotlib.dates`` is first imported, so a copy taken before
+    that, put back, would leave every later time axis in this process without them (seen:
+    a light curve's plot failing on ``datetime`` after another step ran first)."""
+    import matplotlib.pyplot  # noqa: F401 (imports matplotlib.dates: the converters)
+    import matplotlib.units
+
+    return dict(matplotlib.units.registry)
+
+
 def run_in_process(
     name: str,
     params: dict[str, Any],
@@ -162,9 +175,7 @@ def run_in_process(
     saved_path = list(sys.path)
     root = logging.getLogger()
     saved_logging = (list(root.handlers), root.level)
-    import matplotlib.units
-
-    saved_units = dict(matplotlib.units.registry)  # astropy's quantity_support() adds some
+    saved_units = unit_converters()
     out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     start = time.monotonic()
@@ -194,10 +205,11 @@ def run_in_process(
         sys.argv = saved_argv
         sys.path[:] = saved_path
         root.handlers[:], root.level = saved_logging
+        import matplotlib.pyplot
+        import matplotlib.units
+
         matplotlib.units.registry.clear()
         matplotlib.units.registry.update(saved_units)
-        import matplotlib.pyplot
-
         matplotlib.pyplot.close("all")
     returncode = code if isinstance(code, int) else (0 if code is None else 1)
     return Finished(returncode, out.getvalue(), err.getvalue(), time.monotonic() - start)

@@ -487,6 +487,24 @@ def test_job_status_long_poll(alice: Client) -> None:
     assert alice.get(url.replace("echo_job", "copy_job")).status_code == 404
 
 
+def test_a_finished_jobs_page_matches_its_status(alice: Client) -> None:
+    """The page's counts (data-results, data-provenance) are what its status poll
+    reports, once provenance is written: the page has nothing to re-render after
+    loading (it did, once, on every finished job: the status counted the provenance
+    documents among the results, and a depth the user had just chosen was lost)."""
+    from tests.test_web_results import wait_provenance
+
+    job = alice.create("echo_job", {"PHASE": "RUN"})
+    assert alice.wait_final(job) == "COMPLETED"
+    wait_provenance(alice, job)
+    page = alice.get(ui_path(job)).text
+    status = alice.get("/ui/api/jobs/" + job.removeprefix("/rest/")).json()
+    shown = re.search(r'data-results="(\d+)" data-provenance="(\d+)"', page)
+    assert shown, page[:2000]
+    assert (int(shown[1]), int(shown[2])) == (len(status["results"]), len(status["provenance"]))
+    assert len(status["provenance"]) == 5 and status["results"] == ["output"]
+
+
 def test_bad_requests_get_clear_pages(alice: Client) -> None:
     for path, status, text in (
         ("/ui/submit/nope", 404, "no job definition named 'nope'"),

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from uws_server.common import within
 from uws_server.errors import UWSError
-from uws_server.models import Job, Phase
+from uws_server.models import Job, Phase, Result
 from uws_server.served_files import PREVIEW_IMAGES
 from uws_server.service import UWSService
 from uws_server.web.common import iso, url_part
@@ -184,6 +184,13 @@ def _plot_first(view: ResultView) -> int:
     return {"image": 0, "fits": 1}.get(view.preview, 2)
 
 
+def own_results(service: UWSService, job: Job) -> list[Result]:
+    """The job's results but its provenance documents (listed among the results by the
+    final hook; the page shows them in their own section)."""
+    provdir = service.settings.provenance_dir / job.job_id
+    return [r for r in job.results if not within(Path(r.path), provdir)]
+
+
 def results(service: UWSService, job: Job) -> list[ResultView]:
     """The job's outputs, plots first; provenance documents have their own section.
 
@@ -192,12 +199,9 @@ def results(service: UWSService, job: Job) -> list[ResultView]:
     """
     out = []
     jdir = service.job_dir(job.job_id)
-    provdir = service.settings.provenance_dir / job.job_id
     texts = 0
-    for r in job.results:
+    for r in own_results(service, job):
         path = Path(r.path)
-        if within(path, provdir):
-            continue
         kind = preview_kind(r.content_type, r.path)
         # SVG stays a link (docs/security.md class 7): only raster images are shown
         if is_fits(r.content_type, r.path):
@@ -367,6 +371,9 @@ def job_status(service: UWSService, job: Job) -> dict[str, Any]:
         "start_time": iso(job.start_time),
         "end_time": iso(job.end_time),
         "error": job.error_summary,
-        "results": [r.name for r in job.results],
+        # what the page counts (data-results): a count that also held the provenance
+        # documents differed from the page's on every finished job, which then re-rendered
+        # its details once after loading (and lost a choice the user had just made)
+        "results": [r.name for r in own_results(service, job)],
         "provenance": [p.format for p in provenance_files(service, job)],
     }
