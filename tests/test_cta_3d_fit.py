@@ -90,6 +90,28 @@ def test_the_fit_finds_the_source_not_the_requested_target(fit3d) -> None:  # ty
     assert fit["irf_uncertainty"]["stated"] is False and fit["amplitude_err_irf"] is None
 
 
+def test_a_gaussian_fitted_to_a_point_source_stays_point_like(fit3d, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The Gaussian source model through the job (its closure over seeds is in
+    bench/bench_closure_3d.py): on the store's point source, the fitted width is zero
+    within its errors, with the position and index still found."""
+    live, _, _, _ = fit3d
+    params = {"obs_ids": "4001-4002", **TARGET, **CUBE, "spatial_model": "gauss"}
+    params["ts_downsampling"] = "8"
+    done = cta_support.run_in_process(
+        "gammapy_3d_fit", params, tmp_path / "g", live.settings.dl3_store
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fit = json.loads((tmp_path / "g" / "fit_result.json").read_text())
+    assert fit["spatial_model"] == "gauss" and fit["fit_success"], fit
+    sigma = fit["parameters"]["spatial"]["sigma"]
+    assert sigma["unit"] == "deg" and sigma["frozen"] is False
+    assert fit["sigma"] == pytest.approx(sigma["value"])
+    assert 0 < sigma["error"] < 0.05, sigma  # constrained: the PSF sets the scale
+    assert 0 <= sigma["value"] < 3 * sigma["error"] + 0.03, sigma  # a point, within errors
+    assert abs(fit["dec"] - SOURCE["Dec"]) < 4 * fit["dec_err"] + 0.01, fit
+    assert abs(fit["index"] - TRUTH["index"]) < 4 * fit["index_err"], fit
+
+
 def test_ts_map_and_previews(fit3d) -> None:  # type: ignore[no-untyped-def]
     _, c, job, fit = fit3d
     r = c.get(job + "/results/ts_map")
