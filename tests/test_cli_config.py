@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.timing import MACHINE
 from uws_server.config import PROJECT_ROOT, load_settings
 
 
@@ -90,12 +91,16 @@ def test_serve_starts_on_defaults_and_stops_cleanly(env: dict[str, str], tmp_pat
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        # a start is an interpreter, the service's imports, the migrations and the
+        # definitions: the machine's budget, twice (it returns as soon as it answers)
+        deadline = time.monotonic() + 2 * MACHINE
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}: {proc.stdout.read()}")
             try:
-                r = requests.get(f"http://127.0.0.1:{port}/jdl", timeout=2)
+                r = requests.get(f"http://127.0.0.1:{port}/jdl", timeout=MACHINE)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         else:
             pytest.fail("server did not start")
