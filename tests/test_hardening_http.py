@@ -306,6 +306,34 @@ def test_a_head_under_the_limits_is_served(world: LiveServer) -> None:
     assert status == 200
 
 
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET //rest/echo_job HTTP/1.1",  # read by cheroot as an absolute URI: 400
+        b"GET /rest HTTP/1.1 extra",  # malformed request line: 400
+        b"get /rest HTTP/1.1",  # method in lower case: 400
+        b"GET /rest HTTP/2.7",  # 505
+    ],
+)
+def test_a_request_cheroot_refuses_closes_its_keep_alive_connection_and_says_so(
+    world: LiveServer, request_line: bytes
+) -> None:
+    """A keep-alive connection first served, then a request cheroot cannot parse: the
+    refusal says ``Connection: close`` before the server closes, so that a client does
+    not send its next request on a closing connection and get no answer at all (a
+    ``RemoteDisconnected`` in the fuzz test: cheroot said so for 413/414 only)."""
+    with socket.create_connection(("127.0.0.1", world.settings.port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        sock.sendall(b"GET /rest HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = read_answer(f)
+        assert status == 200 and headers.get("connection") != "close"
+        sock.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        status, headers, body = read_answer(f)
+        assert status in (400, 505) and body.strip(), (status, body)
+        assert headers.get("connection") == "close", headers
+        assert closed_by_server(sock, 10)
+
+
 # ------------------------------------------------------------ class 3: slow clients
 def test_slow_heads_are_dropped_and_hold_no_thread(tight: LiveServer) -> None:
     """Four threads, 36 connections: silent, dripping a header line, stuck after the

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.makefile import MakeFile, StreamWriter
@@ -35,9 +36,10 @@ log = logging.getLogger("uws_server")
 
 # This module subclasses cheroot's HTTPRequest and HTTPConnection and replaces the
 # connection's reader: it relies on cheroot internals (communicate(), send_headers(),
-# respond(), process_conn(), rfile's read/readline/has_data, ConnectionManager.put and
-# _expire reading last_used). setup.py pins this version; tests/test_hardening_http.py
-# fails when the installed cheroot differs, so that an upgrade re-checks them first.
+# simple_response(), respond(), process_conn(), rfile's read/readline/has_data,
+# ConnectionManager.put and _expire reading last_used). setup.py pins this version;
+# tests/test_hardening_http.py fails when the installed cheroot differs, so that an
+# upgrade re-checks them first.
 CHEROOT_VERSION = "11.1.2"
 
 
@@ -418,6 +420,27 @@ class _Request(cheroot_server.HTTPRequest):
             super().send_headers()
         finally:
             wfile.holding = False
+
+    def simple_response(self, status: str, msg: str | bytes = "") -> None:
+        """cheroot's answer to a request it cannot parse (a malformed request line,
+        ``//path`` read as an absolute URI, a bad header...), which always ends the
+        connection, now says so: cheroot sends ``Connection: close`` only with 413/414,
+        and a keep-alive client then sent its next request on the connection being
+        closed and got no answer at all (``RemoteDisconnected``: seen in the fuzz test)."""
+        status = str(status)
+        if status[:3] in {"413", "414"} and self.response_protocol != "HTTP/1.1":
+            status = "400 Bad Request"  # cheroot's rule: HTTP/1.0 has neither status
+        self.close_connection = True
+        body = msg.encode("ISO-8859-1") if isinstance(msg, str) else msg
+        head = (
+            f"{self.server.protocol} {status}\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: text/plain\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            self.conn.wfile.write(head.encode("ISO-8859-1") + body)
+        except OSError as exc:
+            if exc.args and exc.args[0] not in cheroot_errors.socket_errors_to_ignore:
+                raise
 
     def respond(self) -> None:
         direct.begin(self)
