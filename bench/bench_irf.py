@@ -37,8 +37,6 @@ sys.path.insert(0, str(SCRIPTS))
 from cta.make_models import SAMPLES, run_job  # noqa: E402
 
 OUT = REPO / "bench" / "out" / "irf"
-
-
 ENV = {"OMP_NUM_THREADS": "1"}  # on top of this process's environment
 
 

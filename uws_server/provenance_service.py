@@ -15,6 +15,7 @@ import platform
 import re
 import threading
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -126,6 +127,15 @@ def entity_readable(owner: User | None, owner_name: str, row: EntityRow) -> bool
     return can_read(owner or User(owner_name, ""), row.owner or "")
 
 
+@dataclass
+class _Turns:
+    """The writers of one job's provenance: its lock, and how many hold or await it
+    (the entry goes when none does)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    waiting: int = 0
+
+
 class ProvenanceService:
     """Builds, stores and serves provenance; also the ``RecordSource`` of the graph walk."""
 
@@ -134,7 +144,7 @@ class ProvenanceService:
         self.store = store
         self.definitions = definitions  # name -> JobDefinition (raises NotFound)
         self._lock = threading.Lock()
-        self._writing: dict[str, list] = {}  # job id -> [its lock, threads using it]
+        self._writing: dict[str, _Turns] = {}  # job id -> its writers' lock
 
     @contextlib.contextmanager
     def _job_writer(self, job_id: str) -> Iterator[None]:
@@ -142,15 +152,15 @@ class ProvenanceService:
         asked before the hook ran would otherwise link the same inputs and render the
         same files side by side."""
         with self._lock:
-            entry = self._writing.setdefault(job_id, [threading.Lock(), 0])
-            entry[1] += 1
+            turns = self._writing.setdefault(job_id, _Turns())
+            turns.waiting += 1
         try:
-            with entry[0]:
+            with turns.lock:
                 yield
         finally:
             with self._lock:
-                entry[1] -= 1
-                if entry[1] == 0:
+                turns.waiting -= 1
+                if turns.waiting == 0:
                     del self._writing[job_id]
 
     def base_url(self) -> str:
